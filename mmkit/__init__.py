@@ -1,0 +1,30 @@
+"""mmkit: audio, video and image-text deep-learning experiments from one command line."""
+
+from __future__ import annotations
+
+from mmkit.registry import (
+    create_backbone,
+    create_preprocessor,
+    list_plugins,
+    register_backbone,
+    register_preprocessor,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "create_backbone",
+    "create_preprocessor",
+    "list_plugins",
+    "load_checkpoint",
+    "register_backbone",
+    "register_preprocessor",
+]
+
+
+def load_checkpoint(path: str, device: str = "cpu"):  # noqa: ANN201 - returns a LoadedCheckpoint
+    """Load a checkpoint (run dir or checkpoint dir) and rebuild its model from ``config.json``."""
+    from mmkit.engine.checkpoint import load_checkpoint as _load
+
+    return _load(path, device=device)

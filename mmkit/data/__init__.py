@@ -1,0 +1,1 @@
+"""Dataset sources, the prepared store and splits."""

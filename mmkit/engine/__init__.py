@@ -1,0 +1,1 @@
+"""The training loop and checkpoints, shared by every modality."""

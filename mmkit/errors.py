@@ -1,0 +1,30 @@
+"""Exception hierarchy. Every error a user can cause is an :class:`MmkitError`.
+
+The CLI turns an ``MmkitError`` into one line on stderr and exit code 1; anything else is a bug and
+keeps its traceback (``MMKIT_DEBUG=1`` shows the traceback for ``MmkitError`` too).
+"""
+
+from __future__ import annotations
+
+
+class MmkitError(Exception):
+    """Base class of every error mmkit raises on purpose."""
+
+
+class UserInputError(MmkitError, ValueError):
+    """A bad option, config value, path or dataset description."""
+
+
+class MediaError(MmkitError):
+    """A media file that cannot be read or decoded."""
+
+
+class UnknownPluginError(UserInputError, KeyError):
+    """A backbone or preprocessor name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it a plain sentence
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(MmkitError):
+    """A checkpoint directory that is missing, incomplete or from an incompatible version."""

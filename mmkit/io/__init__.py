@@ -1,0 +1,1 @@
+"""Media decoding: audio (soundfile), video (imageio-ffmpeg), images (Pillow)."""

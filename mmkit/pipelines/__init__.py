@@ -1,0 +1,1 @@
+"""prepare / train / eval / infer / sim as plain functions, one module per modality."""

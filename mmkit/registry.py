@@ -1,0 +1,203 @@
+"""Plugin registry for backbones and preprocessors.
+
+One :class:`Registry` class with two instances, ``BACKBONES`` and ``PREPROCESSORS``. The decorators
+:func:`register_backbone` and :func:`register_preprocessor` are the only way in::
+
+    @register_backbone("audio_cnn", modality="audio")
+    def audio_cnn(*, num_classes: int, width: int = 32) -> nn.Module: ...
+
+Built-ins register when :func:`load_plugins` imports their packages; third-party plugins are modules
+named by the ``mmkit.plugins`` entry-point group or by ``MMKIT_PLUGINS=pkg.mod[,pkg.other]``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+from mmkit.errors import UnknownPluginError, UserInputError
+
+MODALITIES = ("audio", "video", "image", "text", "mm")
+ENTRY_POINT_GROUP = "mmkit.plugins"
+_BUILTIN_MODULES = ("mmkit.preprocess", "mmkit.backbones")
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """What the registry knows about one plugin."""
+
+    name: str
+    kind: str
+    modality: str
+    factory: Callable[..., Any]
+    description: str
+    tags: tuple[str, ...] = ()
+    module: str = field(default="")
+
+    def signature(self) -> dict[str, str]:
+        """Keyword arguments of the factory with their defaults, for ``mmkit describe``."""
+        params = {}
+        for p in inspect.signature(self.factory).parameters.values():
+            if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            params[p.name] = "required" if p.default is p.empty else repr(p.default)
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "modality": self.modality,
+            "description": self.description,
+            "tags": list(self.tags),
+            "module": self.module,
+            "arguments": self.signature(),
+        }
+
+
+class Registry:
+    """A name -> :class:`PluginSpec` map that refuses duplicates and suggests near names."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._specs: dict[str, PluginSpec] = {}
+
+    def register(
+        self, name: str, *, modality: str, tags: tuple[str, ...] = ()
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        if modality not in MODALITIES:
+            raise UserInputError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+
+        def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._specs:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            doc = inspect.getdoc(factory) or ""
+            self._specs[name] = PluginSpec(
+                name=name,
+                kind=self.kind,
+                modality=modality,
+                factory=factory,
+                description=doc.splitlines()[0] if doc else "",
+                tags=tuple(tags),
+                module=factory.__module__,
+            )
+            return factory
+
+        return decorator
+
+    def get(self, name: str) -> PluginSpec:
+        load_plugins()
+        try:
+            return self._specs[name]
+        except KeyError:
+            names = sorted(self._specs)
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownPluginError(
+                f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(names)}"
+            ) from None
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        spec = self.get(name)
+        try:
+            return spec.factory(**kwargs)
+        except TypeError as exc:
+            raise UserInputError(f"{self.kind} {name!r}: {exc}") from exc
+
+    def names(self, modality: str | None = None) -> list[str]:
+        return [s.name for s in self.specs(modality)]
+
+    def specs(self, modality: str | None = None) -> list[PluginSpec]:
+        load_plugins()
+        return sorted(
+            (s for s in self._specs.values() if modality in (None, s.modality)),
+            key=lambda s: (s.modality, s.name),
+        )
+
+    def __contains__(self, name: object) -> bool:
+        load_plugins()
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[PluginSpec]:
+        return iter(self.specs())
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin (for tests that register throw-away plugins)."""
+        self._specs.pop(name, None)
+
+
+BACKBONES = Registry("backbone")
+PREPROCESSORS = Registry("preprocessor")
+REGISTRIES = {"backbone": BACKBONES, "preprocessor": PREPROCESSORS}
+
+
+def register_backbone(
+    name: str, *, modality: str, tags: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``factory(*, num_classes, **kwargs) -> nn.Module`` as a backbone.
+
+    The module must expose ``num_features``, ``forward_features(x)`` and ``forward_head(features)``.
+    """
+    return BACKBONES.register(name, modality=modality, tags=tags)
+
+
+def register_preprocessor(
+    name: str, *, modality: str, tags: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``factory(**params) -> nn.Module`` (batched, runs on the training device)."""
+    return PREPROCESSORS.register(name, modality=modality, tags=tags)
+
+
+_loaded = False
+
+
+def load_plugins() -> None:
+    """Import the built-in plugins, then entry-point and ``MMKIT_PLUGINS`` modules, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        importlib.import_module(ep.value)
+    for module in filter(None, os.environ.get("MMKIT_PLUGINS", "").split(",")):
+        try:
+            importlib.import_module(module.strip())
+        except ImportError as exc:
+            raise UserInputError(f"MMKIT_PLUGINS: cannot import {module.strip()!r}: {exc}") from exc
+
+
+def create_backbone(name: str, **kwargs: Any) -> Any:
+    """Build a registered backbone: ``create_backbone("audio_cnn", num_classes=12)``."""
+    return BACKBONES.create(name, **kwargs)
+
+
+def create_preprocessor(name: str, **kwargs: Any) -> Any:
+    """Build a registered preprocessor: ``create_preprocessor("log_mel", n_mels=64)``."""
+    return PREPROCESSORS.create(name, **kwargs)
+
+
+def list_plugins(kind: str | None = None, modality: str | None = None) -> list[PluginSpec]:
+    """Every registered plugin, optionally filtered by kind and modality."""
+    if kind is not None and kind not in REGISTRIES:
+        raise UserInputError(f"--kind must be one of {', '.join(REGISTRIES)}, got {kind!r}")
+    regs = [REGISTRIES[kind]] if kind else list(REGISTRIES.values())
+    return [spec for reg in regs for spec in reg.specs(modality)]
+
+
+def describe(name: str) -> PluginSpec:
+    """The spec of a backbone or preprocessor by name (backbones first)."""
+    for reg in REGISTRIES.values():
+        if name in reg:
+            return reg.get(name)
+    every = sorted(s.name for s in list_plugins())
+    close = difflib.get_close_matches(name, every, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UnknownPluginError(f"unknown plugin {name!r}.{hint} Available: {', '.join(every)}")

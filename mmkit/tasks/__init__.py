@@ -1,0 +1,1 @@
+"""Task heads and steps: classification and contrastive."""
