@@ -72,7 +72,9 @@ class Registry:
         self, name: str, *, modality: str, tags: tuple[str, ...] = ()
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if modality not in MODALITIES:
-            raise UserInputError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+            raise UserInputError(
+                f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
+            )
 
         def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._specs:

@@ -1,0 +1,161 @@
+"""``mmkit audio prepare|train|eval|infer``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mmkit.cli import common as c
+
+app = typer.Typer(
+    help="Audio classification: keyword spotting, sound events.", no_args_is_help=True
+)
+
+SampleRate = Annotated[
+    int | None, typer.Option(help="Sample rate to decode to (default 16000).", show_default=False)
+]
+Duration = Annotated[
+    float | None, typer.Option(help="Clip length in seconds (default 1.0).", show_default=False)
+]
+NMels = Annotated[int | None, typer.Option(help="Mel bands (default 64).", show_default=False)]
+Classes = Annotated[
+    str | None,
+    typer.Option(
+        help="Speech Commands: 'all' words or '12' (10 words + _unknown_ + _silence_).",
+        show_default=False,
+    ),
+]
+AudioColumn = Annotated[str | None, typer.Option(help="HF audio column.", show_default=False)]
+
+
+def _config(config: Path | None, **flags: object):
+    from mmkit.config import build_config
+    from mmkit.pipelines.audio import AudioConfig
+
+    return build_config(AudioConfig, config, flags)
+
+
+@app.command()
+def prepare(
+    dataset: c.Dataset = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Store directory (default: the mmkit cache).", show_default=False),
+    ] = None,
+    sample_rate: SampleRate = None,
+    classes: Classes = None,
+    hf_config: c.HfConfig = None,
+    audio_column: AudioColumn = None,
+    label_column: c.LabelColumn = None,
+    config: c.ConfigFile = None,
+    json_: c.Json = False,
+) -> None:
+    """Decode every file once into the prepared store and report what was found and skipped."""
+    from mmkit.pipelines import audio
+
+    cfg = _config(
+        config,
+        dataset=dataset,
+        sample_rate=sample_rate,
+        classes=classes,
+        hf_config=hf_config,
+        audio_column=audio_column,
+        label_column=label_column,
+    )
+    store = audio.prepare(cfg, out=out, progress=c.progress_for(json_))
+    c.render_prepare(store.summary(), json_)
+
+
+@app.command()
+def train(
+    dataset: c.Dataset = None,
+    out: c.Out = None,
+    backbone: c.Backbone = None,
+    epochs: c.Epochs = None,
+    batch_size: c.BatchSize = None,
+    lr: c.Lr = None,
+    seed: c.Seed = None,
+    device: c.Device = None,
+    resume: c.Resume = False,
+    sample_rate: SampleRate = None,
+    duration: Duration = None,
+    n_mels: NMels = None,
+    classes: Classes = None,
+    augment: c.Augment = None,
+    num_workers: c.Workers = None,
+    hf_config: c.HfConfig = None,
+    audio_column: AudioColumn = None,
+    label_column: c.LabelColumn = None,
+    config: c.ConfigFile = None,
+    json_: c.Json = False,
+) -> None:
+    """Train a classifier (prepares the dataset first when needed)."""
+    from mmkit.pipelines import audio
+
+    cfg = _config(
+        config,
+        dataset=dataset,
+        out=out,
+        backbone=backbone,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        sample_rate=sample_rate,
+        duration=duration,
+        n_mels=n_mels,
+        classes=classes,
+        augment=augment,
+        num_workers=num_workers,
+        hf_config=hf_config,
+        audio_column=audio_column,
+        label_column=label_column,
+    )
+    result = audio.train(cfg, resume=resume, progress=c.progress_for(json_))
+    c.render_train(result.to_dict(), json_)
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: c.Checkpoint,
+    dataset: c.Dataset = None,
+    split: c.Split = "test",
+    device: c.Device = None,
+    hf_config: c.HfConfig = None,
+    audio_column: AudioColumn = None,
+    label_column: c.LabelColumn = None,
+    json_: c.Json = False,
+) -> None:
+    """Accuracy, macro-F1, per-class report and confusion matrix (JSON + PNG)."""
+    from mmkit.pipelines import audio
+
+    cfg = _config(
+        None,
+        dataset=dataset,
+        device=device,
+        hf_config=hf_config,
+        audio_column=audio_column,
+        label_column=label_column,
+    )
+    result = audio.evaluate(checkpoint, cfg, split=split, progress=c.progress_for(json_))
+    c.render_eval(result, json_)
+
+
+@app.command()
+def infer(
+    paths: Annotated[list[str], typer.Argument(help="Audio files or folders.", show_default=False)],
+    checkpoint: c.Checkpoint,
+    top_k: c.TopK = 3,
+    device: c.Device = None,
+    json_: c.Json = False,
+) -> None:
+    """Classify files; clips longer than the training duration get per-window results."""
+    from mmkit.pipelines import audio
+
+    results = audio.infer(
+        paths, checkpoint, k=top_k, device=device or "auto", progress=c.progress_for(json_)
+    )
+    c.render_infer(results, json_)

@@ -1,0 +1,74 @@
+"""The ``mmkit`` entry point: sub-apps per modality, plugin listing, demo and bench.
+
+The error boundary lives here: an :class:`~mmkit.errors.MmkitError` becomes one line on stderr and
+exit code 1 (``MMKIT_DEBUG=1`` re-raises it with its traceback); usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from mmkit import __version__
+from mmkit.cli import audio, plugins
+from mmkit.cli.common import err
+from mmkit.errors import MmkitError
+
+app = typer.Typer(
+    name="mmkit",
+    help="Audio, video and image-text deep-learning experiments from one command line.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(audio.app, name="audio")
+plugins.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mmkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Audio, video and image-text deep-learning experiments from one command line."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; exit 0 ok, 1 user/media error (one line), 2 usage error, 130 interrupted."""
+    from mmkit.engine.trainer import TrainingInterrupted
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="mmkit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted", style="red")
+        code = 130
+    except TrainingInterrupted as exc:
+        err.print(f"interrupted: {exc}", highlight=False, soft_wrap=True)
+        code = 130
+    except MmkitError as exc:
+        if os.environ.get("MMKIT_DEBUG", "0") not in ("", "0"):
+            raise
+        err.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)
+        code = 1
+    except KeyboardInterrupt:
+        err.print("interrupted", style="red")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,137 @@
+"""Hugging Face sources: hub ids, ``save_to_disk`` directories and parquet files.
+
+Media columns are read with ``decode=False`` (datasets 5 would decode through torchcodec) and handed
+to mmkit's own decoders as ``bytes`` (or a path when the row has no bytes). ``ClassLabel`` names are
+kept; a ``speaker_id``/``group`` column becomes the group for hash splits.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from mmkit.data.sources import Record, SourceData, SourceOptions
+from mmkit.data.splits import normalize_split
+from mmkit.errors import UserInputError
+
+MEDIA_COLUMNS = {
+    "audio": ("audio", "file", "path", "wav"),
+    "video": ("video", "file", "path", "clip"),
+    "image": ("image", "img", "file", "path"),
+}
+GROUP_COLUMNS = ("speaker_id", "speaker", "group", "client_id", "source")
+
+
+def _datasets():
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    return datasets
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A ``save_to_disk`` directory (a Dataset or a DatasetDict)."""
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+def read_saved(path: Path, options: SourceOptions) -> SourceData:
+    ds = _datasets().load_from_disk(str(path))
+    return _from_dataset(ds, options, "hf_disk", base=path)
+
+
+def read_parquet(files: list[Path], options: SourceOptions) -> SourceData:
+    by_split: dict[str, list[str]] = {}
+    for f in files:
+        by_split.setdefault(_split_of(f), []).append(str(f))
+    ds = _datasets().load_dataset("parquet", data_files=by_split)
+    return _from_dataset(ds, options, "hf_parquet", base=files[0].parent)
+
+
+def read_hub(repo_id: str, options: SourceOptions) -> SourceData:
+    """A hub dataset id (``org/name``); needs the network unless it is in the HF cache."""
+    datasets = _datasets()
+    try:
+        ds = datasets.load_dataset(repo_id, name=options.hf_config, split=options.hf_split)
+    except FileNotFoundError as exc:
+        raise UserInputError(f"dataset not found: {repo_id} (not a local path or hub id)") from exc
+    except (ConnectionError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserInputError(f"cannot load hub dataset {repo_id!r}: {first}") from exc
+    return _from_dataset(ds, options, "hf_hub", base=None)
+
+
+def _split_of(path: Path) -> str:
+    """``train-00000-of-00001.parquet`` -> train; a ``test/`` folder -> test; else train."""
+    for part in (path.stem, *reversed(path.parent.parts)):
+        head = re.split(r"[-_.]", part.lower(), maxsplit=1)[0]
+        if normalize_split(head):
+            return head
+    return "train"
+
+
+def _from_dataset(ds: Any, options: SourceOptions, kind: str, base: Path | None) -> SourceData:
+    datasets = _datasets()
+    splits = ds.items() if isinstance(ds, datasets.DatasetDict) else [(options.hf_split, ds)]
+    records: list[Record] = []
+    labels: list[str] | None = None
+    for split_name, part in splits:
+        column = _media_column(part, options)
+        feature = part.features[column]
+        if hasattr(feature, "decode"):
+            part = part.cast_column(column, type(feature)(decode=False))
+        if options.label_column not in part.column_names:
+            raise UserInputError(
+                f"no label column {options.label_column!r} "
+                f"(columns: {', '.join(part.column_names)})"
+                "; pass --label-column"
+            )
+        label_feature = part.features[options.label_column]
+        names = getattr(label_feature, "names", None)
+        if names is not None:
+            labels = list(names)
+        group_col = next((c for c in GROUP_COLUMNS if c in part.column_names), None)
+        split = normalize_split(split_name) if split_name else None
+        wanted = [c for c in (column, options.label_column, group_col) if c]
+        for row_n, row in enumerate(part.select_columns(wanted)):
+            label = names[row[options.label_column]] if names else str(row[options.label_column])
+            source, name = _media_source(row[column], base, f"{split_name or 'row'}-{row_n}")
+            group = str(row[group_col]) if group_col and row[group_col] is not None else None
+            records.append(Record(source, label, name, split, group))
+    if labels is None:
+        labels = sorted({r.label for r in records})
+    return SourceData(records, labels, kind)
+
+
+def _media_column(part: Any, options: SourceOptions) -> str:
+    if options.media_column:
+        if options.media_column not in part.column_names:
+            raise UserInputError(
+                f"no column {options.media_column!r} (columns: {', '.join(part.column_names)})"
+            )
+        return options.media_column
+    typed = [c for c, f in part.features.items() if type(f).__name__.lower() == options.modality]
+    named = [c for c in MEDIA_COLUMNS.get(options.modality, ()) if c in part.column_names]
+    if typed or named:
+        return (typed or named)[0]
+    raise UserInputError(
+        f"no {options.modality} column found (columns: {', '.join(part.column_names)}); "
+        f"pass --{options.modality}-column"
+    )
+
+
+def _media_source(value: Any, base: Path | None, fallback: str) -> tuple[str | bytes, str]:
+    if isinstance(value, dict):
+        path = value.get("path")
+        if value.get("bytes"):
+            return bytes(value["bytes"]), str(path or fallback)
+        value = path
+    if isinstance(value, bytes):
+        return value, fallback
+    if isinstance(value, str) and value:
+        p = Path(value)
+        if not p.is_absolute() and base is not None and (base / p).exists():
+            p = base / p
+        return str(p), value
+    raise UserInputError(f"row {fallback}: empty media value")

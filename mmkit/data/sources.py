@@ -1,0 +1,188 @@
+"""Resolve ``--dataset SRC`` into labelled records (DESIGN §4), for audio and video classification.
+
+Order: a known alias, then a local path (prepared store, HF ``save_to_disk`` dir, parquet, a layout
+such as Speech Commands or UCF101, a folder per class, a CSV/JSONL manifest), else a Hugging Face
+hub id. Modality-specific layouts and aliases register themselves with :func:`register_layout` and
+:func:`register_alias`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmkit.data.splits import hash_split, normalize_split
+from mmkit.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled media item: a file path or the encoded bytes of one."""
+
+    source: str | bytes
+    label: str
+    name: str
+    split: str | None = None
+    group: str | None = None
+
+
+@dataclass
+class SourceData:
+    """What a source resolves to: records with splits, the label order and extras."""
+
+    records: list[Record]
+    labels: list[str]
+    kind: str
+    noise_files: list[str] = field(default_factory=list)
+
+    def with_splits(self) -> SourceData:
+        """Give every record without a split a deterministic hash split (by group, else name)."""
+        records = [
+            r
+            if r.split
+            else Record(r.source, r.label, r.name, hash_split(r.group or r.name), r.group)
+            for r in self.records
+        ]
+        return SourceData(records, self.labels, self.kind, self.noise_files)
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How to read a source: which files count, and HF column names."""
+
+    modality: str
+    extensions: tuple[str, ...]
+    hf_config: str | None = None
+    hf_split: str | None = None
+    media_column: str | None = None
+    label_column: str = "label"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Detector = Callable[[Path, SourceOptions], bool]
+Reader = Callable[[Path, SourceOptions], SourceData]
+_LAYOUTS: list[tuple[str, str | None, Detector, Reader]] = []
+_ALIASES: dict[str, tuple[str, Callable[[SourceOptions], Path]]] = {}
+
+
+def register_layout(name: str, modality: str | None, detect: Detector, read: Reader) -> None:
+    """Add a directory layout, tried before the generic folder-per-class reader."""
+    _LAYOUTS.append((name, modality, detect, read))
+
+
+def register_alias(name: str, modality: str, fetch: Callable[[SourceOptions], Path]) -> None:
+    """Add a dataset alias: ``fetch`` returns a local path (downloading it when needed)."""
+    _ALIASES[name] = (modality, fetch)
+
+
+def resolve(src: str, options: SourceOptions) -> SourceData:
+    """Turn ``--dataset SRC`` into records; every record gets a split."""
+    if src in _ALIASES and _ALIASES[src][0] == options.modality:
+        return resolve(str(_ALIASES[src][1](options)), options)
+    path = Path(src).expanduser()
+    if path.exists():
+        data = read_local(path, options)
+    elif src.startswith((".", "/", "~")) or src.endswith((".csv", ".jsonl", ".json")):
+        raise UserInputError(f"dataset not found: {src}")
+    else:
+        from mmkit.data.hf import read_hub
+
+        data = read_hub(src, options)
+    if not data.records:
+        raise UserInputError(f"no {options.modality} files found in {src}")
+    return data.with_splits()
+
+
+def read_local(path: Path, options: SourceOptions) -> SourceData:
+    from mmkit.data import hf
+
+    if path.is_file():
+        if path.suffix.lower() in (".csv", ".jsonl"):
+            return read_manifest(path, options)
+        if path.suffix.lower() == ".parquet":
+            return hf.read_parquet([path], options)
+        raise UserInputError(
+            f"{path}: expected a folder, a .csv/.jsonl manifest or a .parquet file"
+        )
+    if hf.is_saved_dataset(path):
+        return hf.read_saved(path, options)
+    parquet = sorted(path.rglob("*.parquet"))
+    if parquet:
+        return hf.read_parquet(parquet, options)
+    for _name, modality, detect, read in _LAYOUTS:
+        if modality in (None, options.modality) and detect(path, options):
+            return read(path, options)
+    return read_folder(path, options)
+
+
+def media_files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """Media files below ``root`` (hidden entries skipped), sorted for determinism."""
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in extensions
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def read_folder(root: Path, options: SourceOptions) -> SourceData:
+    """``root/<label>/<file>`` or ``root/<split>/<label>/<file>``."""
+    records = []
+    for path in media_files(root, options.extensions):
+        parts = path.relative_to(root).parts
+        if len(parts) < 2:
+            continue
+        split = normalize_split(parts[0]) if len(parts) >= 3 else None
+        label = parts[1] if split else parts[-2]
+        if label.startswith("_") and label.endswith("_") and label != "_unknown_":
+            continue  # e.g. _background_noise_
+        records.append(Record(str(path), label, str(path.relative_to(root)), split))
+    labels = sorted({r.label for r in records})
+    return SourceData(records, labels, "folder")
+
+
+def read_manifest(path: Path, options: SourceOptions) -> SourceData:
+    """CSV or JSONL with ``path,label[,split][,group]``; paths relative to the manifest."""
+    rows = _read_rows(path)
+    records = []
+    for n, row in enumerate(rows, start=2 if path.suffix.lower() == ".csv" else 1):
+        if "path" not in row or "label" not in row:
+            raise UserInputError(f"{path}:{n}: a manifest row needs 'path' and 'label' columns")
+        media = Path(str(row["path"]))
+        media = media if media.is_absolute() else path.parent / media
+        split = row.get("split") or None
+        if split is not None and normalize_split(split) is None:
+            raise UserInputError(f"{path}:{n}: unknown split {split!r}")
+        records.append(
+            Record(
+                str(media),
+                str(row["label"]),
+                str(row["path"]),
+                normalize_split(split),
+                str(row["group"]) if row.get("group") else None,
+            )
+        )
+    labels = sorted({r.label for r in records})
+    return SourceData(records, labels, "manifest")
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, newline="", encoding="utf-8") as f:
+                return list(csv.DictReader(f))
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise UserInputError(f"{path}:{n}: invalid JSON: {exc.msg}") from exc
+        return rows
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserInputError(f"cannot read manifest {path}: {exc}") from exc

@@ -1,0 +1,159 @@
+"""Checkpoints: a directory of ``model.safetensors`` + ``config.json`` (DESIGN §5).
+
+For resume, ``trainer_state.json`` (step, epoch, scheduler, early-stopping state) and
+``optimizer.safetensors`` (optimizer tensors and RNG states) sit beside them. Everything is written
+into a temporary directory that is renamed into place, so a kill never leaves half a checkpoint.
+Nothing is ever unpickled: tensors come from safetensors, everything else from JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file, save_model
+
+from mmkit.data.store import replace_dir
+from mmkit.errors import CheckpointError
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    config: dict[str, Any],
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    trainer_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save_model(model, str(tmp / MODEL_FILE))
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
+        if optimizer is not None and trainer_state is not None:
+            tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+            tensors.update(_rng_tensors())
+            save_file(tensors, str(tmp / OPTIMIZER_FILE))
+            state = dict(trainer_state, optimizer=opt_meta)
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def resolve_checkpoint_dir(path: str | Path, *, prefer: str = "best") -> Path:
+    """A checkpoint dir as given, or a run dir's ``best`` (falling back to ``last``)."""
+    path = Path(path).expanduser()
+    candidates = [path, path / prefer, path / ("last" if prefer == "best" else "best")]
+    for c in candidates:
+        if (c / CONFIG_FILE).is_file() and (c / MODEL_FILE).is_file():
+            return c
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    raise CheckpointError(f"{path} is not a checkpoint or run directory (no {CONFIG_FILE})")
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    ckpt = resolve_checkpoint_dir(path)
+    try:
+        return json.loads((ckpt / CONFIG_FILE).read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{ckpt / CONFIG_FILE}: invalid JSON ({exc.msg})") from exc
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.device) -> None:
+    """Load ``model.safetensors`` into ``model`` strictly (missing or extra keys are an error)."""
+    ckpt = resolve_checkpoint_dir(path)
+    try:
+        state = load_file(str(ckpt / MODEL_FILE), device=str(device))
+    except Exception as exc:
+        raise CheckpointError(f"cannot read {ckpt / MODEL_FILE}: {exc}") from exc
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # safetensors' save_model drops tied duplicates; those keys come back through their twin
+    missing = [k for k in missing if k not in _tied_keys(model)]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{ckpt}: weights do not match the model (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )
+
+
+def _tied_keys(model: torch.nn.Module) -> set[str]:
+    seen: dict[int, str] = {}
+    tied = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        key = tensor.data_ptr()
+        if key in seen:
+            tied.add(name)
+        seen.setdefault(key, name)
+    return tied
+
+
+@dataclass
+class ResumeState:
+    trainer_state: dict[str, Any]
+    optimizer_state: dict[str, Any]
+
+
+def load_resume_state(path: str | Path) -> ResumeState:
+    """Trainer state and optimizer state of a ``last`` checkpoint; restores the RNG states."""
+    path = Path(path)
+    if not (path / STATE_FILE).is_file() or not (path / OPTIMIZER_FILE).is_file():
+        raise CheckpointError(f"{path} has no trainer state to resume from")
+    state = json.loads((path / STATE_FILE).read_text())
+    tensors = load_file(str(path / OPTIMIZER_FILE))
+    _restore_rng(tensors)
+    return ResumeState(state, _unflatten_optimizer(tensors, state.pop("optimizer")))
+
+
+def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, per_param in sd["state"].items():
+        for key, value in per_param.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("state."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for idx, values in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    out = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+    if "rng.cpu" in tensors:
+        torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

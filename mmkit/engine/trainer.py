@@ -1,0 +1,364 @@
+"""The one training loop, for every modality.
+
+AdamW with linear warmup + cosine decay, gradient clipping, bf16 autocast on CUDA, early stopping on
+the task's validation metric, ``best/`` and ``last/`` checkpoints written atomically, exact resume
+(epoch, step inside the epoch, optimizer, scheduler, RNG), ``metrics.jsonl`` and a curves PNG.
+Under ``torchrun`` it runs DDP: each rank trains on its shard, rank 0 evaluates and writes.
+
+What is modality-specific lives in the :class:`Task` (how a batch becomes a loss, how to evaluate).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mmkit.config import TrainConfig
+from mmkit.engine.checkpoint import load_resume_state, save_checkpoint
+from mmkit.engine.events import NullProgress, Progress
+from mmkit.errors import MmkitError, UserInputError
+
+
+class Task(Protocol):
+    """What the loop needs from a task (classification, contrastive, ...)."""
+
+    monitor: str  # validation metric to maximise, e.g. "accuracy"
+
+    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor: ...
+
+    def evaluate(
+        self, model: torch.nn.Module, loader: DataLoader, device: torch.device
+    ) -> dict[str, float]: ...
+
+
+class TrainingInterrupted(MmkitError):
+    """Raised after an interrupt once ``last/`` holds everything needed to resume."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    epochs: int
+    best_metric: dict[str, float]
+    history: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "best_checkpoint": str(self.best_checkpoint),
+            "epochs": self.epochs,
+            "best_metric": self.best_metric,
+        }
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, sharded across DDP ranks, that can start mid-epoch."""
+
+    def __init__(self, n: int, *, seed: int, shuffle: bool, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.shuffle, self.rank, self.world = n, seed, shuffle, rank, world
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        shard = self._order()[self.rank :: self.world]
+        return iter(shard[self.start :])
+
+    def __len__(self) -> int:
+        return max(0, len(range(self.rank, self.n, self.world)) - self.start)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was asked for but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _scheduler(opt: torch.optim.Optimizer, total: int, warmup: int) -> Any:
+    warmup = max(1, warmup)
+    sched = torch.optim.lr_scheduler
+    return sched.SequentialLR(
+        opt,
+        [
+            sched.LinearLR(opt, start_factor=0.01, end_factor=1.0, total_iters=warmup),
+            sched.CosineAnnealingLR(opt, T_max=max(1, total - warmup), eta_min=0.0),
+        ],
+        milestones=[warmup],
+    )
+
+
+class Trainer:
+    """Runs ``task`` on ``model`` over the two datasets and writes ``run_dir``."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        task: Task,
+        train_set: Dataset,
+        val_set: Dataset,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        *,
+        checkpoint_config: Callable[[], dict[str, Any]],
+        progress: Progress | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+    ) -> None:
+        self.cfg, self.task = cfg, task
+        self.run_dir = Path(run_dir)
+        self.progress = progress or NullProgress()
+        self.checkpoint_config = checkpoint_config
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend)
+        self.device = resolve_device(cfg.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        self.model = model.to(self.device)
+        self.ddp_model: torch.nn.Module = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        pin = self.device.type == "cuda"
+        self.sampler = EpochSampler(
+            len(train_set), seed=cfg.seed, shuffle=True, rank=self.rank, world=self.world
+        )
+        self.train_set = train_set
+        self.train_loader = DataLoader(
+            train_set,
+            batch_size=cfg.batch_size,
+            sampler=self.sampler,
+            num_workers=cfg.num_workers,
+            pin_memory=pin,
+            drop_last=len(train_set) >= 2 * cfg.batch_size * self.world,
+            collate_fn=collate_fn,
+        )
+        self.val_loader = DataLoader(
+            val_set,
+            batch_size=cfg.batch_size,
+            shuffle=False,
+            num_workers=cfg.num_workers,
+            pin_memory=pin,
+            collate_fn=collate_fn,
+        )
+        steps = len(self.train_loader)
+        if cfg.max_steps_per_epoch:
+            steps = min(steps, cfg.max_steps_per_epoch)
+        self.steps_per_epoch = max(1, steps)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
+        warmup = int(cfg.warmup * self.total_steps)
+        self.scheduler = _scheduler(self.optimizer, self.total_steps, warmup)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self._stop = _StopOnSignal()
+        self.state: dict[str, Any] = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "best": None,
+            "best_epoch": -1,
+            "bad_epochs": 0,
+            "history": [],
+        }
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def resume(self) -> None:
+        """Continue from ``run_dir/last`` exactly where it stopped."""
+        last = self.run_dir / "last"
+        rs = load_resume_state(last)
+        from mmkit.engine.checkpoint import load_weights
+
+        load_weights(self.model, last, self.device)
+        self.optimizer.load_state_dict(rs.optimizer_state)
+        self.scheduler.load_state_dict(rs.trainer_state.pop("scheduler"))
+        self.state.update(rs.trainer_state)
+
+    def _save(self, name: str, metrics: dict[str, Any] | None = None) -> Path:
+        config = dict(self.checkpoint_config(), metrics=metrics or {}, epoch=self.state["epoch"])
+        state = dict(self.state, scheduler=self.scheduler.state_dict())
+        return save_checkpoint(
+            self.run_dir / name,
+            self.model,
+            config,
+            optimizer=self.optimizer if name == "last" else None,
+            trainer_state=state if name == "last" else None,
+        )
+
+    # -- loop --------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train to the end (or early stop). Ctrl-C / SIGTERM finish the current step, save
+        ``last/`` and raise :class:`TrainingInterrupted`; ``--resume`` continues from there."""
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        with _StopOnSignal() as stop:
+            self._stop = stop
+            while self.state["epoch"] < self.cfg.epochs and not self._stopped_early():
+                self._train_epoch()
+                if stop.requested:
+                    break
+                self._end_epoch()
+        if stop.requested:
+            if self.is_main:
+                self._save("last")
+            raise TrainingInterrupted(
+                f"interrupted at epoch {self.state['epoch'] + 1}, step "
+                f"{self.state['step_in_epoch']}; continue with --resume (state in "
+                f"{self.run_dir / 'last'})"
+            )
+        if self.world > 1:
+            torch.distributed.barrier()
+        return TrainResult(
+            self.run_dir,
+            self.run_dir / "best",
+            self.run_dir / "last",
+            self.state["epoch"],
+            {self.task.monitor: self.state["best"]} if self.state["best"] is not None else {},
+            self.state["history"],
+        )
+
+    def _stopped_early(self) -> bool:
+        return self.cfg.patience > 0 and self.state["bad_epochs"] >= self.cfg.patience
+
+    def _train_epoch(self) -> None:
+        epoch, start = self.state["epoch"], self.state["step_in_epoch"]
+        set_epoch = getattr(self.train_set, "set_epoch", None)
+        if set_epoch:
+            set_epoch(epoch)
+        self.sampler.set_epoch(epoch, start * self.cfg.batch_size)
+        self.ddp_model.train()
+        self.progress.start(f"epoch {epoch + 1}/{self.cfg.epochs}", self.steps_per_epoch)
+        if start:
+            self.progress.advance(start)
+        running, t0, seen = 0.0, time.perf_counter(), 0
+        for batch in self.train_loader:
+            if self.state["step_in_epoch"] >= self.steps_per_epoch or self._stop.requested:
+                break
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+                loss = self.task.loss(self.ddp_model, batch, self.device)
+            if not torch.isfinite(loss):
+                raise MmkitError(
+                    f"loss is {loss.item()} at step {self.state['global_step']}; "
+                    "lower --lr or check the data"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.state["step_in_epoch"] += 1
+            self.state["global_step"] += 1
+            running += loss.item()
+            seen += 1
+            self.progress.advance(1, loss=running / seen, lr=self.scheduler.get_last_lr()[0])
+        elapsed = time.perf_counter() - t0
+        self._epoch_train = {"train_loss": running / max(1, seen), "train_seconds": elapsed}
+
+    def _end_epoch(self) -> None:
+        metrics: dict[str, Any] = {}
+        if self.is_main:
+            self.ddp_model.eval()
+            with torch.no_grad():
+                metrics = self.task.evaluate(self.model, self.val_loader, self.device)
+        self.state["epoch"] += 1
+        self.state["step_in_epoch"] = 0
+        row = {
+            "epoch": self.state["epoch"],
+            **self._epoch_train,
+            **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
+        }
+        self.progress.end(**row)
+        if not self.is_main:
+            torch.distributed.barrier()
+            return
+        value = metrics[self.task.monitor]
+        improved = self.state["best"] is None or value > self.state["best"]
+        if improved:
+            self.state.update(best=value, best_epoch=self.state["epoch"], bad_epochs=0)
+        else:
+            self.state["bad_epochs"] += 1
+        self.state["history"].append(row)
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if improved:
+            self._save("best", metrics)
+        self._save("last", metrics)
+        from mmkit.engine.plots import plot_curves
+
+        plot_curves(self.state["history"], self.run_dir / "curves.png", self.task.monitor)
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+class _StopOnSignal:
+    """While training, the first SIGINT/SIGTERM asks the loop to stop at the next step boundary
+    (so ``last/`` is consistent); a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopOnSignal:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,1 @@
+"""Metrics: classification (accuracy, macro-F1, confusion) and retrieval (recall@K)."""

@@ -1,0 +1,210 @@
+"""Audio classification: decode (soundfile) -> int16 store -> [wave augment] -> log-mel ->
+[SpecAugment] -> backbone. ``prepare``/``train``/``evaluate``/``infer`` are the shared
+classification pipeline with :class:`AudioModality` plugged in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+import mmkit.data.speech_commands  # noqa: F401 - registers the layout and the alias
+from mmkit.config import TrainConfig
+from mmkit.data.sources import SourceData
+from mmkit.data.store import Store
+from mmkit.errors import MediaError, UserInputError
+from mmkit.io.audio import (
+    AUDIO_EXTENSIONS,
+    from_int16,
+    load_audio,
+    pad_or_crop,
+    sliding_windows,
+    to_int16,
+)
+from mmkit.pipelines import classify
+from mmkit.registry import create_preprocessor
+
+
+@dataclass
+class AudioConfig(TrainConfig):
+    """``mmkit audio train`` options (also the keys of an ``examples/audio/*.yaml`` file)."""
+
+    out: str = "runs/audio"
+    backbone: str = "audio_cnn"
+    epochs: int = 30
+    batch_size: int = 64
+    sample_rate: int = 16000
+    duration: float = 1.0
+    n_mels: int = 64
+    max_seconds: float = 30.0
+    classes: str = "all"
+    audio_column: str | None = None
+    hf_split: str | None = None
+    noise_snr: tuple[float, float] = (0.0, 25.0)
+    spec_augment: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.sample_rate < 1000:
+            raise UserInputError(f"--sample-rate must be >= 1000 Hz, got {self.sample_rate}")
+        if not 0.05 <= self.duration <= self.max_seconds:
+            raise UserInputError(
+                f"--duration must be in [0.05, {self.max_seconds}] s, got {self.duration}"
+            )
+        if self.n_mels < 8:
+            raise UserInputError(f"--n-mels must be >= 8, got {self.n_mels}")
+
+    @property
+    def media_column(self) -> str | None:
+        return self.audio_column
+
+    def source_extra(self) -> dict[str, Any]:
+        return {"classes": self.classes}
+
+    @property
+    def num_samples(self) -> int:
+        return round(self.duration * self.sample_rate)
+
+
+def _split_fragment(source: str | bytes) -> tuple[str | bytes, tuple[float, float] | None]:
+    """``file.wav#t=3,4`` (a W3C media fragment) -> (``file.wav``, (3.0, 4.0))."""
+    if isinstance(source, bytes) or "#t=" not in source or Path(source).exists():
+        return source, None
+    path, frag = source.rsplit("#t=", 1)
+    start, end = (float(x) for x in frag.split(","))
+    return path, (start, end)
+
+
+class AudioModality:
+    name = "audio"
+    extensions = AUDIO_EXTENSIONS
+    dtype = "int16"
+    shape_keys = ("sample_rate", "duration", "max_seconds", "classes")
+
+    def store_params(self, cfg: AudioConfig) -> dict[str, Any]:
+        return {"sample_rate": cfg.sample_rate, "max_seconds": cfg.max_seconds}
+
+    def item_shape(self, params: dict[str, Any]) -> tuple[int, ...]:
+        return ()
+
+    def decode(self, source: str | bytes, params: dict[str, Any]) -> np.ndarray:
+        source, span = _split_fragment(source)
+        wave = load_audio(source, params["sample_rate"])
+        if span is not None:
+            a, b = (int(t * params["sample_rate"]) for t in span)
+            wave = wave[a:b]
+        wave = wave[: int(params["max_seconds"] * params["sample_rate"])]
+        if wave.numel() == 0:
+            raise MediaError(f"cannot decode {source!s:.80}: no samples")
+        return to_int16(wave).numpy()
+
+    def extras(self, data: SourceData, params: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Background-noise clips (e.g. ``_background_noise_``), cut into 1 s rows for mixing."""
+        sr = params["sample_rate"]
+        rows = []
+        for f in data.noise_files:
+            try:
+                wave = load_audio(f, sr)
+            except MediaError:
+                continue
+            usable = wave[: wave.numel() // sr * sr]
+            rows.append(to_int16(usable).reshape(-1, sr))
+        return {"noise": torch.cat(rows).numpy()} if rows else {}
+
+    def train_set(self, store: Store, indices: list[int], cfg: AudioConfig) -> Dataset:
+        return AudioClips(store, indices, cfg.num_samples, train=True, seed=cfg.seed)
+
+    def eval_set(self, store: Store, indices: list[int], cfg: AudioConfig) -> Dataset:
+        return AudioClips(store, indices, cfg.num_samples, train=False, seed=cfg.seed)
+
+    def stages(self, cfg: AudioConfig, store: Store) -> list[tuple[str, nn.Module]]:
+        stages: list[tuple[str, nn.Module]] = []
+        if cfg.augment:
+            wave_aug = create_preprocessor("wave_augment", snr_db=list(cfg.noise_snr))
+            noise = store.extra("noise")
+            if noise is not None:
+                wave_aug.set_noise_bank(from_int16(torch.from_numpy(noise)))
+            stages.append(("wave_augment", wave_aug))
+        stages.append(
+            (
+                "log_mel",
+                create_preprocessor("log_mel", sample_rate=cfg.sample_rate, n_mels=cfg.n_mels),
+            )
+        )
+        if cfg.augment:
+            stages.append(("spec_augment", create_preprocessor("spec_augment", **cfg.spec_augment)))
+        return stages
+
+    def file_views(self, path: str, config: dict[str, Any]) -> tuple[torch.Tensor, list[dict]]:
+        """Clips longer than the training duration are cut into half-overlapping windows."""
+        sr = config["data"]["params"]["sample_rate"]
+        length = round(config["train"]["duration"] * sr)
+        wave = load_audio(path, sr)
+        if wave.numel() <= length:
+            return pad_or_crop(wave, length, mode="center")[None], [{}]
+        windows = sliding_windows(wave, length, max(1, length // 2))
+        infos = [
+            {"start": round(s / sr, 3), "end": round((s + length) / sr, 3)} for s, _ in windows
+        ]
+        return torch.stack([w for _, w in windows]), infos
+
+
+class AudioClips(Dataset):
+    """Fixed-length int16 clips cut from the store: a random crop (train) or the centre (eval).
+
+    Random crops are drawn from a generator seeded by (seed, epoch, index), so they are the same
+    with any number of loader workers and after ``--resume``.
+    """
+
+    def __init__(self, store: Store, indices: list[int], length: int, *, train: bool, seed: int):
+        self.store, self.indices, self.length, self.train, self.seed = (
+            store,
+            indices,
+            length,
+            train,
+            seed,
+        )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        idx = self.indices[i]
+        pcm = torch.from_numpy(np.array(self.store[idx]))
+        if self.train:
+            g = torch.Generator().manual_seed(
+                (self.seed * 1_000_003 + self.epoch) * 10_000_019 + idx
+            )
+            return pad_or_crop(pcm, self.length, mode="random", generator=g), int(
+                self.store.targets[idx]
+            )
+        return pad_or_crop(pcm, self.length, mode="center")[None], int(self.store.targets[idx])
+
+
+MODALITY = AudioModality()
+
+
+def prepare(cfg: AudioConfig, **kwargs: Any) -> Store:
+    return classify.prepare(MODALITY, cfg, **kwargs)
+
+
+def train(cfg: AudioConfig, **kwargs: Any) -> classify.TrainResult:
+    return classify.train(MODALITY, cfg, **kwargs)
+
+
+def evaluate(checkpoint: str, cfg: AudioConfig, **kwargs: Any) -> dict[str, Any]:
+    return classify.evaluate(MODALITY, checkpoint, cfg, **kwargs)
+
+
+def infer(paths: list[str], checkpoint: str, **kwargs: Any) -> list[dict[str, Any]]:
+    return classify.infer(MODALITY, paths, checkpoint, **kwargs)

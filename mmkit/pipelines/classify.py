@@ -1,0 +1,364 @@
+"""prepare / train / eval / infer for classification, shared by audio and video.
+
+A :class:`Modality` says how its media are decoded into the prepared store, how training and
+evaluation views are cut from it, which preprocess stages the model starts with, and how a file is
+turned into views at inference. Everything else — sources, the store, the trainer, checkpoints,
+metrics — is the same for every modality and lives here or below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+import mmkit
+from mmkit.config import TrainConfig
+from mmkit.data.sources import Record, SourceData, SourceOptions, resolve
+from mmkit.data.store import Store, StoreWriter, is_store
+from mmkit.engine.checkpoint import read_config, resolve_checkpoint_dir
+from mmkit.engine.events import NullProgress, Progress
+from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
+from mmkit.errors import MediaError, UserInputError
+from mmkit.metrics.classification import classification_report
+from mmkit.tasks.classify import (
+    ClassificationTask,
+    Classifier,
+    build_classifier,
+    predict,
+    stage_config,
+    top_k,
+)
+
+
+class Modality(Protocol):
+    """The modality-specific half of the classification pipeline."""
+
+    name: str
+    extensions: tuple[str, ...]
+    dtype: str
+    shape_keys: tuple[str, ...]  # train options that define the input; eval reuses the run's
+
+    def store_params(self, cfg: Any) -> dict[str, Any]:
+        """Decode parameters that define the store (sample rate, frame size, ...)."""
+
+    def item_shape(self, params: dict[str, Any]) -> tuple[int, ...]: ...
+
+    def decode(self, source: str | bytes, params: dict[str, Any]) -> np.ndarray:
+        """One record's media as the store keeps it; raises MediaError."""
+
+    def extras(self, data: SourceData, params: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Extra arrays for the store (e.g. background noise)."""
+
+    def train_set(self, store: Store, indices: list[int], cfg: Any) -> Dataset: ...
+
+    def eval_set(self, store: Store, indices: list[int], cfg: Any) -> Dataset: ...
+
+    def stages(self, cfg: Any, store: Store) -> list[tuple[str, nn.Module]]:
+        """Preprocess stages, in order (augmentations are identity in eval mode)."""
+
+    def file_views(self, path: str, config: dict[str, Any]) -> tuple[torch.Tensor, list[dict]]:
+        """A file as ``[K, ...]`` views plus one info dict per view (e.g. window times)."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MMKIT_CACHE", Path.home() / ".cache" / "mmkit"))
+
+
+def source_options(modality: Modality, cfg: Any) -> SourceOptions:
+    return SourceOptions(
+        modality=modality.name,
+        extensions=modality.extensions,
+        hf_config=getattr(cfg, "hf_config", None),
+        hf_split=getattr(cfg, "hf_split", None),
+        media_column=getattr(cfg, "media_column", None),
+        label_column=getattr(cfg, "label_column", "label"),
+        extra=getattr(cfg, "source_extra", lambda: {})(),
+    )
+
+
+def _fingerprint(src: str, data: SourceData, params: dict[str, Any], modality: str) -> str:
+    h = hashlib.sha1(json.dumps([modality, params, data.labels, data.kind]).encode())
+    for r in data.records:
+        if isinstance(r.source, bytes):
+            stamp = hashlib.sha1(r.source).hexdigest()
+        else:
+            try:
+                st = os.stat(r.source)
+                stamp = f"{r.source}:{st.st_size}:{st.st_mtime_ns}"
+            except OSError:
+                stamp = f"{r.source}:missing"
+        h.update(f"{r.name}|{r.label}|{r.split}|{stamp}\n".encode())
+    for f in data.noise_files:
+        h.update(f.encode())
+    return h.hexdigest()[:16]
+
+
+def prepare(
+    modality: Modality,
+    cfg: Any,
+    *,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> Store:
+    """Decode every file of ``cfg.dataset`` once into a prepared store (reused when unchanged)."""
+    progress = progress or NullProgress()
+    if is_store(cfg.dataset):
+        store = Store(cfg.dataset)
+        if store.modality != modality.name:
+            raise UserInputError(f"{cfg.dataset} is a {store.modality} store, not {modality.name}")
+        return store
+    params = modality.store_params(cfg)
+    data = resolve(cfg.dataset, source_options(modality, cfg))
+    fp = _fingerprint(cfg.dataset, data, params, modality.name)
+    out = Path(out) if out else cache_dir() / "prepared" / f"{modality.name}-{fp}"
+    if is_store(out):
+        store = Store(out)
+        if store.meta.get("fingerprint") == fp:
+            progress.message(f"using prepared store {out}")
+            return store
+    writer = StoreWriter(
+        out,
+        modality=modality.name,
+        dtype=modality.dtype,
+        item_shape=modality.item_shape(params),
+        params=params,
+    )
+    try:
+        progress.start("prepare", len(data.records))
+        for record, result in _decode_all(modality, data.records, params, workers):
+            if isinstance(result, str):
+                writer.skip(record.name, result)
+                progress.message(f"skipped {record.name}: {result}")
+            else:
+                writer.add(
+                    result,
+                    name=record.name,
+                    label=record.label,
+                    split=record.split or "train",
+                    group=record.group or "",
+                )
+            progress.advance(1)
+        for key, array in modality.extras(data, params).items():
+            writer.add_extra(key, array)
+        store = writer.commit(
+            data.labels, fingerprint=fp, dataset=cfg.dataset, source_kind=data.kind
+        )
+    except BaseException:
+        writer.abort()
+        raise
+    progress.end(items=len(store), skipped=len(store.skipped))
+    return store
+
+
+def _decode_all(
+    modality: Modality, records: Sequence[Record], params: dict[str, Any], workers: int | None
+) -> Iterable[tuple[Record, np.ndarray | str]]:
+    def one(record: Record) -> np.ndarray | str:
+        try:
+            return modality.decode(record.source, params)
+        except MediaError as exc:
+            return str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        yield from zip(records, pool.map(one, records), strict=True)
+
+
+def checkpoint_config(
+    modality: Modality, cfg: TrainConfig, store: Store, stages: list[tuple[str, nn.Module]]
+) -> dict[str, Any]:
+    return {
+        "mmkit_version": mmkit.__version__,
+        "modality": modality.name,
+        "task": "classify",
+        "backbone": {"name": cfg.backbone, "kwargs": cfg.backbone_kwargs},
+        "preprocess": [stage_config(m, n) for n, m in stages],
+        "labels": store.labels,
+        "data": {
+            "params": store.params,
+            "fingerprint": store.meta.get("fingerprint"),
+            "dataset": cfg.dataset,
+            "store": str(store.path),
+        },
+        "train": cfg.to_dict(),
+    }
+
+
+def train(
+    modality: Modality, cfg: TrainConfig, *, resume: bool = False, progress: Progress | None = None
+) -> TrainResult:
+    """Prepare (when needed), train, and write the run directory."""
+    progress = progress or NullProgress()
+    run_dir = Path(cfg.out)
+    if resume and not (run_dir / "last").is_dir():
+        raise UserInputError(f"--resume: {run_dir / 'last'} does not exist")
+    if not resume and (run_dir / "last").is_dir():
+        raise UserInputError(f"{run_dir} already holds a run; use --resume or another --out")
+    seed_everything(cfg.seed)
+    store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
+    train_idx, val_idx = store.indices("train"), store.indices("validation")
+    if not train_idx:
+        raise UserInputError(f"{cfg.dataset}: the train split is empty")
+    if not val_idx:
+        val_idx = store.indices("test") or train_idx
+        progress.message(
+            "no validation split; validating on "
+            + ("the test split" if store.indices("test") else "the train split")
+        )
+    stages = modality.stages(cfg, store)
+    model = Classifier(
+        nn.Sequential(*(m for _, m in stages)),
+        mmkit.create_backbone(cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs),
+    )
+    ckpt_config = checkpoint_config(modality, cfg, store, stages)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(_yaml(cfg.to_dict()))
+    trainer = Trainer(
+        model,
+        ClassificationTask(store.labels),
+        modality.train_set(store, train_idx, cfg),
+        modality.eval_set(store, val_idx, cfg),
+        cfg,
+        run_dir,
+        checkpoint_config=lambda: ckpt_config,
+        progress=progress,
+    )
+    if resume:
+        trainer.resume()
+    return trainer.fit()
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+@dataclass
+class LoadedClassifier:
+    model: Classifier
+    config: dict[str, Any]
+    path: Path
+    device: torch.device
+
+
+def load_classifier(
+    checkpoint: str | Path, modality: str, device: str = "auto"
+) -> LoadedClassifier:
+    from mmkit.engine.checkpoint import load_weights
+
+    path = resolve_checkpoint_dir(checkpoint)
+    config = read_config(path)
+    if config.get("modality") != modality or config.get("task") != "classify":
+        raise UserInputError(
+            f"{path} is a {config.get('modality')} {config.get('task')} checkpoint, "
+            f"not {modality} classification"
+        )
+    dev = resolve_device(device)
+    model = build_classifier(config)
+    load_weights(model, path, dev)
+    return LoadedClassifier(model.to(dev).eval(), config, path, dev)
+
+
+def evaluate(
+    modality: Modality,
+    checkpoint: str | Path,
+    cfg: Any,
+    *,
+    split: str = "test",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Metrics of a checkpoint on one split of a dataset, decoded with the checkpoint's params."""
+    from mmkit.engine.plots import plot_confusion
+
+    loaded = load_classifier(checkpoint, modality.name, getattr(cfg, "device", "auto"))
+    trained = loaded.config["train"]
+    for key in modality.shape_keys:
+        setattr(cfg, key, trained[key])
+    store = prepare(modality, cfg, progress=progress)
+    indices = store.indices(split)
+    if not indices:
+        raise UserInputError(f"{cfg.dataset}: the {split} split is empty")
+    labels = loaded.config["labels"]
+    unknown = sorted({store.labels[store.targets[i]] for i in indices} - set(labels))
+    if unknown:
+        raise UserInputError(f"labels not in the checkpoint: {', '.join(unknown[:5])}")
+    remap = torch.tensor([labels.index(x) if x in labels else -1 for x in store.labels])
+    loader = torch.utils.data.DataLoader(modality.eval_set(store, indices, cfg), batch_size=32)
+    targets, probs = predict(loaded.model, loader, loaded.device)
+    result = classification_report(remap[targets], probs.argmax(1), labels)
+    out_dir = loaded.path.parent / "eval"
+    out_dir.mkdir(exist_ok=True)
+    stem = f"{Path(str(cfg.dataset)).name or 'dataset'}-{split}"
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    result["confusion_png"] = str(
+        plot_confusion(result["confusion_matrix"], labels, out_dir / f"{stem}-confusion.png")
+    )
+    return result
+
+
+def expand_paths(paths: Sequence[str], extensions: tuple[str, ...]) -> list[str]:
+    """Files as given; folders become every media file inside them."""
+    from mmkit.data.sources import media_files
+
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = media_files(path, extensions)
+            if not found:
+                raise UserInputError(f"no media files in {p}")
+            out.extend(str(f) for f in found)
+        elif path.exists():
+            out.append(str(path))
+        else:
+            raise UserInputError(f"file not found: {p}")
+    return out
+
+
+def infer(
+    modality: Modality,
+    paths: Sequence[str],
+    checkpoint: str | Path,
+    *,
+    k: int = 5,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Top-k labels per file (DESIGN §3 infer JSON); several views are averaged."""
+    progress = progress or NullProgress()
+    loaded = load_classifier(checkpoint, modality.name, device)
+    labels = loaded.config["labels"]
+    files = expand_paths(paths, modality.extensions)
+    results = []
+    progress.start("infer", len(files))
+    for f in files:
+        views, infos = modality.file_views(f, loaded.config)
+        with torch.no_grad():
+            probs = torch.cat(
+                [
+                    loaded.model(views[i : i + 64].to(loaded.device)).float().softmax(-1)
+                    for i in range(0, len(views), 64)
+                ]
+            ).cpu()
+        entry: dict[str, Any] = {"path": f, "top_k": top_k(probs.mean(0), labels, k)}
+        if any("start" in info for info in infos):
+            entry["windows"] = [
+                dict(info, top_k=top_k(p, labels, k)) for info, p in zip(infos, probs, strict=True)
+            ]
+        results.append(entry)
+        progress.advance(1)
+    progress.end()
+    return results

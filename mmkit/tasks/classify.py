@@ -1,0 +1,108 @@
+"""Classification: a model = preprocess stages + backbone, the loss, evaluation and prediction.
+
+The model takes raw batches as the prepared store holds them (int16 PCM audio ``[B, T]``, uint8
+frames ``[B, T, H, W, 3]``) so that decoding happens once and everything else runs batched on the
+training device. Evaluation batches may carry several views per item (``[B, K, ...]``: sliding
+windows, test-time clips); their softmax scores are averaged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mmkit.metrics.classification import classification_report
+from mmkit.registry import create_backbone, create_preprocessor
+
+
+class Classifier(nn.Module):
+    """``backbone(preprocess(x))``; augmentation stages in ``preprocess`` act in train mode only."""
+
+    def __init__(self, preprocess: nn.Sequential, backbone: nn.Module) -> None:
+        super().__init__()
+        self.preprocess = preprocess
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.int16:  # PCM from the prepared store
+            x = x.float() / 32768.0
+        return self.backbone(self.preprocess(x))
+
+    @torch.no_grad()
+    def predict_proba(self, views: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+        """``[B, K, ...]`` views -> ``[B, C]`` softmax scores averaged over the K views."""
+        b, k = views.shape[:2]
+        flat = views.reshape(b * k, *views.shape[2:])
+        probs = torch.cat(
+            [self(flat[i : i + chunk]).float().softmax(-1) for i in range(0, b * k, chunk)]
+        )
+        return probs.reshape(b, k, -1).mean(1)
+
+
+def build_classifier(config: dict[str, Any]) -> Classifier:
+    """Rebuild the exact model from a checkpoint's ``config.json``."""
+    stages = [create_preprocessor(p["name"], **p.get("params", {})) for p in config["preprocess"]]
+    backbone = create_backbone(
+        config["backbone"]["name"],
+        num_classes=len(config["labels"]),
+        **config["backbone"].get("kwargs", {}),
+    )
+    return Classifier(nn.Sequential(*stages), backbone)
+
+
+def stage_config(module: nn.Module, name: str) -> dict[str, Any]:
+    """``{"name", "params"}`` of a preprocess stage (its ``params()`` when it has one)."""
+    params = module.params() if hasattr(module, "params") else {}
+    return {"name": name, "params": params}
+
+
+class ClassificationTask:
+    """Cross-entropy training; accuracy is the validation metric early stopping watches."""
+
+    monitor = "accuracy"
+
+    def __init__(self, labels: list[str], *, label_smoothing: float = 0.05) -> None:
+        self.labels = labels
+        self.label_smoothing = label_smoothing
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        x, y = batch
+        logits = model(x.to(device, non_blocking=True))
+        return F.cross_entropy(
+            logits.float(), y.to(device, non_blocking=True), label_smoothing=self.label_smoothing
+        )
+
+    def evaluate(
+        self, model: nn.Module, loader: DataLoader, device: torch.device
+    ) -> dict[str, Any]:
+        targets, probs = predict(model, loader, device)
+        report = classification_report(targets, probs.argmax(1), self.labels)
+        report["loss"] = float(F.nll_loss(probs.clamp_min(1e-8).log(), targets))
+        return report
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, loader: DataLoader, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets and view-averaged probabilities for every item of an eval loader."""
+    model.eval()
+    targets, probs = [], []
+    for views, y in loader:
+        probs.append(model.predict_proba(views.to(device, non_blocking=True)).cpu())
+        targets.append(y)
+    return torch.cat(targets), torch.cat(probs)
+
+
+def top_k(probs: torch.Tensor, labels: list[str], k: int) -> list[dict[str, Any]]:
+    """``[{"label", "score"}]`` for the ``k`` best classes of one probability vector."""
+    k = max(1, min(k, len(labels)))
+    scores, idx = probs.topk(k)
+    return [
+        {"label": labels[i], "score": round(float(s), 6)}
+        for s, i in zip(scores, idx.tolist(), strict=True)
+    ]
