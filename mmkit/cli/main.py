@@ -15,7 +15,8 @@ import typer
 
 from mmkit import __version__
 from mmkit.cli import audio, plugins
-from mmkit.cli.common import err
+from mmkit.cli.common import Json, err, print_json, progress_for
+from mmkit.cli.common import out as out_console
 from mmkit.errors import MmkitError
 
 app = typer.Typer(
@@ -43,6 +44,30 @@ def _root(
     ] = False,
 ) -> None:
     """Audio, video and image-text deep-learning experiments from one command line."""
+
+
+@app.command()
+def demo(
+    out: Annotated[str, typer.Option("--out", "-o", help="Where the demo runs go.")] = "runs/demo",
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run only this modality (repeatable).")
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """Train, evaluate and infer on the small data sets embedded in examples/ (a few minutes)."""
+    from mmkit.pipelines.demo import run_demo
+
+    summary = run_demo(out, progress_for(json_), only)
+    if json_:
+        print_json(summary)
+        return
+    for modality, part in summary.items():
+        out_console.rule(f"[bold]{modality}")
+        for key, value in part.items():
+            if key != "predictions":
+                out_console.print(f"{key}: {value}", highlight=False)
+        for p in part.get("predictions", []):
+            out_console.print(f"  {p}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
