@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-def load_checkpoint(path: str, device: str = "cpu"):  # noqa: ANN201 - returns a LoadedCheckpoint
+def load_checkpoint(path: str, device: str = "cpu"):
     """Load a checkpoint (run dir or checkpoint dir) and rebuild its model from ``config.json``."""
     from mmkit.engine.checkpoint import load_checkpoint as _load
 
