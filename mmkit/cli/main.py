@@ -70,6 +70,32 @@ def demo(
             out_console.print(f"  {p}", highlight=False)
 
 
+@app.command()
+def bench(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Benchmark only this modality (repeatable).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seconds: Annotated[float, typer.Option(help="Time spent on each stage.", min=0.1)] = 2.0,
+    json_: Json = False,
+) -> None:
+    """Throughput of decoding, the prepared store, preprocessing and a train step, as ratios."""
+    from mmkit.cli.common import table
+    from mmkit.pipelines.bench import run_bench
+
+    reports = run_bench(only, device, seconds)
+    if json_:
+        print_json(reports)
+        return
+    for r in reports:
+        rows = [
+            [stage, rate, r["ratio_to_train_step"][stage]]
+            for stage, rate in r["items_per_second"].items()
+        ]
+        title = f"{r['modality']} on {r['device']}"
+        out_console.print(table(title, ["stage", "items/s", "x train step"], rows))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit 0 ok, 1 user/media error (one line), 2 usage error, 130 interrupted."""
     from mmkit.engine.trainer import TrainingInterrupted

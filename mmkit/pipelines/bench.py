@@ -1,0 +1,115 @@
+"""``mmkit bench``: throughput of each stage, measured in one run, reported as ratios.
+
+The question it answers: is training fed fast enough? It times (1) decoding media per sample, the
+way a naive loader would, (2) reading the prepared store, (3) on-device preprocessing and (4) a
+model training step, on the embedded example data. Absolute numbers depend on the machine; the
+ratios between stages measured in the same run are what to compare.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmkit.engine.trainer import resolve_device
+from mmkit.errors import UserInputError
+
+
+def _rate(fn: Callable[[], int], seconds: float, sync: Callable[[], None]) -> float:
+    """Items per second of ``fn`` (which returns how many items it did), after one warm-up call."""
+    fn()
+    sync()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        done += fn()
+    sync()
+    return done / (time.perf_counter() - start)
+
+
+def bench_audio(device: torch.device, seconds: float, batch: int = 64) -> dict[str, Any]:
+    from mmkit.data.store import Store
+    from mmkit.pipelines import audio
+    from mmkit.pipelines.demo import examples_dir
+    from mmkit.registry import create_backbone, create_preprocessor
+
+    data = examples_dir() / "audio" / "data"
+    files = sorted(data.rglob("*.flac"))
+    if not files:
+        raise UserInputError(f"no example audio in {data}; run examples/audio/make_data.py")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    cfg = audio.AudioConfig(dataset=str(data))
+    with tempfile.TemporaryDirectory() as tmp:
+        store: Store = audio.prepare(cfg, out=Path(tmp) / "store")
+        clips = audio.AudioClips(
+            store, list(range(len(store))), cfg.num_samples, train=True, seed=0
+        )
+        cursor = iter(range(10**9))
+
+        def decode() -> int:
+            i = next(cursor) % len(files)
+            audio.MODALITY.decode(str(files[i]), store.params)
+            return 1
+
+        def read_store() -> int:
+            i = next(cursor) % len(clips)
+            clips[i]
+            return 1
+
+        pcm = torch.stack([clips[i % len(clips)][0] for i in range(batch)])
+        pcm = pcm.pin_memory() if device.type == "cuda" else pcm
+        log_mel = create_preprocessor("log_mel", sample_rate=cfg.sample_rate).to(device)
+
+        def features() -> int:
+            with torch.no_grad():
+                log_mel(pcm.to(device, non_blocking=True).float() / 32768)
+            return batch
+
+        spec = log_mel(pcm.to(device).float() / 32768)
+        model = create_backbone("audio_cnn", num_classes=len(store.labels)).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        target = torch.zeros(batch, dtype=torch.long, device=device)
+
+        def step() -> int:
+            loss = torch.nn.functional.cross_entropy(model(spec), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return batch
+
+        rates = {
+            "decode_per_sample": _rate(decode, seconds, sync),
+            "prepared_store_read": _rate(read_store, seconds, sync),
+            "log_mel_on_device": _rate(features, seconds, sync),
+            "audio_cnn_train_step": _rate(step, seconds, sync),
+        }
+    return _report("audio", rates, device)
+
+
+def _report(name: str, rates: dict[str, float], device: torch.device) -> dict[str, Any]:
+    step = rates[next(k for k in rates if k.endswith("train_step"))]
+    return {
+        "modality": name,
+        "device": str(device),
+        "items_per_second": {k: round(v, 1) for k, v in rates.items()},
+        "ratio_to_train_step": {k: round(v / step, 2) for k, v in rates.items()},
+    }
+
+
+BENCHES: dict[str, Callable[[torch.device, float], dict[str, Any]]] = {"audio": bench_audio}
+
+
+def run_bench(
+    modalities: list[str] | None = None, device: str = "auto", seconds: float = 2.0
+) -> list[dict[str, Any]]:
+    """Run the benchmarks; a ratio above 1 means that stage outpaces the training step."""
+    dev = resolve_device(device)
+    names = modalities or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        raise UserInputError(f"no benchmark for {unknown}; available: {', '.join(BENCHES)}")
+    return [BENCHES[n](dev, seconds) for n in names]
