@@ -85,7 +85,7 @@ class Registry:
                 kind=self.kind,
                 modality=modality,
                 factory=factory,
-                description=doc.splitlines()[0] if doc else "",
+                description=" ".join(doc.split("\n\n")[0].split()).replace("``", ""),
                 tags=tuple(tags),
                 module=factory.__module__,
             )

@@ -9,6 +9,11 @@ model::
                     image_kwargs={"width": 16}, text_tower="text_transformer",
                     text_kwargs={"layers": 2})
 
+A tower is any registered backbone of modality ``image`` / ``text`` built with ``num_classes=0``
+that exposes ``num_features`` and ``forward_features`` plus ``image_size`` (image towers) or
+``context_length`` (text towers); ClipLite reports those so pipelines can build the matching
+``image_transform`` / ``clip_tokenizer`` (:meth:`ClipLite.preprocessors`).
+
 ``num_classes``: image-text models have no classifier; the factories accept the registry's
 ``num_classes`` keyword only as ``0`` (the default) and raise ``UserInputError`` otherwise.
 Zero-shot classification goes through text prompts instead
@@ -109,8 +114,14 @@ class ClipLite(nn.Module):
     def preprocessors(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """The registered preprocessors (name, params) that produce this model's inputs."""
         return {
-            "image": ("image_transform", {"size": self.image_size, "mean": list(self.image_mean),
-                                          "std": list(self.image_std)}),
+            "image": (
+                "image_transform",
+                {
+                    "size": self.image_size,
+                    "mean": list(self.image_mean),
+                    "std": list(self.image_std),
+                },
+            ),
             "text": ("clip_tokenizer", {"context_length": self.context_length}),
         }
 
@@ -126,8 +137,15 @@ def _tower(name: str, modality: str, kwargs: dict[str, Any]) -> nn.Module:
 
 
 def build_clip_lite(
-    *, num_classes: int = 0, embed_dim: int, image_tower: str, image_kwargs: dict | None,
-    text_tower: str, text_kwargs: dict | None, init_logit_scale: float, max_logit_scale: float,
+    *,
+    num_classes: int = 0,
+    embed_dim: int,
+    image_tower: str,
+    image_kwargs: dict | None,
+    text_tower: str,
+    text_kwargs: dict | None,
+    init_logit_scale: float,
+    max_logit_scale: float,
 ) -> ClipLite:
     """Build the towers from the registry and join them; ``model.config`` holds the kwargs."""
     if num_classes != 0:
@@ -155,27 +173,49 @@ def build_clip_lite(
 
 @register_backbone("clip_lite", modality="mm")
 def clip_lite(
-    *, num_classes: int = 0, embed_dim: int = 128, image_tower: str = "image_vit",
-    image_kwargs: dict | None = None, text_tower: str = "text_transformer",
-    text_kwargs: dict | None = None, init_logit_scale: float = INIT_LOGIT_SCALE,
+    *,
+    num_classes: int = 0,
+    embed_dim: int = 128,
+    image_tower: str = "image_vit",
+    image_kwargs: dict | None = None,
+    text_tower: str = "text_transformer",
+    text_kwargs: dict | None = None,
+    init_logit_scale: float = INIT_LOGIT_SCALE,
     max_logit_scale: float = MAX_LOGIT_SCALE,
 ) -> ClipLite:
     """Small CLIP: registered image + text towers, projections, learnable temperature."""
-    return build_clip_lite(num_classes=num_classes, embed_dim=embed_dim, image_tower=image_tower,
-                           image_kwargs=image_kwargs, text_tower=text_tower,
-                           text_kwargs=text_kwargs, init_logit_scale=init_logit_scale,
-                           max_logit_scale=max_logit_scale)
+    return build_clip_lite(
+        num_classes=num_classes,
+        embed_dim=embed_dim,
+        image_tower=image_tower,
+        image_kwargs=image_kwargs,
+        text_tower=text_tower,
+        text_kwargs=text_kwargs,
+        init_logit_scale=init_logit_scale,
+        max_logit_scale=max_logit_scale,
+    )
 
 
 @register_backbone("clip_lite_test", modality="mm")
 def clip_lite_test(
-    *, num_classes: int = 0, embed_dim: int = 64, image_tower: str = "image_vit_test",
-    image_kwargs: dict | None = None, text_tower: str = "text_transformer_test",
-    text_kwargs: dict | None = None, init_logit_scale: float = INIT_LOGIT_SCALE,
+    *,
+    num_classes: int = 0,
+    embed_dim: int = 64,
+    image_tower: str = "image_vit_test",
+    image_kwargs: dict | None = None,
+    text_tower: str = "text_transformer_test",
+    text_kwargs: dict | None = None,
+    init_logit_scale: float = INIT_LOGIT_SCALE,
     max_logit_scale: float = MAX_LOGIT_SCALE,
 ) -> ClipLite:
     """Tiny ClipLite for fast end-to-end tests."""
-    return build_clip_lite(num_classes=num_classes, embed_dim=embed_dim, image_tower=image_tower,
-                           image_kwargs=image_kwargs, text_tower=text_tower,
-                           text_kwargs=text_kwargs, init_logit_scale=init_logit_scale,
-                           max_logit_scale=max_logit_scale)
+    return build_clip_lite(
+        num_classes=num_classes,
+        embed_dim=embed_dim,
+        image_tower=image_tower,
+        image_kwargs=image_kwargs,
+        text_tower=text_tower,
+        text_kwargs=text_kwargs,
+        init_logit_scale=init_logit_scale,
+        max_logit_scale=max_logit_scale,
+    )

@@ -2,9 +2,10 @@
 
 Registered backbones (each ``factory(*, num_classes=0, **kwargs)``):
 
-- ``image_vit`` / ``image_vit_test`` (modality ``image``): ``open_clip.transformer.VisionTransformer``
-  with class-token pooling; features are the pooled ``width``-dim token (its projection removed,
-  :class:`~mmkit.backbones.clip_lite.ClipLite` projects).
+- ``image_vit`` / ``image_vit_test`` (modality ``image``):
+  ``open_clip.transformer.VisionTransformer`` with class-token pooling; features are the pooled
+  ``width``-dim token (its projection removed, :class:`~mmkit.backbones.clip_lite.ClipLite`
+  projects).
 - ``image_resnet`` (``image``): ``open_clip.modified_resnet.ModifiedResNet`` (3-conv stem,
   antialiased strides, attention pooling) at reduced width and depth.
 - ``text_transformer`` / ``text_transformer_test`` (``text``):
@@ -80,8 +81,14 @@ class TextTower(_Tower):
     transformer pooled at the end token; longer inputs raise ``UserInputError``.
     """
 
-    def __init__(self, body: nn.Module, num_features: int, num_classes: int,
-                 context_length: int, vocab_size: int) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        num_features: int,
+        num_classes: int,
+        context_length: int,
+        vocab_size: int,
+    ) -> None:
         super().__init__(body, num_features, num_classes)
         self.context_length = context_length
         self.vocab_size = vocab_size
@@ -98,16 +105,31 @@ class TextTower(_Tower):
 
 
 def build_image_vit(
-    *, num_classes: int = 0, image_size: int = 64, patch_size: int = 8, width: int = 192,
-    layers: int = 4, heads: int = 3, mlp_ratio: float = 4.0,
+    *,
+    num_classes: int = 0,
+    image_size: int = 64,
+    patch_size: int = 8,
+    width: int = 192,
+    layers: int = 4,
+    heads: int = 3,
+    mlp_ratio: float = 4.0,
 ) -> ImageTower:
     """A patch ViT (open_clip ``VisionTransformer``) whose features are its pooled class token."""
-    _check(image_size > 0 and patch_size > 0 and image_size % patch_size == 0,
-           f"image_size ({image_size}) must be a positive multiple of patch_size ({patch_size})")
-    _check(heads > 0 and width % heads == 0, f"width ({width}) must be divisible by heads ({heads})")
+    _check(
+        image_size > 0 and patch_size > 0 and image_size % patch_size == 0,
+        f"image_size ({image_size}) must be a positive multiple of patch_size ({patch_size})",
+    )
+    _check(
+        heads > 0 and width % heads == 0, f"width ({width}) must be divisible by heads ({heads})"
+    )
     body = VisionTransformer(
-        image_size=image_size, patch_size=patch_size, width=width, layers=layers, heads=heads,
-        mlp_ratio=mlp_ratio, output_dim=width,
+        image_size=image_size,
+        patch_size=patch_size,
+        width=width,
+        layers=layers,
+        heads=heads,
+        mlp_ratio=mlp_ratio,
+        output_dim=width,
     )
     body.proj = None  # ClipLite (or the head) projects; open_clip skips a None proj
     return ImageTower(body, width, num_classes, image_size)
@@ -115,75 +137,150 @@ def build_image_vit(
 
 @register_backbone("image_vit", modality="image")
 def image_vit(
-    *, num_classes: int = 0, image_size: int = 64, patch_size: int = 8, width: int = 192,
-    layers: int = 4, heads: int = 3, mlp_ratio: float = 4.0,
+    *,
+    num_classes: int = 0,
+    image_size: int = 64,
+    patch_size: int = 8,
+    width: int = 192,
+    layers: int = 4,
+    heads: int = 3,
+    mlp_ratio: float = 4.0,
 ) -> ImageTower:
     """Small patch ViT image tower (open_clip VisionTransformer), 64 px / patch 8 by default."""
-    return build_image_vit(num_classes=num_classes, image_size=image_size, patch_size=patch_size,
-                           width=width, layers=layers, heads=heads, mlp_ratio=mlp_ratio)
+    return build_image_vit(
+        num_classes=num_classes,
+        image_size=image_size,
+        patch_size=patch_size,
+        width=width,
+        layers=layers,
+        heads=heads,
+        mlp_ratio=mlp_ratio,
+    )
 
 
 @register_backbone("image_vit_test", modality="image")
 def image_vit_test(
-    *, num_classes: int = 0, image_size: int = 64, patch_size: int = 8, width: int = 64,
-    layers: int = 2, heads: int = 2, mlp_ratio: float = 2.0,
+    *,
+    num_classes: int = 0,
+    image_size: int = 64,
+    patch_size: int = 8,
+    width: int = 64,
+    layers: int = 2,
+    heads: int = 2,
+    mlp_ratio: float = 2.0,
 ) -> ImageTower:
     """Tiny ViT image tower for fast tests."""
-    return build_image_vit(num_classes=num_classes, image_size=image_size, patch_size=patch_size,
-                           width=width, layers=layers, heads=heads, mlp_ratio=mlp_ratio)
+    return build_image_vit(
+        num_classes=num_classes,
+        image_size=image_size,
+        patch_size=patch_size,
+        width=width,
+        layers=layers,
+        heads=heads,
+        mlp_ratio=mlp_ratio,
+    )
 
 
 @register_backbone("image_resnet", modality="image")
 def image_resnet(
-    *, num_classes: int = 0, image_size: int = 64, width: int = 16,
-    layers: Sequence[int] = (1, 1, 1, 1), output_dim: int = 256, head_width: int = 64,
+    *,
+    num_classes: int = 0,
+    image_size: int = 64,
+    width: int = 16,
+    layers: Sequence[int] = (1, 1, 1, 1),
+    output_dim: int = 256,
+    head_width: int = 64,
 ) -> ImageTower:
     """Small CLIP ResNet image tower (open_clip ModifiedResNet with attention pooling)."""
-    _check(image_size > 0 and image_size % 32 == 0,
-           f"image_size ({image_size}) must be a positive multiple of 32")
+    _check(
+        image_size > 0 and image_size % 32 == 0,
+        f"image_size ({image_size}) must be a positive multiple of 32",
+    )
     _check(len(layers) == 4 and min(layers) >= 1, f"layers must be 4 counts >= 1, got {layers}")
     embed = width * 32
-    _check(width > 0 and embed % head_width == 0,
-           f"width * 32 ({embed}) must be divisible by head_width ({head_width})")
-    body = ModifiedResNet(layers=list(layers), output_dim=output_dim, heads=embed // head_width,
-                          image_size=image_size, width=width)
+    _check(
+        width > 0 and embed % head_width == 0,
+        f"width * 32 ({embed}) must be divisible by head_width ({head_width})",
+    )
+    body = ModifiedResNet(
+        layers=list(layers),
+        output_dim=output_dim,
+        heads=embed // head_width,
+        image_size=image_size,
+        width=width,
+    )
     return ImageTower(body, output_dim, num_classes, image_size)
 
 
 def build_text_transformer(
-    *, num_classes: int = 0, context_length: int = DEFAULT_CONTEXT_LENGTH,
-    vocab_size: int = CLIP_VOCAB_SIZE, width: int = 128, layers: int = 4, heads: int = 4,
+    *,
+    num_classes: int = 0,
+    context_length: int = DEFAULT_CONTEXT_LENGTH,
+    vocab_size: int = CLIP_VOCAB_SIZE,
+    width: int = 128,
+    layers: int = 4,
+    heads: int = 4,
     mlp_ratio: float = 4.0,
 ) -> TextTower:
     """A causal text transformer (open_clip ``TextTransformer``) pooled at the end token."""
     _check(context_length >= 3, f"context_length ({context_length}) must be >= 3")
-    _check(heads > 0 and width % heads == 0, f"width ({width}) must be divisible by heads ({heads})")
+    _check(
+        heads > 0 and width % heads == 0, f"width ({width}) must be divisible by heads ({heads})"
+    )
     body = TextTransformer(
-        context_length=context_length, vocab_size=vocab_size, width=width, heads=heads,
-        layers=layers, mlp_ratio=mlp_ratio, output_dim=None, pool_type="argmax",
+        context_length=context_length,
+        vocab_size=vocab_size,
+        width=width,
+        heads=heads,
+        layers=layers,
+        mlp_ratio=mlp_ratio,
+        output_dim=None,
+        pool_type="argmax",
     )
     return TextTower(body, width, num_classes, context_length, vocab_size)
 
 
 @register_backbone("text_transformer", modality="text")
 def text_transformer(
-    *, num_classes: int = 0, context_length: int = DEFAULT_CONTEXT_LENGTH,
-    vocab_size: int = CLIP_VOCAB_SIZE, width: int = 128, layers: int = 4, heads: int = 4,
+    *,
+    num_classes: int = 0,
+    context_length: int = DEFAULT_CONTEXT_LENGTH,
+    vocab_size: int = CLIP_VOCAB_SIZE,
+    width: int = 128,
+    layers: int = 4,
+    heads: int = 4,
     mlp_ratio: float = 4.0,
 ) -> TextTower:
     """Small causal text transformer tower (open_clip TextTransformer) for clip_tokenizer ids."""
-    return build_text_transformer(num_classes=num_classes, context_length=context_length,
-                                  vocab_size=vocab_size, width=width, layers=layers, heads=heads,
-                                  mlp_ratio=mlp_ratio)
+    return build_text_transformer(
+        num_classes=num_classes,
+        context_length=context_length,
+        vocab_size=vocab_size,
+        width=width,
+        layers=layers,
+        heads=heads,
+        mlp_ratio=mlp_ratio,
+    )
 
 
 @register_backbone("text_transformer_test", modality="text")
 def text_transformer_test(
-    *, num_classes: int = 0, context_length: int = DEFAULT_CONTEXT_LENGTH,
-    vocab_size: int = CLIP_VOCAB_SIZE, width: int = 64, layers: int = 2, heads: int = 2,
+    *,
+    num_classes: int = 0,
+    context_length: int = DEFAULT_CONTEXT_LENGTH,
+    vocab_size: int = CLIP_VOCAB_SIZE,
+    width: int = 64,
+    layers: int = 2,
+    heads: int = 2,
     mlp_ratio: float = 2.0,
 ) -> TextTower:
     """Tiny text transformer tower for fast tests."""
-    return build_text_transformer(num_classes=num_classes, context_length=context_length,
-                                  vocab_size=vocab_size, width=width, layers=layers, heads=heads,
-                                  mlp_ratio=mlp_ratio)
+    return build_text_transformer(
+        num_classes=num_classes,
+        context_length=context_length,
+        vocab_size=vocab_size,
+        width=width,
+        layers=layers,
+        heads=heads,
+        mlp_ratio=mlp_ratio,
+    )

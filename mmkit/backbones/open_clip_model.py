@@ -33,13 +33,21 @@ class OpenClipModel(nn.Module):
     Attributes:
         model: the wrapped open_clip model (its state dict keys are prefixed ``model.``).
         name: the open_clip architecture name.
+        embed_dim: size of the shared image-text embedding (``num_features``).
         image_size, image_mean, image_std: the model's own preprocessing.
         context_length: tokens per caption the text tower expects.
         tokenizer: the open_clip tokenizer object for this architecture.
     """
 
-    def __init__(self, model: nn.Module, *, name: str, context_length: int,
-                 max_logit_scale: float = MAX_LOGIT_SCALE) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        name: str,
+        embed_dim: int,
+        context_length: int,
+        max_logit_scale: float = MAX_LOGIT_SCALE,
+    ) -> None:
         super().__init__()
         self.model = model
         self.name = name
@@ -53,8 +61,7 @@ class OpenClipModel(nn.Module):
         self.image_std = tuple(float(v) for v in cfg["std"])
         self.context_length = int(context_length)
         self.max_logit_scale = float(max_logit_scale)
-        self.embed_dim = int(model.text_projection.shape[1]) if isinstance(
-            getattr(model, "text_projection", None), torch.Tensor) else None
+        self.embed_dim = int(embed_dim)
         self.num_features = self.embed_dim
         self._tokenizer: Any = None
 
@@ -101,10 +108,18 @@ class OpenClipModel(nn.Module):
     def preprocessors(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """The registered preprocessors (name, params) that produce this model's inputs."""
         return {
-            "image": ("image_transform", {"size": self.image_size, "mean": list(self.image_mean),
-                                          "std": list(self.image_std)}),
-            "text": ("clip_tokenizer", {"context_length": self.context_length,
-                                        "model_name": self.name}),
+            "image": (
+                "image_transform",
+                {
+                    "size": self.image_size,
+                    "mean": list(self.image_mean),
+                    "std": list(self.image_std),
+                },
+            ),
+            "text": (
+                "clip_tokenizer",
+                {"context_length": self.context_length, "model_name": self.name},
+            ),
         }
 
 
@@ -141,25 +156,42 @@ def create_open_clip(
             **(model_kwargs or {}),
         )
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        reason = " ".join(str(exc).split())  # one line (state-dict errors span many)
+        if len(reason) > 400:
+            reason = reason[:400] + "..."
         raise UserInputError(
-            f"open_clip {name!r} with pretrained={pretrained!r}: {exc}".splitlines()[0]
+            f"open_clip {name!r} with pretrained={pretrained!r}: {reason}"
         ) from exc
     context_length = getattr(model, "context_length", None)
     if context_length is None:
         context_length = getattr(model.text, "context_length", 77)
-    return OpenClipModel(model, name=name, context_length=int(context_length))
+    embed_dim = (model_kwargs or {}).get("embed_dim", open_clip.get_model_config(name)["embed_dim"])
+    return OpenClipModel(model, name=name, embed_dim=embed_dim, context_length=int(context_length))
 
 
 @register_backbone("open_clip_model", modality="mm")
 def open_clip_model(
-    *, num_classes: int = 0, name: str = "ViT-B-32", pretrained: str | None = None,
-    force_image_size: int | None = None, force_context_length: int | None = None,
+    *,
+    num_classes: int = 0,
+    model_name: str = "ViT-B-32",
+    pretrained: str | None = None,
+    force_image_size: int | None = None,
+    force_context_length: int | None = None,
     model_kwargs: dict[str, Any] | None = None,
 ) -> OpenClipModel:
-    """Any open_clip architecture (weights from a local file or a hub tag) as an mm model."""
+    """Any open_clip architecture (weights from a local file or a hub tag) as an mm model.
+
+    ``model_name`` is the open_clip architecture (``open_clip.list_models()``); the keyword is
+    not ``name`` because ``create_backbone(name, **kwargs)`` takes the plugin name.
+    """
     if num_classes != 0:
         raise UserInputError(
             f"image-text models take no num_classes (got {num_classes}); use zero-shot prompts"
         )
-    return create_open_clip(name, pretrained, force_image_size=force_image_size,
-                            force_context_length=force_context_length, model_kwargs=model_kwargs)
+    return create_open_clip(
+        model_name,
+        pretrained,
+        force_image_size=force_image_size,
+        force_context_length=force_context_length,
+        model_kwargs=model_kwargs,
+    )

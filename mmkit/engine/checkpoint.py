@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file, save_model
+from safetensors.torch import load_file, save_file
 
 from mmkit.data.store import replace_dir
 from mmkit.errors import CheckpointError
@@ -40,7 +40,9 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        save_model(model, str(tmp / MODEL_FILE))
+        # each tensor saved on its own: tied weights are stored twice, views become whole tensors
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
         if optimizer is not None and trainer_state is not None:
             tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
@@ -83,24 +85,11 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.d
     except Exception as exc:
         raise CheckpointError(f"cannot read {ckpt / MODEL_FILE}: {exc}") from exc
     missing, unexpected = model.load_state_dict(state, strict=False)
-    # safetensors' save_model drops tied duplicates; those keys come back through their twin
-    missing = [k for k in missing if k not in _tied_keys(model)]
     if missing or unexpected:
         raise CheckpointError(
             f"{ckpt}: weights do not match the model (missing {missing[:3]}, "
             f"unexpected {unexpected[:3]})"
         )
-
-
-def _tied_keys(model: torch.nn.Module) -> set[str]:
-    seen: dict[int, str] = {}
-    tied = set()
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        key = tensor.data_ptr()
-        if key in seen:
-            tied.add(name)
-        seen.setdefault(key, name)
-    return tied
 
 
 @dataclass

@@ -168,6 +168,9 @@ class Trainer:
             len(train_set), seed=cfg.seed, shuffle=True, rank=self.rank, world=self.world
         )
         self.train_set = train_set
+        # loaders draw worker seeds from their own generator, never from the global RNG, so that
+        # the augmentation RNG stream is the same with and without a resume in between
+        self.loader_generator = torch.Generator()
         self.train_loader = DataLoader(
             train_set,
             batch_size=cfg.batch_size,
@@ -176,6 +179,7 @@ class Trainer:
             pin_memory=pin,
             drop_last=len(train_set) >= 2 * cfg.batch_size * self.world,
             collate_fn=collate_fn,
+            generator=self.loader_generator,
         )
         self.val_loader = DataLoader(
             val_set,
@@ -184,6 +188,7 @@ class Trainer:
             num_workers=cfg.num_workers,
             pin_memory=pin,
             collate_fn=collate_fn,
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         steps = len(self.train_loader)
         if cfg.max_steps_per_epoch:
@@ -273,6 +278,7 @@ class Trainer:
         if set_epoch:
             set_epoch(epoch)
         self.sampler.set_epoch(epoch, start * self.cfg.batch_size)
+        self.loader_generator.manual_seed(self.cfg.seed * 100_003 + epoch)
         self.ddp_model.train()
         self.progress.start(f"epoch {epoch + 1}/{self.cfg.epochs}", self.steps_per_epoch)
         if start:

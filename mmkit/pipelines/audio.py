@@ -126,7 +126,9 @@ class AudioModality:
     def stages(self, cfg: AudioConfig, store: Store) -> list[tuple[str, nn.Module]]:
         stages: list[tuple[str, nn.Module]] = []
         if cfg.augment:
-            wave_aug = create_preprocessor("wave_augment", snr_db=list(cfg.noise_snr))
+            wave_aug = create_preprocessor(
+                "wave_augment", sample_rate=cfg.sample_rate, noise={"snr_db": list(cfg.noise_snr)}
+            )
             noise = store.extra("noise")
             if noise is not None:
                 wave_aug.set_noise_bank(from_int16(torch.from_numpy(noise)))

@@ -125,14 +125,16 @@ class ImageTransform(nn.Module):
         return torch.stack([x0, y0, x0 + crop_w, y0 + crop_h], dim=1)
 
     def _jitter(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Per-sample brightness, contrast and saturation factors in ``[1 - j, 1 + j]``."""
         j = self.color_jitter
         factors = torch.empty(3, x.shape[0], 1, 1, 1).uniform_(1 - j, 1 + j, generator=gen)
         brightness, contrast, saturation = factors.to(x.device)
         x = (x * brightness).clamp(0, 1)
-        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-        x = ((x - gray.mean(dim=(2, 3), keepdim=True)) * contrast + gray.mean(
-            dim=(2, 3), keepdim=True)).clamp(0, 1)
-        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        mean_gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).mean(
+            dim=(2, 3), keepdim=True
+        )
+        x = ((x - mean_gray) * contrast + mean_gray).clamp(0, 1)
+        gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
         return ((x - gray) * saturation + gray).clamp(0, 1)
 
     def forward(
@@ -151,8 +153,14 @@ class ImageTransform(nn.Module):
             return x.new_zeros(0, 3, self.size, self.size)
         boxes = self._boxes(batch, height, width, gen)
         rois = torch.cat([torch.arange(batch, dtype=boxes.dtype)[:, None], boxes], dim=1)
-        x = roi_align(x, rois.to(x.device), output_size=(self.size, self.size),
-                      spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        x = roi_align(
+            x,
+            rois.to(x.device),
+            output_size=(self.size, self.size),
+            spatial_scale=1.0,
+            sampling_ratio=-1,
+            aligned=True,
+        )
         if self.training and self.hflip > 0:
             flip = (torch.rand(batch, generator=gen) < self.hflip).to(x.device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -174,5 +182,13 @@ def image_transform(
     seed: int = 0,
 ) -> ImageTransform:
     """Batched crop + resize + normalise of uint8 images to CLIP-ready float tensors."""
-    return ImageTransform(size=size, mean=mean, std=std, scale=scale, ratio=ratio, hflip=hflip,
-                          color_jitter=color_jitter, seed=seed)
+    return ImageTransform(
+        size=size,
+        mean=mean,
+        std=std,
+        scale=scale,
+        ratio=ratio,
+        hflip=hflip,
+        color_jitter=color_jitter,
+        seed=seed,
+    )

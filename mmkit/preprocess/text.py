@@ -39,7 +39,9 @@ class ClipTokenizer(nn.Module):
             tokenizer to use (``open_clip.get_tokenizer``).
     """
 
-    def __init__(self, *, context_length: int = DEFAULT_CONTEXT_LENGTH, model_name: str = "") -> None:
+    def __init__(
+        self, *, context_length: int = DEFAULT_CONTEXT_LENGTH, model_name: str = ""
+    ) -> None:
         super().__init__()
         if int(context_length) < 3:
             raise UserInputError(f"context_length ({context_length}) must be >= 3")

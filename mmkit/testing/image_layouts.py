@@ -52,7 +52,10 @@ def _copy(record: CaptionedImage, dest: Path) -> Path:
 
 
 def _manifest_rows(
-    records: Sequence[CaptionedImage], root: Path, image_dir: str, with_split: bool,
+    records: Sequence[CaptionedImage],
+    root: Path,
+    image_dir: str,
+    with_split: bool,
     with_label: bool,
 ) -> list[dict[str, str]]:
     rows = []
@@ -70,8 +73,13 @@ def _manifest_rows(
 
 
 def write_csv_manifest(
-    root: str | Path, records: Sequence[CaptionedImage], *, name: str = "captions.csv",
-    image_dir: str = "images", with_split: bool = True, with_label: bool = False,
+    root: str | Path,
+    records: Sequence[CaptionedImage],
+    *,
+    name: str = "captions.csv",
+    image_dir: str = "images",
+    with_split: bool = True,
+    with_label: bool = False,
 ) -> Path:
     """CSV manifest ``image,caption[,split][,label]`` (one row per caption); returns its path."""
     root = Path(root)
@@ -86,8 +94,13 @@ def write_csv_manifest(
 
 
 def write_jsonl_manifest(
-    root: str | Path, records: Sequence[CaptionedImage], *, name: str = "captions.jsonl",
-    image_dir: str = "images", with_split: bool = True, with_label: bool = False,
+    root: str | Path,
+    records: Sequence[CaptionedImage],
+    *,
+    name: str = "captions.jsonl",
+    image_dir: str = "images",
+    with_split: bool = True,
+    with_label: bool = False,
 ) -> Path:
     """JSONL manifest, one ``{"image", "caption"[, "split"][, "label"]}`` per line; its path."""
     root = Path(root)
@@ -118,8 +131,9 @@ def write_flickr8k(
     split_lists: dict[str, list[str]] = {name: [] for name in FLICKR_SPLIT_FILES.values()}
     for record in records:
         if record.split not in FLICKR_SPLIT_FILES:
-            raise ValueError(f"Flickr8k has splits {', '.join(FLICKR_SPLIT_FILES)}, "
-                             f"got {record.split!r}")
+            raise ValueError(
+                f"Flickr8k has splits {', '.join(FLICKR_SPLIT_FILES)}, got {record.split!r}"
+            )
         name = record.path.name
         _copy(record, root / image_dir / name)
         lines.extend(f"{name}#{k}\t{caption}" for k, caption in enumerate(record.captions))
@@ -131,7 +145,9 @@ def write_flickr8k(
 
 
 def write_coco_captions(
-    root: str | Path, records: Sequence[CaptionedImage], *,
+    root: str | Path,
+    records: Sequence[CaptionedImage],
+    *,
     split_names: Mapping[str, str] = COCO_SPLITS,
 ) -> Path:
     """COCO caption JSON per split (``annotations/captions_<coco>.json``); returns ``root``."""
@@ -140,8 +156,9 @@ def write_coco_captions(
     annotation_id = 0
     for image_id, record in enumerate(records, start=1):
         if record.split not in split_names:
-            raise ValueError(f"no COCO split name for {record.split!r}; known: "
-                             f"{', '.join(split_names)}")
+            raise ValueError(
+                f"no COCO split name for {record.split!r}; known: {', '.join(split_names)}"
+            )
         coco_split = split_names[record.split]
         doc = per_split.setdefault(coco_split, {"images": [], "annotations": []})
         _copy(record, root / coco_split / record.path.name)
@@ -159,8 +176,12 @@ def write_coco_captions(
 
 
 def hf_dataset_dict(
-    records: Sequence[CaptionedImage], *, image_column: str = "image",
-    text_column: str = "caption", captions_as_list: bool = False, with_label: bool = True,
+    records: Sequence[CaptionedImage],
+    *,
+    image_column: str = "image",
+    text_column: str = "caption",
+    captions_as_list: bool = False,
+    with_label: bool = True,
 ) -> Any:
     """A ``datasets.DatasetDict`` (one entry per split) in the HF form described above."""
     import datasets
@@ -202,7 +223,7 @@ def write_hf_parquet(root: str | Path, records: Sequence[CaptionedImage], **kwar
 
 
 def write_hf_disk(root: str | Path, records: Sequence[CaptionedImage], **kwargs: Any) -> Path:
-    """``DatasetDict.save_to_disk(root)``; returns ``root``. ``kwargs`` as :func:`write_hf_parquet`."""
+    """``DatasetDict.save_to_disk(root)``; returns ``root``; ``kwargs`` as for parquet."""
     root = Path(root)
     hf_dataset_dict(records, **kwargs).save_to_disk(str(root))
     return root

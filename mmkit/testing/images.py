@@ -140,8 +140,14 @@ def make_scene(
     return Scene(objects, (variants[0], *(variants[int(i)] for i in sorted(extra))))
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float,
-                fill: tuple[int, int, int]) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw,
+    shape: str,
+    cx: float,
+    cy: float,
+    r: float,
+    fill: tuple[int, int, int],
+) -> None:
     if shape == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     elif shape == "square":
@@ -240,7 +246,8 @@ def write_scene_images(
     for i in range(n):
         rng = np.random.default_rng([seed, 0, i])
         scene = make_scene(
-            rng, two_objects=rng.random() < two_object_fraction,
+            rng,
+            two_objects=rng.random() < two_object_fraction,
             captions_per_image=captions_per_image,
         )
         image = render_scene(scene, tuple(sizes[i % len(sizes)]), rng)
@@ -249,8 +256,9 @@ def write_scene_images(
     return records
 
 
-def _halves(size: tuple[int, int], left: tuple[int, ...], right: tuple[int, ...],
-            mode: str = "RGB") -> Image.Image:
+def _halves(
+    size: tuple[int, int], left: tuple[int, ...], right: tuple[int, ...], mode: str = "RGB"
+) -> Image.Image:
     width, height = size
     image = Image.new(mode, size, left)
     image.paste(Image.new(mode, (width - width // 2, height), right), (width // 2, 0))
