@@ -169,9 +169,7 @@ def pad_or_crop(
     return torch.nn.functional.pad(wave, (offset, slack - offset))
 
 
-def sliding_windows(
-    wave: torch.Tensor, length: int, hop: int
-) -> list[tuple[int, torch.Tensor]]:
+def sliding_windows(wave: torch.Tensor, length: int, hop: int) -> list[tuple[int, torch.Tensor]]:
     """Cut ``wave`` (``[..., T]``) into ``(start_sample, window)`` pairs of ``length`` samples.
 
     Windows start every ``hop`` samples; when the grid does not reach the end, one more window is

@@ -58,7 +58,7 @@ class Voice:
     speed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.engine not in _EXECUTABLES or self.engine == "sox":
+        if self.engine not in ("espeak", "flite"):
             raise ValueError(f"engine must be 'espeak' or 'flite', got {self.engine!r}")
 
     @property
@@ -149,9 +149,11 @@ def default_voices() -> list[Voice]:
 def split_voices(
     voices: Sequence[Voice], *, validation_per_engine: int = 1, test_per_engine: int = 1
 ) -> VoiceSplit:
-    """Hold whole speakers out, per engine: the last speakers go to test, those before to validation.
+    """Hold whole speakers out of training, per engine.
 
-    Deterministic in the order of ``voices``; every engine keeps at least one training speaker.
+    The last ``test_per_engine`` speakers of each engine go to test, the ``validation_per_engine``
+    before them to validation. Deterministic in the order of ``voices``; every engine keeps at
+    least one training speaker.
     """
     train: list[Voice] = []
     validation: list[Voice] = []
@@ -169,8 +171,12 @@ def split_voices(
         for v in voices:
             if v.engine != engine:
                 continue
-            target = test if v.speaker in to_test else validation if v.speaker in to_validation else train
-            target.append(v)
+            if v.speaker in to_test:
+                test.append(v)
+            elif v.speaker in to_validation:
+                validation.append(v)
+            else:
+                train.append(v)
     return VoiceSplit(tuple(train), tuple(validation), tuple(test))
 
 
@@ -188,7 +194,9 @@ def tool_path(tool: str) -> str:
 def _run(cmd: list[str], *, stdin: str | None = None) -> None:
     proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise SpeechToolError(f"{Path(cmd[0]).name} failed ({proc.returncode}): {proc.stderr.strip()}")
+        raise SpeechToolError(
+            f"{Path(cmd[0]).name} failed ({proc.returncode}): {proc.stderr.strip()}"
+        )
 
 
 def _engine_command(text: str, out: Path, voice: Voice) -> tuple[list[str], str | None]:
@@ -266,7 +274,9 @@ def write_audio(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:
-        raise ValueError(f"unsupported audio extension {suffix!r}; use one of {', '.join(_FORMATS)}")
+        raise ValueError(
+            f"unsupported audio extension {suffix!r}; use one of {', '.join(_FORMATS)}"
+        )
     data = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
     data = np.clip(np.atleast_2d(data.astype(np.float32)), -1.0, 1.0).T  # [T, C]
     if stereo and data.shape[1] == 1:

@@ -16,9 +16,13 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmkit.io.audio import load_audio
 from mmkit.testing.speech import SpeechItem, SpeechToolError, tool_path, write_audio
+
+if TYPE_CHECKING:
+    from datasets import Dataset, Features
 
 SPLITS = ("train", "validation", "test")
 NOISE_COLORS = ("white", "pink", "brown")
@@ -56,8 +60,11 @@ def write_split_folders(
     return root
 
 
-def write_background_noise(folder: str | Path, *, seconds: float = 3.0, sample_rate: int = 16000) -> list[Path]:
-    """Real noise recordings made by ``sox -n out.wav synth <seconds> <color>noise`` (repeatable)."""
+def write_background_noise(
+    folder: str | Path, *, seconds: float = 3.0, sample_rate: int = 16000
+) -> list[Path]:
+    """White, pink and brown noise clips made by ``sox -R -n out.wav synth <seconds> <color>noise``
+    (``-R``: repeatable, the same bytes every run)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sox = tool_path("sox")
@@ -92,7 +99,9 @@ def write_speech_commands(
         split = split_of(item, voice_splits)
         if split in lists:
             lists[split].append(rel)
-    (root / "validation_list.txt").write_text("".join(f"{r}\n" for r in sorted(lists["validation"])))
+    (root / "validation_list.txt").write_text(
+        "".join(f"{r}\n" for r in sorted(lists["validation"]))
+    )
     (root / "testing_list.txt").write_text("".join(f"{r}\n" for r in sorted(lists["test"])))
     noise = root / "_background_noise_"
     write_background_noise(noise, seconds=noise_seconds, sample_rate=sample_rate)
@@ -132,7 +141,7 @@ def write_manifest(
     return path
 
 
-def speech_commands_features(labels: Sequence[str], *, audio_decode: bool = False):  # noqa: ANN201
+def speech_commands_features(labels: Sequence[str], *, audio_decode: bool = False) -> Features:
     """The ``google/speech_commands`` features (``datasets.Features``) for ``labels``."""
     from datasets import Audio, ClassLabel, Features, Value
 
@@ -153,7 +162,7 @@ def _hf_splits(
     voice_splits: Mapping[str, str] | None,
     labels: Sequence[str] | None,
     audio_decode: bool,
-) -> dict[str, object]:
+) -> dict[str, Dataset]:
     """One ``datasets.Dataset`` per split. Rows are built as an Arrow table, because
     ``Audio.encode_example`` needs torchcodec even for ``{"bytes", "path"}`` values."""
     import pyarrow as pa
@@ -166,8 +175,9 @@ def _hf_splits(
     for item in items:
         speaker = speaker_code(item.voice)
         col = columns[split_of(item, voice_splits)]
-        col["file"].append(f"{item.word}/{speaker}_nohash_{item.take}{item.path.suffix}")
-        col["audio"].append({"bytes": item.path.read_bytes(), "path": item.path.name})
+        file = f"{item.word}/{speaker}_nohash_{item.take}{item.path.suffix}"
+        col["file"].append(file)
+        col["audio"].append({"bytes": item.path.read_bytes(), "path": file})
         col["label"].append(labels.index(item.word))
         col["is_unknown"].append(item.word not in CORE_WORDS)
         col["speaker_id"].append(speaker)

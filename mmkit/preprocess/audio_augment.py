@@ -1,0 +1,259 @@
+"""Waveform augmentations on ``[B, T]`` batches, for robustness to real-world recordings.
+
+``noise_mix``, ``random_gain``, ``time_shift`` and ``band_limit`` each draw from the global torch
+RNG on the input's device (seed it with ``torch.manual_seed``) and are the identity in eval mode;
+``wave_augment`` chains them with defaults meant for spoken-word classification.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torchaudio.functional as AF
+from torch import nn
+
+from mmkit.preprocess.audio import ParamsModule, _check_batch
+from mmkit.registry import register_preprocessor
+
+NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+
+
+def _uniform(bounds: Sequence[float], size: int, device: torch.device) -> torch.Tensor:
+    lo, hi = (float(b) for b in bounds)
+    return lo + (hi - lo) * torch.rand(size, device=device)
+
+
+def _check_range(name: str, bounds: Sequence[float]) -> None:
+    if len(bounds) != 2 or bounds[0] > bounds[1]:
+        raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {list(bounds)}")
+
+
+def colored_noise(exponents: torch.Tensor, length: int) -> torch.Tensor:
+    """Unit-RMS noise ``[B, length]`` with power spectrum ~ 1 / f**exponent per row
+    (0 white, 1 pink, 2 brown), on the device of ``exponents``."""
+    device = exponents.device
+    noise = torch.randn(exponents.numel(), length, device=device)
+    if length > 2:
+        freqs = torch.fft.rfftfreq(length, device=device)
+        freqs[0] = freqs[1]
+        spectrum = torch.fft.rfft(noise) * freqs.pow(-exponents.float()[:, None] / 2)
+        noise = torch.fft.irfft(spectrum, n=length)
+        noise = noise - noise.mean(dim=-1, keepdim=True)
+    return noise / noise.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)
+
+
+@register_preprocessor("noise_mix", modality="audio")
+class NoiseMix(ParamsModule):
+    """Add noise to each example with probability ``p`` at an SNR drawn from ``snr_db``.
+
+    Noise comes from a bank set by :meth:`set_noise_bank` (e.g. a dataset's
+    ``_background_noise_`` clips; a random clip and offset per example), else it is generated
+    white/pink/brown noise (``colors``). The bank is a non-persistent buffer: it follows
+    ``.to(device)`` but is not saved in checkpoints.
+    """
+
+    def __init__(
+        self,
+        *,
+        snr_db: Sequence[float] = (5.0, 25.0),
+        p: float = 0.5,
+        colors: Sequence[str] = ("white", "pink", "brown"),
+    ) -> None:
+        super().__init__(snr_db=snr_db, p=p, colors=colors)
+        _check_range("snr_db", snr_db)
+        unknown = sorted(set(colors) - set(NOISE_EXPONENTS))
+        if unknown or not colors:
+            raise ValueError(f"colors must be a non-empty subset of {list(NOISE_EXPONENTS)}")
+        self.snr_db = tuple(float(s) for s in snr_db)
+        self.p = float(p)
+        self.register_buffer(
+            "exponents", torch.tensor([NOISE_EXPONENTS[c] for c in colors]), persistent=False
+        )
+        self.register_buffer("noise_bank", torch.zeros(0, 0), persistent=False)
+
+    def set_noise_bank(self, noise: torch.Tensor | None) -> None:
+        """Use ``noise`` (``[N, L]`` or ``[L]`` float) as the noise source; ``None`` clears it."""
+        if noise is None:
+            self.noise_bank = torch.zeros(0, 0, device=self.noise_bank.device)
+            return
+        bank = torch.as_tensor(noise, dtype=torch.float32)
+        bank = bank.unsqueeze(0) if bank.dim() == 1 else bank
+        if bank.dim() != 2 or bank.numel() == 0 or not torch.isfinite(bank).all():
+            raise ValueError(f"noise bank must be a finite [N, L] tensor, got {tuple(bank.shape)}")
+        self.noise_bank = bank.to(self.noise_bank.device)
+
+    def _bank_noise(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
+        bank = self.noise_bank
+        if bank.shape[1] < length:
+            bank = bank.repeat(1, math.ceil(length / bank.shape[1]))
+        clip = torch.randint(bank.shape[0], (batch, 1), device=device)
+        span = bank.shape[1] - length + 1
+        offset = (torch.rand(batch, 1, device=device) * span).long().clamp_max(span - 1)
+        return bank[clip, offset + torch.arange(length, device=device)]
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        _check_batch(wave, 2, "a waveform batch [B, T]", "noise_mix")
+        if not self.training or self.p <= 0:
+            return wave
+        batch, length = wave.shape
+        if self.noise_bank.numel():
+            noise = self._bank_noise(batch, length, wave.device)
+        else:
+            pick = torch.randint(self.exponents.numel(), (batch,), device=wave.device)
+            noise = colored_noise(self.exponents[pick], length)
+        snr = _uniform(self.snr_db, batch, wave.device)[:, None]
+        signal_power = wave.pow(2).mean(dim=-1, keepdim=True)
+        noise_power = noise.pow(2).mean(dim=-1, keepdim=True).clamp_min(1e-10)
+        scale = torch.sqrt(signal_power / (noise_power * 10.0 ** (snr / 10.0)))
+        apply = torch.rand(batch, 1, device=wave.device) < self.p
+        return torch.where(apply, wave + scale * noise.to(wave.dtype), wave)
+
+
+@register_preprocessor("random_gain", modality="audio")
+class RandomGain(ParamsModule):
+    """Scale each example with probability ``p`` by a gain drawn from ``gain_db`` (dB)."""
+
+    def __init__(self, *, gain_db: Sequence[float] = (-8.0, 6.0), p: float = 1.0) -> None:
+        super().__init__(gain_db=gain_db, p=p)
+        _check_range("gain_db", gain_db)
+        self.gain_db = tuple(float(g) for g in gain_db)
+        self.p = float(p)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        _check_batch(wave, 2, "a waveform batch [B, T]", "random_gain")
+        if not self.training or self.p <= 0:
+            return wave
+        batch = wave.shape[0]
+        gain_db = _uniform(self.gain_db, batch, wave.device)
+        gain_db = torch.where(torch.rand(batch, device=wave.device) < self.p, gain_db, 0.0)
+        return wave * (10.0 ** (gain_db / 20.0))[:, None].to(wave.dtype)
+
+
+@register_preprocessor("time_shift", modality="audio")
+class TimeShift(ParamsModule):
+    """Shift each example in time by up to ``max_shift`` of its length, with zero fill.
+
+    With probability ``p`` per example, either way; vacated samples become 0 (no wrap-around).
+    """
+
+    def __init__(self, *, max_shift: float = 0.1, p: float = 1.0) -> None:
+        super().__init__(max_shift=max_shift, p=p)
+        if not 0.0 <= max_shift < 1.0:
+            raise ValueError(f"max_shift ({max_shift}) must be in [0, 1)")
+        self.max_shift = float(max_shift)
+        self.p = float(p)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        _check_batch(wave, 2, "a waveform batch [B, T]", "time_shift")
+        if not self.training or self.p <= 0 or self.max_shift == 0:
+            return wave
+        batch, length = wave.shape
+        limit = self.max_shift * length
+        shift = _uniform((-limit, limit), batch, wave.device).round().long()
+        shift = torch.where(torch.rand(batch, device=wave.device) < self.p, shift, 0)
+        source = torch.arange(length, device=wave.device) - shift[:, None]
+        valid = (source >= 0) & (source < length)
+        shifted = wave.gather(1, source.clamp(0, length - 1))
+        return torch.where(valid, shifted, torch.zeros((), dtype=wave.dtype, device=wave.device))
+
+
+@register_preprocessor("band_limit", modality="audio")
+class BandLimit(ParamsModule):
+    """Random low-pass or high-pass filtering, like cheap microphones and phone lines.
+
+    The batch is cut into ``chunks``; each chunk, with probability ``p``, gets a torchaudio biquad
+    low-pass (cutoff in ``lowpass_hz``) or high-pass (cutoff in ``highpass_hz``). Like an ADC, the
+    filtered output is clipped to [-1, 1].
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        p: float = 0.3,
+        lowpass_hz: Sequence[float] = (1500.0, 5000.0),
+        highpass_hz: Sequence[float] = (100.0, 600.0),
+        chunks: int = 4,
+    ) -> None:
+        super().__init__(
+            sample_rate=sample_rate,
+            p=p,
+            lowpass_hz=lowpass_hz,
+            highpass_hz=highpass_hz,
+            chunks=chunks,
+        )
+        for name, bounds in (("lowpass_hz", lowpass_hz), ("highpass_hz", highpass_hz)):
+            _check_range(name, bounds)
+            if not (bounds[0] > 0 and bounds[1] < sample_rate / 2):
+                raise ValueError(
+                    f"{name} must lie in (0, {sample_rate / 2:g}) Hz, got {list(bounds)}"
+                )
+        if chunks < 1:
+            raise ValueError(f"chunks ({chunks}) must be >= 1")
+        self.sample_rate = int(sample_rate)
+        self.p = float(p)
+        self.lowpass_hz = tuple(float(f) for f in lowpass_hz)
+        self.highpass_hz = tuple(float(f) for f in highpass_hz)
+        self.chunks = int(chunks)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        _check_batch(wave, 2, "a waveform batch [B, T]", "band_limit")
+        if not self.training or self.p <= 0:
+            return wave
+        pieces = wave.chunk(self.chunks, dim=0)
+        draws = torch.rand(len(pieces), 3, device=wave.device).tolist()
+        out = []
+        for piece, (apply, kind, where) in zip(pieces, draws, strict=True):
+            if apply >= self.p:
+                out.append(piece)
+                continue
+            filt, (lo, hi) = (
+                (AF.lowpass_biquad, self.lowpass_hz)
+                if kind < 0.5
+                else (AF.highpass_biquad, self.highpass_hz)
+            )
+            out.append(filt(piece, self.sample_rate, lo + (hi - lo) * where).to(wave.dtype))
+        return torch.cat(out, dim=0)
+
+
+@register_preprocessor("wave_augment", modality="audio")
+class WaveAugment(nn.Sequential):
+    """The default waveform augmentation: time_shift -> noise_mix -> band_limit -> random_gain.
+
+    Each of ``shift``, ``noise``, ``band`` and ``gain`` is a dict of that module's keyword
+    arguments (``None``: its defaults; ``{"p": 0}`` disables it). ``band`` gets ``sample_rate``.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        shift: dict[str, Any] | None = None,
+        noise: dict[str, Any] | None = None,
+        band: dict[str, Any] | None = None,
+        gain: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            OrderedDict(
+                shift=TimeShift(**(shift or {})),
+                noise=NoiseMix(**(noise or {})),
+                band=BandLimit(**{"sample_rate": sample_rate, **(band or {})}),
+                gain=RandomGain(**(gain or {})),
+            )
+        )
+        self.sample_rate = int(sample_rate)
+
+    def set_noise_bank(self, noise: torch.Tensor | None) -> None:
+        """Give the ``noise_mix`` stage a noise bank (see :meth:`NoiseMix.set_noise_bank`)."""
+        self.noise.set_noise_bank(noise)
+
+    def params(self) -> dict[str, Any]:
+        """The constructor keyword arguments, with every stage's full parameters."""
+        return {
+            "sample_rate": self.sample_rate,
+            **{name: stage.params() for name, stage in self.named_children()},
+        }
