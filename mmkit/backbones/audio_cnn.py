@@ -3,7 +3,7 @@
 :class:`AudioBackbone` holds the shared contract (``num_features``, ``forward_features``,
 ``forward_head``, global pooling that takes any input size); :class:`AudioCNN` is a plain stack of
 conv-BN-activation blocks with 2x2 max pooling. Registered variants: ``audio_cnn`` (default,
-~0.28M parameters) and ``audio_cnn_test`` (tiny, for fast end-to-end tests).
+~0.1M parameters) and ``audio_cnn_test`` (tiny, for fast end-to-end tests).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class AudioCNN(AudioBackbone):
         *,
         num_classes: int,
         in_channels: int = 1,
-        widths: Sequence[int] = (32, 64, 128, 160),
+        widths: Sequence[int] = (16, 32, 64, 128),
         dropout: float = 0.2,
         activation: str = "relu",
     ) -> None:
@@ -116,11 +116,11 @@ def audio_cnn(
     *,
     num_classes: int,
     in_channels: int = 1,
-    widths: Sequence[int] = (32, 64, 128, 160),
+    widths: Sequence[int] = (16, 32, 64, 128),
     dropout: float = 0.2,
     activation: str = "relu",
 ) -> AudioCNN:
-    """Small log-mel CNN (4 conv blocks, ~0.28M parameters): the default audio backbone."""
+    """Small log-mel CNN (4 conv blocks, ~0.1M parameters): the default audio backbone."""
     return AudioCNN(
         num_classes=num_classes,
         in_channels=in_channels,
