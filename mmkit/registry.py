@@ -164,16 +164,23 @@ def load_plugins() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        importlib.import_module(ep.value)
-    for module in filter(None, os.environ.get("MMKIT_PLUGINS", "").split(",")):
-        try:
-            importlib.import_module(module.strip())
-        except ImportError as exc:
-            raise UserInputError(f"MMKIT_PLUGINS: cannot import {module.strip()!r}: {exc}") from exc
+    _loaded = True  # set first: plugin modules call the decorators, which call back in here
+    try:
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
+        plugins = [("entry point", ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+        env = os.environ.get("MMKIT_PLUGINS", "")
+        plugins += [("MMKIT_PLUGINS", m.strip()) for m in env.split(",") if m.strip()]
+        for origin, module in plugins:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:
+                raise UserInputError(
+                    f"{origin}: cannot import {module!r}: {exc}"
+                ) from exc
+    except BaseException:
+        _loaded = False
+        raise
 
 
 def create_backbone(name: str, **kwargs: Any) -> Any:
@@ -190,6 +197,8 @@ def list_plugins(kind: str | None = None, modality: str | None = None) -> list[P
     """Every registered plugin, optionally filtered by kind and modality."""
     if kind is not None and kind not in REGISTRIES:
         raise UserInputError(f"--kind must be one of {', '.join(REGISTRIES)}, got {kind!r}")
+    if modality is not None and modality not in MODALITIES:
+        raise UserInputError(f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
     regs = [REGISTRIES[kind]] if kind else list(REGISTRIES.values())
     return [spec for reg in regs for spec in reg.specs(modality)]
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-import pytest
-
+# set before any test module imports `datasets`, which reads them at import time
+_HOME = Path(tempfile.mkdtemp(prefix="mmkit-tests-"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
-os.environ.setdefault("MMKIT_DEBUG", "0")
+os.environ["HF_HOME"] = str(_HOME / "hf")
+os.environ["HF_DATASETS_CACHE"] = str(_HOME / "hf" / "datasets")
+os.environ["MMKIT_CACHE"] = str(_HOME / "mmkit")
+os.environ["MMKIT_DEBUG"] = "0"
 
 _FIXTURES = Path(__file__).parent / "fixtures"
 pytest_plugins = [
@@ -17,11 +21,3 @@ pytest_plugins = [
     for name in ("speech", "video", "images")
     if (_FIXTURES / f"{name}.py").exists()
 ]
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
-    home = tmp_path_factory.mktemp("hf_home")
-    os.environ["HF_HOME"] = str(home)
-    os.environ["HF_DATASETS_CACHE"] = str(home / "datasets")
-    os.environ["MMKIT_CACHE"] = str(tmp_path_factory.mktemp("mmkit_cache"))

@@ -10,7 +10,6 @@ import os
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from mmkit import __version__
@@ -97,29 +96,21 @@ def bench(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; exit 0 ok, 1 user/media error (one line), 2 usage error, 130 interrupted."""
+    """Run the CLI; exit 0 ok, 1 user/media error (one line), 2 usage error, 130 interrupted.
+
+    Click's standalone mode handles usage errors (exit 2), ``--help`` and ``Exit``; mmkit's own
+    errors come through here and become one line on stderr.
+    """
     from mmkit.engine.trainer import TrainingInterrupted
 
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="mmkit", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except click.exceptions.Abort:
-        err.print("aborted", style="red")
-        code = 130
+        command.main(args=argv, prog_name="mmkit", standalone_mode=True)
     except TrainingInterrupted as exc:
-        err.print(f"interrupted: {exc}", highlight=False, soft_wrap=True)
-        code = 130
+        err.print(f"interrupted: {exc}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(130)
     except MmkitError as exc:
         if os.environ.get("MMKIT_DEBUG", "0") not in ("", "0"):
             raise
         err.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)
-        code = 1
-    except KeyboardInterrupt:
-        err.print("interrupted", style="red")
-        code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+        sys.exit(1)

@@ -41,34 +41,45 @@ def read_saved(path: Path, options: SourceOptions) -> SourceData:
     return _from_dataset(ds, options, "hf_disk", base=path)
 
 
-def read_parquet(files: list[Path], options: SourceOptions) -> SourceData:
+def read_parquet(files: list[Path], options: SourceOptions, root: Path | None = None) -> SourceData:
+    """Parquet files; the split comes from each file's name or folder below ``root``."""
+    root = root or files[0].parent
     by_split: dict[str, list[str]] = {}
     for f in files:
-        by_split.setdefault(_split_of(f), []).append(str(f))
+        by_split.setdefault(_split_of(f.relative_to(root)) or "unsplit", []).append(str(f))
     ds = _datasets().load_dataset("parquet", data_files=by_split)
-    return _from_dataset(ds, options, "hf_parquet", base=files[0].parent)
+    return _from_dataset(ds, options, "hf_parquet", base=root)
 
 
 def read_hub(repo_id: str, options: SourceOptions) -> SourceData:
     """A hub dataset id (``org/name``); needs the network unless it is in the HF cache."""
+    ds = load_hub(repo_id, options.hf_config, options.hf_split)
+    return _from_dataset(ds, options, "hf_hub", base=None)
+
+
+def load_hub(repo_id: str, hf_config: str | None, hf_split: str | None) -> Any:
+    """``datasets.load_dataset(repo_id)``; failures (offline, unknown id) become one-line
+    :class:`UserInputError`s."""
     datasets = _datasets()
     try:
-        ds = datasets.load_dataset(repo_id, name=options.hf_config, split=options.hf_split)
+        return datasets.load_dataset(repo_id, name=hf_config, split=hf_split)
     except FileNotFoundError as exc:
         raise UserInputError(f"dataset not found: {repo_id} (not a local path or hub id)") from exc
     except (ConnectionError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserInputError(f"cannot load hub dataset {repo_id!r}: {first}") from exc
-    return _from_dataset(ds, options, "hf_hub", base=None)
 
 
-def _split_of(path: Path) -> str:
-    """``train-00000-of-00001.parquet`` -> train; a ``test/`` folder -> test; else train."""
-    for part in (path.stem, *reversed(path.parent.parts)):
+def _split_of(relative: Path) -> str | None:
+    """``train-00000-of-00001.parquet`` -> train; ``test/x.parquet`` -> test; else None (hashed).
+
+    Only the path below the dataset root counts: folders above it name nothing.
+    """
+    for part in (relative.stem, *reversed(relative.parent.parts)):
         head = re.split(r"[-_.]", part.lower(), maxsplit=1)[0]
         if normalize_split(head):
             return head
-    return "train"
+    return None
 
 
 def _from_dataset(ds: Any, options: SourceOptions, kind: str, base: Path | None) -> SourceData:
@@ -95,6 +106,8 @@ def _from_dataset(ds: Any, options: SourceOptions, kind: str, base: Path | None)
         split = normalize_split(split_name) if split_name else None
         wanted = [c for c in (column, options.label_column, group_col) if c]
         for row_n, row in enumerate(part.select_columns(wanted)):
+            if names is not None and not 0 <= row[options.label_column] < len(names):
+                continue  # HF marks unlabelled rows (e.g. hidden test labels) with -1
             label = names[row[options.label_column]] if names else str(row[options.label_column])
             source, name = _media_source(row[column], base, f"{split_name or 'row'}-{row_n}")
             group = str(row[group_col]) if group_col and row[group_col] is not None else None

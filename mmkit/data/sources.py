@@ -112,7 +112,7 @@ def read_local(path: Path, options: SourceOptions) -> SourceData:
         return hf.read_saved(path, options)
     parquet = sorted(path.rglob("*.parquet"))
     if parquet:
-        return hf.read_parquet(parquet, options)
+        return hf.read_parquet(parquet, options, root=path)
     for _name, modality, detect, read in _LAYOUTS:
         if modality in (None, options.modality) and detect(path, options):
             return read(path, options)
@@ -138,7 +138,7 @@ def read_folder(root: Path, options: SourceOptions) -> SourceData:
         if len(parts) < 2:
             continue
         split = normalize_split(parts[0]) if len(parts) >= 3 else None
-        label = parts[1] if split else parts[-2]
+        label = parts[1] if split else parts[0]  # the top class folder (nested folders allowed)
         if label.startswith("_") and label.endswith("_") and label != "_unknown_":
             continue  # e.g. _background_noise_
         records.append(Record(str(path), label, str(path.relative_to(root)), split))

@@ -6,7 +6,7 @@ frame counts) and share the trailing shape (``()`` for mono int16 audio, ``(H, W
     store/
       mmkit_store.json   modality, dtype, item shape, decode params, labels, items, skipped files
       data.bin           every item's array, back to back
-      <extra>.bin        optional extra arrays (e.g. background noise), listed in the manifest
+      <extra>.npy        optional extra arrays (e.g. background noise), listed in the manifest
 
 Epochs read slices of ``data.bin``, never media. A store is written into a temporary directory and
 renamed into place, so an interrupted ``prepare`` never leaves a half store behind.

@@ -84,12 +84,37 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.d
         state = load_file(str(ckpt / MODEL_FILE), device=str(device))
     except Exception as exc:
         raise CheckpointError(f"cannot read {ckpt / MODEL_FILE}: {exc}") from exc
+    expected = model.state_dict()
+    wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        raise CheckpointError(
+            f"{ckpt}: weights do not match the model ({wrong[0]}: "
+            f"{tuple(state[wrong[0]].shape)} vs {tuple(expected[wrong[0]].shape)})"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(
             f"{ckpt}: weights do not match the model (missing {missing[:3]}, "
             f"unexpected {unexpected[:3]})"
         )
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: torch.nn.Module
+    config: dict[str, Any]
+    path: Path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild a checkpoint's model from ``config.json`` alone and load its weights (eval mode)."""
+    from mmkit.tasks import build_model
+
+    ckpt = resolve_checkpoint_dir(path)
+    config = read_config(ckpt)
+    model = build_model(config)
+    load_weights(model, ckpt, device)
+    return LoadedCheckpoint(model.to(device).eval(), config, ckpt)
 
 
 @dataclass
@@ -103,8 +128,11 @@ def load_resume_state(path: str | Path) -> ResumeState:
     path = Path(path)
     if not (path / STATE_FILE).is_file() or not (path / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{path} has no trainer state to resume from")
-    state = json.loads((path / STATE_FILE).read_text())
-    tensors = load_file(str(path / OPTIMIZER_FILE))
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+        tensors = load_file(str(path / OPTIMIZER_FILE))
+    except (json.JSONDecodeError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read the trainer state ({exc})") from exc
     _restore_rng(tensors)
     return ResumeState(state, _unflatten_optimizer(tensors, state.pop("optimizer")))
 

@@ -80,11 +80,12 @@ class EpochSampler(Sampler[int]):
         return torch.randperm(self.n, generator=g).tolist()
 
     def __iter__(self) -> Iterator[int]:
-        shard = self._order()[self.rank :: self.world]
+        # every rank gets n // world items, so all ranks run the same number of steps
+        shard = self._order()[self.rank :: self.world][: self.n // self.world]
         return iter(shard[self.start :])
 
     def __len__(self) -> int:
-        return max(0, len(range(self.rank, self.n, self.world)) - self.start)
+        return max(0, self.n // self.world - self.start)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -207,6 +208,7 @@ class Trainer:
             "best": None,
             "best_epoch": -1,
             "bad_epochs": 0,
+            "epoch_loss_sum": 0.0,
             "history": [],
         }
 
@@ -283,7 +285,7 @@ class Trainer:
         self.progress.start(f"epoch {epoch + 1}/{self.cfg.epochs}", self.steps_per_epoch)
         if start:
             self.progress.advance(start)
-        running, t0, seen = 0.0, time.perf_counter(), 0
+        t0 = time.perf_counter()
         for batch in self.train_loader:
             if self.state["step_in_epoch"] >= self.steps_per_epoch or self._stop.requested:
                 break
@@ -302,11 +304,11 @@ class Trainer:
             self.scheduler.step()
             self.state["step_in_epoch"] += 1
             self.state["global_step"] += 1
-            running += loss.item()
-            seen += 1
-            self.progress.advance(1, loss=running / seen, lr=self.scheduler.get_last_lr()[0])
-        elapsed = time.perf_counter() - t0
-        self._epoch_train = {"train_loss": running / max(1, seen), "train_seconds": elapsed}
+            self.state["epoch_loss_sum"] += loss.item()
+            mean = self.state["epoch_loss_sum"] / self.state["step_in_epoch"]
+            self.progress.advance(1, loss=mean, lr=self.scheduler.get_last_lr()[0])
+        mean = self.state["epoch_loss_sum"] / max(1, self.state["step_in_epoch"])
+        self._epoch_train = {"train_loss": mean, "train_seconds": time.perf_counter() - t0}
 
     def _end_epoch(self) -> None:
         metrics: dict[str, Any] = {}
@@ -316,6 +318,7 @@ class Trainer:
                 metrics = self.task.evaluate(self.model, self.val_loader, self.device)
         self.state["epoch"] += 1
         self.state["step_in_epoch"] = 0
+        self.state["epoch_loss_sum"] = 0.0
         row = {
             "epoch": self.state["epoch"],
             **self._epoch_train,

@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 
 import mmkit
 from mmkit.config import TrainConfig
-from mmkit.data.sources import Record, SourceData, SourceOptions, resolve
+from mmkit.data.sources import SourceData, SourceOptions, resolve
 from mmkit.data.store import Store, StoreWriter, is_store
-from mmkit.engine.checkpoint import read_config, resolve_checkpoint_dir
+from mmkit.engine.checkpoint import load_checkpoint, read_config, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
 from mmkit.errors import MediaError, UserInputError
@@ -34,7 +34,6 @@ from mmkit.metrics.classification import classification_report
 from mmkit.tasks.classify import (
     ClassificationTask,
     Classifier,
-    build_classifier,
     predict,
     stage_config,
     top_k,
@@ -87,18 +86,21 @@ def source_options(modality: Modality, cfg: Any) -> SourceOptions:
     )
 
 
+def source_stamp(source: str | bytes) -> str:
+    """What identifies a media source's content for a store fingerprint (hash, or path+stat)."""
+    if isinstance(source, bytes):
+        return hashlib.sha1(source).hexdigest()
+    try:
+        st = os.stat(source)
+        return f"{source}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return f"{source}:missing"
+
+
 def _fingerprint(src: str, data: SourceData, params: dict[str, Any], modality: str) -> str:
     h = hashlib.sha1(json.dumps([modality, params, data.labels, data.kind]).encode())
     for r in data.records:
-        if isinstance(r.source, bytes):
-            stamp = hashlib.sha1(r.source).hexdigest()
-        else:
-            try:
-                st = os.stat(r.source)
-                stamp = f"{r.source}:{st.st_size}:{st.st_mtime_ns}"
-            except OSError:
-                stamp = f"{r.source}:missing"
-        h.update(f"{r.name}|{r.label}|{r.split}|{stamp}\n".encode())
+        h.update(f"{r.name}|{r.label}|{r.split}|{source_stamp(r.source)}\n".encode())
     for f in data.noise_files:
         h.update(f.encode())
     return h.hexdigest()[:16]
@@ -137,7 +139,7 @@ def prepare(
     )
     try:
         progress.start("prepare", len(data.records))
-        for record, result in _decode_all(modality, data.records, params, workers):
+        for record, result in decode_all(modality, data.records, params, workers):
             if isinstance(result, str):
                 writer.skip(record.name, result)
                 progress.message(f"skipped {record.name}: {result}")
@@ -162,10 +164,13 @@ def prepare(
     return store
 
 
-def _decode_all(
-    modality: Modality, records: Sequence[Record], params: dict[str, Any], workers: int | None
-) -> Iterable[tuple[Record, np.ndarray | str]]:
-    def one(record: Record) -> np.ndarray | str:
+def decode_all(
+    modality: Any, records: Sequence[Any], params: dict[str, Any], workers: int | None
+) -> Iterable[tuple[Any, np.ndarray | str]]:
+    """``(record, array or skip reason)`` for each record, in order, decoded on a thread pool by
+    ``modality.decode(record.source, params)`` (any record type with a ``source``)."""
+
+    def one(record: Any) -> np.ndarray | str:
         try:
             return modality.decode(record.source, params)
         except MediaError as exc:
@@ -257,8 +262,7 @@ class LoadedClassifier:
 def load_classifier(
     checkpoint: str | Path, modality: str, device: str = "auto"
 ) -> LoadedClassifier:
-    from mmkit.engine.checkpoint import load_weights
-
+    """A classification checkpoint of this modality, rebuilt from its config, in eval mode."""
     path = resolve_checkpoint_dir(checkpoint)
     config = read_config(path)
     if config.get("modality") != modality or config.get("task") != "classify":
@@ -267,9 +271,8 @@ def load_classifier(
             f"not {modality} classification"
         )
     dev = resolve_device(device)
-    model = build_classifier(config)
-    load_weights(model, path, dev)
-    return LoadedClassifier(model.to(dev).eval(), config, path, dev)
+    loaded = load_checkpoint(path, dev)
+    return LoadedClassifier(loaded.model, config, path, dev)
 
 
 def evaluate(

@@ -1,0 +1,329 @@
+"""Resolve ``--dataset SRC`` into captioned images for image-text models (DESIGN §4).
+
+A local path is read by its layout, anything else is a Hugging Face hub id:
+
+- CSV / JSONL manifest ``image,caption[,split][,label]``, image paths relative to the manifest; an
+  image on several rows has several captions (JSONL may also give ``"captions": [...]``).
+- A folder of images with same-name ``.txt`` files (one caption per line); a first folder level
+  named ``train/ validation|val/ test/`` gives the split.
+- Flickr8k: ``*.token.txt`` (``name.jpg#k<TAB>caption``) + ``Flickr_8k.{train,dev,test}Images.txt``;
+  with split lists, images in none of them are left out (as the official splits do).
+- COCO caption JSON (``annotations/captions_<split><year>.json``, images in ``<split><year>/``),
+  and Karpathy split files (``dataset_coco.json``, ``dataset_flickr8k.json``: images with
+  ``split`` and ``sentences``).
+- HF parquet files / ``save_to_disk`` dirs / hub ids: an image column (read with
+  ``decode=False``), a text column holding a string or a list of strings, optionally a ``label``
+  (``ClassLabel`` names kept) and a ``split`` column. Rows repeating an image are merged.
+
+Images without a split get a deterministic hash split of their name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mmkit.data import hf
+from mmkit.data.sources import SourceOptions, _read_rows, media_files
+from mmkit.data.splits import hash_split, normalize_split
+from mmkit.errors import UserInputError
+from mmkit.io.image import IMAGE_EXTENSIONS
+
+IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))
+TEXT_COLUMNS = ("caption", "captions", "text", "texts", "sentences", "sentence", "raw")
+FLICKR_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
+IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset", "flickr30k-images", "Images", "images")
+
+
+@dataclass(frozen=True)
+class CaptionRecord:
+    """One image (a path or its encoded bytes) with every caption of it."""
+
+    source: str | bytes
+    captions: tuple[str, ...]
+    name: str
+    split: str | None = None
+    label: str | None = None
+
+
+@dataclass
+class CaptionData:
+    """Captioned images, their class names (empty when unlabelled) and the source kind."""
+
+    records: list[CaptionRecord]
+    labels: list[str]
+    kind: str
+
+    def with_splits(self) -> CaptionData:
+        records = [r if r.split else replace(r, split=hash_split(r.name)) for r in self.records]
+        return CaptionData(records, self.labels, self.kind)
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    """HF column names and hub settings (``--image-column``, ``--text-column``, ...)."""
+
+    image_column: str | None = None
+    text_column: str | None = None
+    label_column: str = "label"
+    hf_config: str | None = None
+    hf_split: str | None = None
+
+
+class _Collector:
+    """Merges captions per image (first-seen order) and checks that each image has one split."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.items: dict[Any, dict[str, Any]] = {}
+
+    def add(
+        self,
+        key: Any,
+        source: str | bytes,
+        name: str,
+        captions: list[str],
+        split: str | None,
+        label: str | None,
+    ) -> None:
+        item = self.items.setdefault(
+            key, {"source": source, "name": name, "captions": [], "split": split, "label": label}
+        )
+        if item["split"] != split:
+            raise UserInputError(
+                f"{self.where}: {name} is in two splits ({item['split']}, {split})"
+            )
+        item["captions"].extend(c.strip() for c in captions if c and c.strip())
+        item["label"] = item["label"] or label
+
+    def data(self, kind: str, labels: list[str] | None = None) -> CaptionData:
+        records = [
+            CaptionRecord(i["source"], tuple(i["captions"]), i["name"], i["split"], i["label"])
+            for i in self.items.values()
+            if i["captions"]
+        ]
+        if labels is None:
+            labels = sorted({r.label for r in records if r.label})
+        return CaptionData(records, labels, kind)
+
+
+def resolve_captions(src: str, options: CaptionOptions) -> CaptionData:
+    """Turn ``--dataset SRC`` into captioned images; every image gets a split."""
+    path = Path(src).expanduser()
+    if path.exists():
+        data = read_local(path, options)
+    elif src.startswith((".", "/", "~")) or src.endswith((".csv", ".jsonl", ".json", ".parquet")):
+        raise UserInputError(f"dataset not found: {src}")
+    else:
+        data = _from_hf(hf.load_hub(src, options.hf_config, options.hf_split), options, "hf_hub")
+    if not data.records:
+        raise UserInputError(f"no captioned images found in {src}")
+    return data.with_splits()
+
+
+def read_local(path: Path, options: CaptionOptions) -> CaptionData:
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in (".csv", ".jsonl"):
+            return read_manifest(path)
+        if suffix == ".parquet":
+            return _read_parquet([path], options)
+        if suffix == ".json":
+            return read_caption_json([path])
+        if path.name.endswith((".token.txt", ".token")):
+            return read_flickr(path)
+        raise UserInputError(
+            f"{path}: expected a folder, a .csv/.jsonl manifest, a caption .json, a Flickr "
+            "token file or a .parquet file"
+        )
+    if hf.is_saved_dataset(path):
+        ds = hf._datasets().load_from_disk(str(path))
+        return _from_hf(ds, options, "hf_disk", base=path)
+    parquet = sorted(path.rglob("*.parquet"))
+    if parquet:
+        return _read_parquet(parquet, options)
+    tokens = sorted(p for p in path.glob("*.token*") if "lemma" not in p.name)
+    if tokens:
+        return read_flickr(tokens[0])
+    jsons = [
+        *sorted(path.glob("annotations/captions_*.json")),
+        *sorted(path.glob("captions_*.json")),
+        *sorted(path.glob("dataset_*.json")),
+    ]
+    if jsons:
+        return read_caption_json(jsons)
+    return read_caption_folder(path)
+
+
+def read_manifest(path: Path) -> CaptionData:
+    """CSV/JSONL rows ``image,caption[,split][,label]``; repeated images gather captions."""
+    out = _Collector(str(path))
+    for n, row in enumerate(_read_rows(path), start=2 if path.suffix.lower() == ".csv" else 1):
+        image = row.get("image", row.get("path"))
+        captions = row.get("captions", row.get("caption", row.get("text")))
+        if not image or captions is None:
+            raise UserInputError(f"{path}:{n}: a manifest row needs 'image' and 'caption' columns")
+        split = row.get("split") or None
+        if split is not None and normalize_split(split) is None:
+            raise UserInputError(f"{path}:{n}: unknown split {split!r}")
+        media = Path(str(image))
+        media = media if media.is_absolute() else path.parent / media
+        texts = captions if isinstance(captions, list) else [str(captions)]
+        label = str(row["label"]) if row.get("label") not in (None, "") else None
+        out.add(str(media), str(media), str(image), texts, normalize_split(split), label)
+    return out.data("manifest")
+
+
+def read_caption_folder(root: Path) -> CaptionData:
+    """Images with a same-name ``.txt`` (one caption per line); ``<split>/`` folders optional."""
+    out = _Collector(str(root))
+    for image in media_files(root, IMAGE_EXTS):
+        text = image.with_suffix(".txt")
+        if not text.is_file():
+            continue
+        rel = image.relative_to(root)
+        split = normalize_split(rel.parts[0]) if len(rel.parts) > 1 else None
+        lines = text.read_text(encoding="utf-8", errors="replace").splitlines()
+        out.add(str(image), str(image), str(rel), lines, split, None)
+    return out.data("caption_folder")
+
+
+def _image_dir(root: Path, candidates: list[Path], first: str | None) -> Path:
+    """The candidate folder holding ``first`` (an image file name), else the first candidate."""
+    for folder in candidates:
+        if first and (folder / first).is_file():
+            return folder
+    return next((f for f in candidates if f.is_dir()), root)
+
+
+def read_flickr(token_file: Path) -> CaptionData:
+    """Flickr8k/30k ``name.jpg#k<TAB>caption`` lines + ``*{train,dev,test}Images.txt`` lists."""
+    root = token_file.parent
+    pairs = []
+    for n, line in enumerate(token_file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        head, sep, caption = line.partition("\t")
+        if not sep:
+            raise UserInputError(f"{token_file}:{n}: expected 'name.jpg#k<TAB>caption'")
+        pairs.append((head.split("#", 1)[0].strip(), caption))
+    splits: dict[str, str] = {}
+    for key, split in FLICKR_SPLITS.items():
+        for listing in root.glob(f"*{key}Images.txt"):
+            splits.update((n.strip(), split) for n in listing.read_text().splitlines() if n.strip())
+    folder = _image_dir(root, [root / d for d in IMAGE_DIRS], pairs[0][0] if pairs else None)
+    out = _Collector(str(token_file))
+    for name, caption in pairs:
+        if splits and name not in splits:
+            continue
+        out.add(name, str(folder / name), name, [caption], splits.get(name), None)
+    return out.data("flickr8k")
+
+
+def _coco_split(json_path: Path) -> tuple[str | None, str]:
+    """``captions_val2017.json`` -> (``validation``, ``val2017``)."""
+    stem = json_path.stem.removeprefix("captions_")
+    return normalize_split(re.sub(r"\d+$", "", stem)), stem
+
+
+def read_caption_json(files: list[Path]) -> CaptionData:
+    """COCO caption files or a Karpathy split file (``images[].sentences``)."""
+    out = _Collector(", ".join(map(str, files)))
+    kind = "coco"
+    for f in files:
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserInputError(f"cannot read caption JSON {f}: {exc}") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
+            raise UserInputError(f"{f}: expected COCO captions or a Karpathy split file")
+        root = f.parent.parent if f.parent.name == "annotations" else f.parent
+        if doc["images"] and "sentences" in doc["images"][0]:
+            kind = "karpathy"
+            _karpathy(doc, root, out)
+            continue
+        split, stem = _coco_split(f)
+        by_id = {img["id"]: img["file_name"] for img in doc["images"]}
+        first = next(iter(by_id.values()), None)
+        folder = _image_dir(root, [root / stem, root / "images" / stem, root / "images"], first)
+        captions: dict[Any, list[str]] = {i: [] for i in by_id}
+        for ann in doc.get("annotations", []):
+            if ann.get("image_id") not in captions:
+                raise UserInputError(f"{f}: annotation {ann.get('id')} names an unknown image")
+            captions[ann["image_id"]].append(str(ann.get("caption", "")))
+        for image_id, file_name in by_id.items():
+            source = str(folder / file_name)
+            out.add((stem, image_id), source, file_name, captions[image_id], split, None)
+    return out.data(kind)
+
+
+def _karpathy(doc: dict[str, Any], root: Path, out: _Collector) -> None:
+    first = doc["images"][0].get("filename")
+    folder = _image_dir(root, [root / d for d in IMAGE_DIRS], first)
+    for img in doc["images"]:
+        rel = Path(img.get("filepath", ""), img["filename"])
+        path = root / rel if img.get("filepath") else folder / img["filename"]
+        split = "train" if img.get("split") == "restval" else normalize_split(img.get("split"))
+        texts = [s.get("raw", " ".join(s.get("tokens", []))) for s in img.get("sentences", [])]
+        out.add(str(rel), str(path), str(rel), texts, split, None)
+
+
+def _read_parquet(files: list[Path], options: CaptionOptions) -> CaptionData:
+    by_split: dict[str, list[str]] = {}
+    for f in files:
+        by_split.setdefault(hf._split_of(f), []).append(str(f))
+    ds = hf._datasets().load_dataset("parquet", data_files=by_split)
+    return _from_hf(ds, options, "hf_parquet", base=files[0].parent)
+
+
+def _text_column(part: Any, options: CaptionOptions, image_column: str) -> str:
+    if options.text_column:
+        if options.text_column not in part.column_names:
+            raise UserInputError(
+                f"no column {options.text_column!r} (columns: {', '.join(part.column_names)})"
+            )
+        return options.text_column
+    for name in TEXT_COLUMNS:
+        if name in part.column_names and name != image_column:
+            return name
+    for name, feature in part.features.items():
+        if name != image_column and "string" in repr(feature) and name != "split":
+            return name
+    raise UserInputError(
+        f"no text column found (columns: {', '.join(part.column_names)}); pass --text-column"
+    )
+
+
+def _from_hf(ds: Any, options: CaptionOptions, kind: str, base: Path | None = None) -> CaptionData:
+    """Rows of a Dataset / DatasetDict -> captioned images (rows repeating an image merged)."""
+    datasets = hf._datasets()
+    splits = ds.items() if isinstance(ds, datasets.DatasetDict) else [(options.hf_split, ds)]
+    media = SourceOptions("image", IMAGE_EXTS, media_column=options.image_column)
+    out = _Collector(kind)
+    names: list[str] | None = None
+    for split_name, part in splits:
+        image_col = hf._media_column(part, media)
+        text_col = _text_column(part, options, image_col)
+        feature = part.features[image_col]
+        if hasattr(feature, "decode"):
+            part = part.cast_column(image_col, type(feature)(decode=False))
+        label_col = options.label_column if options.label_column in part.column_names else None
+        names = getattr(part.features[label_col], "names", None) if label_col else names
+        split_col = "split" if "split" in part.column_names else None
+        wanted = [c for c in (image_col, text_col, label_col, split_col) if c]
+        default_split = normalize_split(split_name) if split_name else None
+        for n, row in enumerate(part.select_columns(wanted)):
+            source, name = hf._media_source(row[image_col], base, f"{split_name or 'row'}-{n}")
+            digest = hashlib.sha1(source).hexdigest() if isinstance(source, bytes) else source
+            texts = row[text_col]
+            texts = [str(t) for t in texts] if isinstance(texts, list) else [str(texts or "")]
+            label = None
+            if label_col and row[label_col] is not None:
+                label = names[row[label_col]] if names else str(row[label_col])
+            split = (normalize_split(row[split_col]) if split_col else None) or default_split
+            out.add((split, digest), source, name, texts, split, label)
+    return out.data(kind, list(names) if names else None)

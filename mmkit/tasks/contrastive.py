@@ -1,0 +1,261 @@
+"""Contrastive image-text training: the model wrapper, the datasets, the loss and evaluation.
+
+:class:`ClipPipeline` takes batches as the prepared store holds them (``uint8 [B, S, S, 3]``
+images, ``[B, L]`` token ids) and runs ``image_transform`` on the training device before the
+image-text model (ClipLite, an open_clip model or any mm plugin with ``encode_image`` /
+``encode_text`` / ``scale``). Training draws one random caption per image per step
+(:class:`CaptionPairs`), so two captions of one image never meet as negatives; evaluation scores
+every caption of every image (:class:`CaptionImages`): recall@1/5/10 and mean/median rank both
+ways, and zero-shot accuracy through class prompts when the images have labels.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from mmkit.data.store import Store
+from mmkit.errors import UserInputError
+from mmkit.losses import ContrastiveLoss
+from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
+from mmkit.registry import create_backbone, create_preprocessor
+
+DIRECTIONS = ("image_to_text", "text_to_image")
+
+
+class ClipPipeline(nn.Module):
+    """``image_transform`` (random crops in train mode, centre in eval mode) + the model."""
+
+    def __init__(self, transform: nn.Module, model: nn.Module) -> None:
+        super().__init__()
+        self.transform = transform
+        self.model = model
+
+    def forward(
+        self, images: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised image and text features and the clamped logit scale."""
+        return self.model(self.transform(images, generator), tokens)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """``uint8 [B, H, W, 3]`` -> normalised ``[B, D]``."""
+        return self.model.encode_image(self.transform(images))
+
+    def encode_texts(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[N, L]`` token ids -> normalised ``[N, D]``."""
+        return self.model.encode_text(tokens.long())
+
+
+def ensure_open_clip_arch(name: str, arch: dict | None) -> None:
+    """Register a model config (``{"embed_dim", "vision_cfg", "text_cfg", ...}``, the format of
+    open_clip's ``model_configs/*.json``) under ``name`` with open_clip, unless it is known."""
+    import open_clip
+
+    if name in open_clip.list_models() or not arch:
+        return
+    if not all(k in arch for k in ("embed_dim", "vision_cfg", "text_cfg")):
+        raise UserInputError(f"open_clip model config {name!r} needs embed_dim/vision_cfg/text_cfg")
+    with tempfile.TemporaryDirectory() as tmp:  # open_clip keeps the config once scanned
+        path = Path(tmp) / f"{name}.json"
+        path.write_text(json.dumps(arch))
+        open_clip.add_model_config(path)
+
+
+def create_pipeline(
+    name: str,
+    kwargs: dict[str, Any],
+    *,
+    pretrained: str | None = None,
+    crop_scale: Sequence[float] | None = None,
+    seed: int = 0,
+) -> tuple[ClipPipeline, dict[str, Any]]:
+    """Backbone ``name`` (open_clip weights from ``pretrained``) + its image transform, and the
+    ``backbone`` / ``preprocess`` / ``data`` config entries that rebuild them (weights aside).
+
+    ``crop_scale`` is the area range of training crops; None makes them the whole image."""
+    if name == "open_clip_model":
+        ensure_open_clip_arch(kwargs["model_name"], kwargs.get("model_kwargs"))
+    model = create_backbone(name, **(dict(kwargs, pretrained=pretrained) if pretrained else kwargs))
+    saved = dict(model.config) if isinstance(getattr(model, "config", None), dict) else kwargs
+    image_name, image_params = model.preprocessors()["image"]
+    if crop_scale is None:
+        image_params = dict(image_params, scale=[1.0, 1.0], ratio=[1.0, 1.0])
+    else:
+        image_params = dict(image_params, scale=list(crop_scale))
+    image_params["seed"] = seed
+    text_name, text_params = model.preprocessors()["text"]
+    transform = create_preprocessor(image_name, **image_params)
+    config = {
+        "backbone": {"name": name, "kwargs": saved},
+        "preprocess": {
+            "image": {"name": image_name, "params": image_params},
+            "text": {"name": text_name, "params": text_params},
+        },
+        "data": {"params": {"image_size": int(model.image_size), "tokenizer": text_params}},
+    }
+    return ClipPipeline(transform, model), config
+
+
+def build_pipeline(config: dict[str, Any]) -> ClipPipeline:
+    """Rebuild the exact model + image transform from a checkpoint's ``config.json``."""
+    backbone = config["backbone"]
+    kwargs = backbone.get("kwargs", {})
+    if backbone["name"] == "open_clip_model":
+        ensure_open_clip_arch(kwargs["model_name"], kwargs.get("model_kwargs"))
+    image = config["preprocess"]["image"]
+    model = create_backbone(backbone["name"], **kwargs)
+    return ClipPipeline(create_preprocessor(image["name"], **image.get("params", {})), model)
+
+
+def _aug_seed(seed: int, epoch: int, index: int) -> int:
+    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**31
+
+
+class CaptionPairs(Dataset):
+    """(image, one of its captions, crop seed) per image of ``indices``; the caption and the crop
+    are drawn from generators seeded by (seed, epoch, image index), so they are the same with any
+    number of loader workers and after ``--resume``."""
+
+    def __init__(self, store: Store, indices: list[int], *, seed: int) -> None:
+        self.store, self.indices, self.seed = store, indices, seed
+        self.tokens = torch.from_numpy(np.asarray(store.extra("tokens"), dtype=np.int64))
+        owner = np.asarray(store.extra("caption_image"))
+        order = np.argsort(owner, kind="stable")
+        starts = np.searchsorted(owner[order], np.arange(len(store) + 1))
+        self.captions_of = [order[starts[i] : starts[i + 1]] for i in range(len(store))]
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        idx = self.indices[i]
+        seed = _aug_seed(self.seed, self.epoch, idx)
+        options = self.captions_of[idx]
+        pick = int(options[torch.randint(len(options), (1,), generator=_gen(seed)).item()])
+        image = torch.from_numpy(np.array(self.store[idx][0]))
+        return image, self.tokens[pick], seed
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+class CaptionImages(Dataset):
+    """Evaluation view of ``indices``: yields images; holds every caption of them as token ids
+    (``tokens``), the image position of each caption (``caption_image``) and each image's class
+    index (``targets``, -1 when unlabelled) over ``class_names``."""
+
+    def __init__(self, store: Store, indices: list[int]) -> None:
+        self.store, self.indices = store, indices
+        position = np.full(len(store), -1, dtype=np.int64)
+        position[indices] = np.arange(len(indices))
+        owner = position[np.asarray(store.extra("caption_image"))]
+        keep = owner >= 0
+        self.tokens = torch.from_numpy(np.asarray(store.extra("tokens"))[keep].astype(np.int64))
+        self.caption_image = torch.from_numpy(owner[keep])
+        self.class_names = class_names(store)
+        lookup = {name: i for i, name in enumerate(self.class_names)}
+        self.targets = torch.tensor(
+            [lookup.get(store.items[i].label, -1) for i in indices], dtype=torch.long
+        )
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.store[self.indices[i]][0]))
+
+
+def class_names(store: Store) -> list[str]:
+    """The store's class names; ``""`` marks unlabelled images and is not a class."""
+    return [name for name in store.labels if name]
+
+
+def _inner(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DistributedDataParallel wraps the pipeline
+
+
+class ContrastiveTask:
+    """Symmetric InfoNCE training; ``mean_recall`` (R@1/5/10 both ways) is the metric to watch.
+
+    ``tokenizer`` turns ``prompt.format(class_name)`` into token ids for zero-shot accuracy,
+    reported when the evaluated images have labels.
+    """
+
+    monitor = "mean_recall"
+
+    def __init__(self, tokenizer: nn.Module, prompt: str = "a photo of a {}") -> None:
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.loss_fn = ContrastiveLoss()
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        images, tokens, seeds = batch
+        clamp = getattr(_inner(model).model, "clamp_logit_scale_", None)
+        if clamp is not None:
+            clamp()  # keep exp(logit_scale) <= 100, as after every optimiser step
+        # one crop generator per batch, seeded by its items: resuming mid-epoch redraws the same
+        generator = _gen(int(torch.as_tensor(seeds).sum()) % 2**63)
+        image_f, text_f, scale = model(
+            images.to(device, non_blocking=True), tokens.to(device, non_blocking=True), generator
+        )
+        return self.loss_fn(image_f.float(), text_f.float(), scale.float())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
+        """Flat metrics: ``mean_recall``, ``image_to_text_R@1``, ..., ``zero_shot_accuracy``."""
+        return flatten(self.report(model, loader, device))
+
+    @torch.no_grad()
+    def report(self, model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
+        """The ``mm eval`` JSON (DESIGN §3) for the images of ``loader.dataset``."""
+        model = _inner(model).eval()
+        data: CaptionImages = loader.dataset
+        images = torch.cat([model.encode_images(b.to(device)).float().cpu() for b in loader])
+        texts = torch.cat(
+            [
+                model.encode_texts(data.tokens[i : i + 256].to(device)).float().cpu()
+                for i in range(0, len(data.tokens), 256)
+            ]
+        )
+        result: dict[str, Any] = retrieval_metrics(images, texts, data.caption_image)
+        result["num_images"] = len(data)
+        result["mean_recall"] = float(
+            np.mean([result[d][f"R@{k}"] for d in DIRECTIONS for k in (1, 5, 10)])
+        )
+        labelled = data.targets >= 0
+        if bool(labelled.any()) and data.class_names:
+            prompts = [self.prompt.format(name) for name in data.class_names]
+            classes = model.encode_texts(self.tokenizer(prompts).to(device)).float().cpu()
+            result["zero_shot_accuracy"] = zero_shot_accuracy(
+                images[labelled], classes, data.targets[labelled]
+            )
+            result["zero_shot"] = {
+                "prompt": self.prompt,
+                "labels": data.class_names,
+                "num_images": int(labelled.sum()),
+            }
+        return result
+
+
+def flatten(report: dict[str, Any]) -> dict[str, float]:
+    """``{"image_to_text": {"R@1": x}}`` -> ``{"image_to_text_R@1": x}``; numbers only."""
+    flat: dict[str, float] = {}
+    for key, value in report.items():
+        if isinstance(value, dict) and key in DIRECTIONS:
+            flat.update({f"{key}_{k}": float(v) for k, v in value.items()})
+        elif isinstance(value, (int, float)):
+            flat[key] = float(value)
+    return flat

@@ -1,0 +1,180 @@
+"""mmkit.config: defaults < config file < flags, name/type checks, validation messages."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from mmkit.config import TrainConfig, build_config, from_dict, read_config_file
+from mmkit.errors import UserInputError
+
+
+@dataclass
+class _SubConfig(TrainConfig):
+    """A modality-style subclass: extra typed keys on top of TrainConfig."""
+
+    snr: tuple[float, float] = (0.0, 25.0)
+    column: str | None = None
+    n_mels: int = 64
+    aug: dict = field(default_factory=dict)
+
+
+def _yaml(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_when_nothing_given():
+    cfg = build_config(TrainConfig, None, {"dataset": "data/"})
+    assert cfg == TrainConfig(dataset="data/")
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.device) == (20, 32, 3e-3, "auto")
+
+
+def test_precedence_defaults_file_flags(tmp_path):
+    path = _yaml(
+        tmp_path,
+        "dataset: from_file\nepochs: 5\nbatch-size: 8\nlr: 0.1\nseed: 3\n"
+        "backbone_kwargs: {width: 16}\n",
+    )
+    cfg = build_config(
+        TrainConfig,
+        path,
+        {"epochs": 7, "lr": None, "batch_size": None, "device": "cpu", "dataset": None},
+    )
+    assert cfg.epochs == 7  # flag beats file
+    assert cfg.lr == 0.1  # None flag = not given: the file shows through
+    assert cfg.batch_size == 8  # dashed key in the file maps to the field
+    assert cfg.dataset == "from_file"
+    assert cfg.device == "cpu"  # flag beats default
+    assert cfg.seed == 3
+    assert cfg.backbone_kwargs == {"width": 16}
+    assert cfg.weight_decay == TrainConfig.weight_decay  # default when neither gives it
+
+
+def test_false_and_zero_flags_are_given_not_missing(tmp_path):
+    path = _yaml(tmp_path, "dataset: d\namp: true\nseed: 4\n")
+    cfg = build_config(TrainConfig, path, {"amp": False, "seed": 0})
+    assert cfg.amp is False
+    assert cfg.seed == 0
+
+
+def test_json_config_file(tmp_path):
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps({"dataset": "d", "epochs": 3, "warmup": 0, "prepared": None}))
+    cfg = build_config(TrainConfig, path, {})
+    assert (cfg.dataset, cfg.epochs, cfg.prepared) == ("d", 3, None)
+    assert isinstance(cfg.warmup, float) and cfg.warmup == 0.0  # int accepted for a float
+
+
+def test_empty_yaml_is_defaults(tmp_path):
+    assert read_config_file(_yaml(tmp_path, "# nothing\n")) == {}
+    cfg = build_config(TrainConfig, _yaml(tmp_path, ""), {"dataset": "d"})
+    assert cfg.epochs == 20
+
+
+def test_unknown_key_names_it_and_suggests(tmp_path):
+    path = _yaml(tmp_path, "dataset: d\nepoch: 3\n")
+    with pytest.raises(UserInputError) as info:
+        build_config(TrainConfig, path, {})
+    msg = str(info.value)
+    assert "'epoch'" in msg
+    assert "did you mean 'epochs'?" in msg
+    assert str(path) in msg  # says which file
+
+
+def test_unknown_override_key_without_close_match():
+    with pytest.raises(UserInputError) as info:
+        build_config(TrainConfig, None, {"dataset": "d", "zzzzzz": 1})
+    assert "'zzzzzz'" in str(info.value)
+    assert "did you mean" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("epochs", "ten", "epochs must be int, got 'ten'"),
+        ("epochs", 2.5, "epochs must be int, got 2.5"),
+        ("epochs", True, "epochs must be int, got True"),
+        ("lr", "fast", "lr must be float, got 'fast'"),
+        ("amp", "yes", "amp must be bool, got 'yes'"),
+        ("backbone_kwargs", [1, 2], "backbone_kwargs must be dict, got [1, 2]"),
+        ("device", None, "device must be str, got None"),
+        ("device", ["cpu"], "device must be str"),
+    ],
+)
+def test_wrong_type_names_key_and_value(key, value, expected):
+    with pytest.raises(UserInputError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        from_dict(TrainConfig, {"dataset": "d", key: value})
+
+
+def test_null_in_file_for_non_optional_key_is_a_type_error(tmp_path):
+    path = _yaml(tmp_path, "dataset: d\nepochs: null\n")
+    with pytest.raises(UserInputError, match="epochs must be int, got None"):
+        build_config(TrainConfig, path, {})
+
+
+def test_subclass_fields_coerced():
+    cfg = from_dict(_SubConfig, {"dataset": "d", "snr": [5, 10], "column": "wav", "aug": {"a": 1}})
+    assert cfg.snr == (5, 10) and isinstance(cfg.snr, tuple)
+    assert cfg.column == "wav"
+    cfg = from_dict(_SubConfig, {"dataset": "d", "column": None})
+    assert cfg.column is None
+    with pytest.raises(UserInputError, match="snr must be tuple"):
+        from_dict(_SubConfig, {"dataset": "d", "snr": 3})
+    with pytest.raises(UserInputError, match="did you mean 'n_mels'"):
+        from_dict(_SubConfig, {"dataset": "d", "n_mel": 3})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"dataset": ""}, "--dataset is required"),
+        ({"epochs": 0}, "--epochs must be >= 1, got 0"),
+        ({"batch_size": -2}, "--batch-size must be >= 1, got -2"),
+        ({"lr": 0.0}, "--lr must be > 0, got 0.0"),
+        ({"device": "tpu"}, "--device must be auto, cpu or cuda, got 'tpu'"),
+        ({"warmup": 1.0}, r"warmup must be a fraction in \[0, 1\), got 1.0"),
+        ({"warmup": -0.1}, "warmup must be a fraction"),
+    ],
+)
+def test_validation_names_bad_value(overrides, expected):
+    values = {"dataset": "d", **overrides}
+    with pytest.raises(UserInputError, match=expected):
+        build_config(TrainConfig, None, values)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
+def test_valid_devices(device):
+    assert build_config(TrainConfig, None, {"dataset": "d", "device": device}).device == device
+
+
+def test_validation_applies_to_file_values(tmp_path):
+    path = _yaml(tmp_path, "dataset: d\nepochs: 0\n")
+    with pytest.raises(UserInputError, match="--epochs must be >= 1, got 0"):
+        build_config(TrainConfig, path, {})
+    # ... and a flag can fix a bad file value
+    assert build_config(TrainConfig, path, {"epochs": 2}).epochs == 2
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(UserInputError, match="config file not found"):
+        build_config(TrainConfig, tmp_path / "missing.yaml", {"dataset": "d"})
+    with pytest.raises(UserInputError, match="not valid YAML/JSON"):
+        read_config_file(_yaml(tmp_path, "epochs: [1, 2\n"))
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{epochs: 1}")
+    with pytest.raises(UserInputError, match="not valid YAML/JSON"):
+        read_config_file(bad_json)
+    with pytest.raises(UserInputError, match="expected a mapping"):
+        read_config_file(_yaml(tmp_path, "- epochs\n- 3\n"))
+
+
+def test_to_dict_round_trips():
+    cfg = build_config(
+        TrainConfig, None, {"dataset": "d", "epochs": 3, "backbone_kwargs": {"w": 2}}
+    )
+    again = from_dict(TrainConfig, json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg

@@ -1,0 +1,540 @@
+"""mmkit.engine: the training loop, checkpoints, exact resume, early stopping, the sampler."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import threading
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import Dataset
+
+import mmkit
+from mmkit.config import TrainConfig
+from mmkit.engine import checkpoint as ckpt
+from mmkit.engine import plots
+from mmkit.engine.trainer import EpochSampler, Trainer, TrainingInterrupted, seed_everything
+from mmkit.errors import CheckpointError
+
+CLASSES = 3
+DIM = 8
+REAL_PLOT_CURVES = plots.plot_curves
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: intra-op threads only add contention on a 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _fast_plots(monkeypatch):
+    """Drawing curves.png costs ~0.3 s per epoch; only the reference run below draws it."""
+    monkeypatch.setattr(plots, "plot_curves", lambda history, path, monitor: Path(path))
+
+
+class Blobs(Dataset):
+    """Gaussian blobs: class ``c`` is centred on a fixed random point; learnable by a linear map."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(1234)
+        centres = torch.randn(CLASSES, DIM, generator=g) * 2.0
+        g = torch.Generator().manual_seed(seed)
+        self.y = torch.arange(n) % CLASSES
+        self.x = centres[self.y] + torch.randn(n, DIM, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.y[i])
+
+
+class BlobTask:
+    """Cross-entropy; accuracy on the validation loader. ``on_step`` is a test hook."""
+
+    monitor = "accuracy"
+
+    def __init__(self, on_step=None, fixed_metric: float | None = None) -> None:
+        self.on_step = on_step
+        self.fixed_metric = fixed_metric
+        self.steps = 0
+
+    def loss(self, model, batch, device):
+        self.steps += 1
+        if self.on_step is not None:
+            self.on_step(self.steps)
+        x, y = batch
+        return F.cross_entropy(model(x.to(device)), y.to(device))
+
+    def evaluate(self, model, loader, device):
+        correct = total = 0
+        loss = 0.0
+        for x, y in loader:
+            logits = model(x.to(device))
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            total += len(y)
+        acc = correct / total
+        return {
+            "accuracy": self.fixed_metric if self.fixed_metric is not None else acc,
+            "loss": loss / total,
+        }
+
+
+def make_model(seed: int = 0, dropout: float = 0.2) -> nn.Module:
+    torch.manual_seed(seed)
+    # dropout draws from the global RNG, so exact resume needs the RNG state restored
+    return nn.Sequential(nn.Linear(DIM, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, CLASSES))
+
+
+def make_cfg(**kw) -> TrainConfig:
+    base = dict(
+        dataset="blobs",
+        epochs=4,
+        batch_size=16,
+        lr=0.05,
+        device="cpu",
+        patience=0,
+        seed=0,
+        warmup=0.1,
+        weight_decay=0.01,
+    )
+    base.update(kw)
+    cfg = TrainConfig(**base)
+    cfg.validate()
+    return cfg
+
+
+def make_trainer(run_dir, cfg=None, task=None, model=None, model_seed=0, dropout=0.2) -> Trainer:
+    return Trainer(
+        model if model is not None else make_model(model_seed, dropout),
+        task or BlobTask(),
+        Blobs(96, seed=1),
+        Blobs(48, seed=2),
+        cfg or make_cfg(),
+        run_dir,
+        checkpoint_config=lambda: {"task": "blobs", "labels": ["a", "b", "c"]},
+    )
+
+
+def assert_same_weights(model: nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    got = model.state_dict()
+    for k, v in expected.items():
+        diff = (got[k] - v).abs().max().item()
+        assert torch.equal(got[k], v), (
+            f"{k} differs from the uninterrupted run (max |diff| {diff:.3g})"
+        )
+
+
+def accuracy(model: nn.Module, ds: Dataset) -> float:
+    model.eval()
+    with torch.no_grad():
+        x, y = ds.x, ds.y
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+# -- the loop --------------------------------------------------------------------------------
+
+
+def _run_a(run_dir, dropout):
+    seed_everything(0)
+    trainer = make_trainer(run_dir, dropout=dropout)
+    before = accuracy(trainer.model, Blobs(48, seed=2))
+    with mock.patch.object(plots, "plot_curves", REAL_PLOT_CURVES):
+        result = trainer.fit()
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    return run_dir, result, before, weights, trainer
+
+
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory):
+    """Run A per dropout rate: four uninterrupted epochs (shared, read-only)."""
+    cache = {}
+
+    def get(dropout):
+        if dropout not in cache:
+            cache[dropout] = _run_a(tmp_path_factory.mktemp(f"runA-{dropout}"), dropout)
+        return cache[dropout]
+
+    return get
+
+
+@pytest.fixture
+def trained_run(reference_runs):
+    return reference_runs(0.2)
+
+
+def test_training_improves_the_metric(trained_run):
+    run, result, before, _, trainer = trained_run
+    after = accuracy(trainer.model, Blobs(48, seed=2))
+    assert before < 0.7
+    assert after >= 0.9
+    assert result.best_metric["accuracy"] >= 0.9
+    assert result.epochs == 4
+    assert trainer.state["global_step"] == 4 * 6  # 96 samples / batch 16
+    hist = result.history
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert result.to_dict() == {
+        "run_dir": str(run),
+        "best_checkpoint": str(run / "best"),
+        "epochs": 4,
+        "best_metric": {"accuracy": result.best_metric["accuracy"]},
+    }
+
+
+def test_run_dir_contents(trained_run):
+    run, result, _, weights, _ = trained_run
+    assert sorted(p.name for p in (run / "best").iterdir()) == [ckpt.CONFIG_FILE, ckpt.MODEL_FILE]
+    assert sorted(p.name for p in (run / "last").iterdir()) == sorted(
+        [ckpt.CONFIG_FILE, ckpt.MODEL_FILE, ckpt.OPTIMIZER_FILE, ckpt.STATE_FILE]
+    )
+    # no temp dirs or leftovers from the atomic writes
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        assert {"train_loss", "train_seconds", "val_accuracy", "val_loss"} <= set(r)
+    assert rows == result.history
+    png = (run / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    # last/ holds the final weights; config.json has the caller's config + metrics + epoch
+    last = load_file(str(run / "last" / ckpt.MODEL_FILE))
+    assert set(last) == set(weights)
+    for k, v in weights.items():
+        assert torch.equal(last[k], v)
+    config = json.loads((run / "last" / ckpt.CONFIG_FILE).read_text())
+    assert config["task"] == "blobs" and config["labels"] == ["a", "b", "c"]
+    assert config["epoch"] == 4
+    assert config["metrics"]["accuracy"] == rows[-1]["val_accuracy"]
+    best_cfg = json.loads((run / "best" / ckpt.CONFIG_FILE).read_text())
+    best_row = max(rows, key=lambda r: r["val_accuracy"])  # first maximum wins
+    assert best_cfg["epoch"] == best_row["epoch"]
+    assert best_cfg["metrics"]["accuracy"] == result.best_metric["accuracy"]
+    state = json.loads((run / "last" / ckpt.STATE_FILE).read_text())
+    assert state["epoch"] == 4 and state["global_step"] == 24 and state["step_in_epoch"] == 0
+    assert state["best_epoch"] == best_row["epoch"]
+
+
+def test_no_pickle_in_checkpoints(trained_run):
+    run = trained_run[0]
+    for f in (run / "last").iterdir():
+        head = f.read_bytes()[:2]
+        assert head != b"\x80\x04" and head != b"\x80\x02", f  # pickle protocol headers
+        if f.suffix == ".json":
+            json.loads(f.read_text())
+        else:
+            assert f.suffix == ".safetensors"
+            load_file(str(f))
+
+
+def _interrupted_then_resumed(run_b, stop_step, dropout):
+    """Run B: stopped after ``stop_step`` steps as the first SIGINT would, then resumed by a
+    fresh Trainer on a fresh model in a changed RNG state (as a new process would be)."""
+    holder = {}
+
+    def stop_at(step):
+        if step == stop_step:
+            holder["trainer"]._stop.requested = True  # what the first SIGINT does
+
+    seed_everything(0)
+    trainer = make_trainer(run_b, task=BlobTask(on_step=stop_at), dropout=dropout)
+    holder["trainer"] = trainer
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        trainer.fit()
+    state = json.loads((run_b / "last" / ckpt.STATE_FILE).read_text())
+    torch.manual_seed(999)
+    task = BlobTask()
+    resumed = make_trainer(run_b, task=task, model_seed=5, dropout=dropout)
+    resumed.resume()
+    return state, task, resumed, resumed.fit()
+
+
+# dropout=0: nothing draws from the global RNG, so this isolates step/sampler/optimizer/scheduler;
+# dropout=0.2: the RNG state must be restored exactly as well.
+@pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["no_rng_use", "dropout"])
+def test_exact_resume_after_interrupt_mid_epoch(reference_runs, tmp_path, dropout):
+    """Run B stops mid-epoch 2 (step 9 of 24); the resumed run must end bit-equal to run A."""
+    _, result_a, _, weights_a, _ = reference_runs(dropout)
+    run_b = tmp_path / "runB"
+    state, task, resumed, result_b = _interrupted_then_resumed(run_b, 9, dropout)
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 3, 9)
+    assert task.steps == 24 - 9  # only the remaining steps were run
+    assert result_b.epochs == 4
+    assert_same_weights(resumed.model, weights_a)
+    assert result_b.best_metric == result_a.best_metric
+    rows = [json.loads(line) for line in (run_b / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["val_accuracy"] for r in rows] == [r["val_accuracy"] for r in result_a.history]
+    assert [r["val_loss"] for r in rows] == pytest.approx(
+        [r["val_loss"] for r in result_a.history], abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["no_rng_use", "dropout"])
+def test_exact_resume_after_interrupt_at_epoch_end(reference_runs, tmp_path, dropout):
+    """Stopping on the last step of an epoch (step 6 of 6, before its evaluation)."""
+    weights_a = reference_runs(dropout)[3]
+    state, task, resumed, _ = _interrupted_then_resumed(tmp_path / "runB", 6, dropout)
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 6)
+    assert task.steps == 24 - 6
+    assert_same_weights(resumed.model, weights_a)
+
+
+@pytest.mark.parametrize("stop_step", [9, 6])
+def test_resumed_run_logs_the_same_train_loss(reference_runs, tmp_path, stop_step):
+    """metrics.jsonl of an interrupted + resumed run reads like the uninterrupted one: the
+    interrupted epoch's train_loss averages all of its steps, not only those after the resume."""
+    result_a = reference_runs(0.0)[1]
+    run_b = tmp_path / "runB"
+    _interrupted_then_resumed(run_b, stop_step, 0.0)
+    rows = [json.loads(line) for line in (run_b / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_loss"] for r in rows] == pytest.approx(
+        [r["train_loss"] for r in result_a.history], rel=1e-6
+    )
+
+
+def test_sigint_saves_last_and_restores_handlers(tmp_path):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be installed from the main thread")
+    before = signal.getsignal(signal.SIGINT)
+
+    def interrupt(step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer = make_trainer(tmp_path / "run", cfg=make_cfg(epochs=2), task=BlobTask(interrupt))
+    with pytest.raises(TrainingInterrupted, match="interrupted at epoch 1, step 2"):
+        trainer.fit()
+    assert signal.getsignal(signal.SIGINT) is before
+    state = json.loads((tmp_path / "run" / "last" / ckpt.STATE_FILE).read_text())
+    assert (state["global_step"], state["step_in_epoch"]) == (2, 2)
+    assert not (tmp_path / "run" / "best").exists()  # no epoch was evaluated
+
+
+def test_early_stopping(tmp_path):
+    cfg = make_cfg(epochs=10, patience=2)
+    trainer = make_trainer(tmp_path / "run", cfg=cfg, task=BlobTask(fixed_metric=0.5))
+    result = trainer.fit()
+    # epoch 1 sets the best; epochs 2 and 3 do not improve -> stop after 3
+    assert result.epochs == 3
+    assert trainer.state["bad_epochs"] == 2 and trainer.state["best_epoch"] == 1
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
+    assert json.loads((tmp_path / "run" / "best" / ckpt.CONFIG_FILE).read_text())["epoch"] == 1
+
+
+def test_max_steps_per_epoch(tmp_path):
+    task = BlobTask()
+    trainer = make_trainer(
+        tmp_path / "run", cfg=make_cfg(epochs=2, max_steps_per_epoch=2), task=task
+    )
+    trainer.fit()
+    assert task.steps == 4
+    assert trainer.state["global_step"] == 4
+
+
+def test_non_finite_loss_is_reported(tmp_path):
+    class NanTask(BlobTask):
+        def loss(self, model, batch, device):
+            return super().loss(model, batch, device) * float("nan")
+
+    trainer = make_trainer(tmp_path / "run", cfg=make_cfg(epochs=1), task=NanTask())
+    with pytest.raises(mmkit.errors.MmkitError, match="loss is nan at step 0"):
+        trainer.fit()
+
+
+# -- sampler ---------------------------------------------------------------------------------
+
+
+def test_epoch_sampler_seeded_permutation():
+    a = EpochSampler(50, seed=3, shuffle=True)
+    b = EpochSampler(50, seed=3, shuffle=True)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    order = list(a)
+    assert order == list(b)
+    assert sorted(order) == list(range(50))
+    assert order != list(range(50))
+    b.set_epoch(3)
+    assert list(b) != order  # a new order every epoch
+    c = EpochSampler(50, seed=4, shuffle=True)
+    c.set_epoch(2)
+    assert list(c) != order  # and per seed
+    plain = EpochSampler(7, seed=3, shuffle=False)
+    assert list(plain) == list(range(7)) and len(plain) == 7
+
+
+@pytest.mark.parametrize(("n", "world"), [(10, 3), (12, 4), (5, 1), (3, 4)])
+def test_epoch_sampler_shards_cover_everything_once(n, world):
+    """Equal shards of n // world items (so every rank runs the same number of steps, as
+    DistributedSampler with drop_last), disjoint, all from one permutation."""
+    shards = []
+    for rank in range(world):
+        s = EpochSampler(n, seed=0, shuffle=True, rank=rank, world=world)
+        s.set_epoch(1)
+        shard = list(s)
+        assert len(shard) == len(s)
+        shards.append(shard)
+    flat = [i for shard in shards for i in shard]
+    assert {len(shard) for shard in shards} == {n // world}
+    assert len(set(flat)) == len(flat) == n // world * world
+    assert set(flat) <= set(range(n))
+    if world == 1:
+        assert sorted(flat) == list(range(n))
+
+
+def test_epoch_sampler_mid_epoch_start():
+    s = EpochSampler(20, seed=1, shuffle=True, rank=1, world=2)
+    s.set_epoch(4)
+    full = list(s)
+    s.set_epoch(4, start=6)
+    assert list(s) == full[6:]
+    assert len(s) == 10 - 6
+    s.set_epoch(4, start=10)
+    assert list(s) == [] and len(s) == 0
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+def test_save_and_load_weights_round_trip(tmp_path):
+    model = make_model(1)
+    path = ckpt.save_checkpoint(tmp_path / "ck", model, {"hello": "world", "p": Path("x")})
+    assert ckpt.read_config(path) == {"hello": "world", "p": "x"}
+    other = make_model(2)
+    ckpt.load_weights(other, path, "cpu")
+    for k, v in model.state_dict().items():
+        assert torch.equal(other.state_dict()[k], v)
+
+
+def test_tied_weights_round_trip(tmp_path):
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(5, 4)
+            self.out = nn.Linear(4, 5, bias=False)
+            self.out.weight = self.emb.weight
+
+    model = Tied()
+    ckpt.save_checkpoint(tmp_path / "ck", model, {})
+    other = Tied()
+    ckpt.load_weights(other, tmp_path / "ck", "cpu")
+    assert torch.equal(other.out.weight, model.emb.weight)
+    assert other.out.weight is other.emb.weight
+
+
+def test_load_weights_missing_or_extra_keys_is_checkpoint_error(tmp_path):
+    ckpt.save_checkpoint(tmp_path / "ck", nn.Sequential(nn.Linear(4, 2)), {})
+    bigger = nn.Sequential(nn.Linear(4, 2), nn.Linear(2, 2))
+    with pytest.raises(CheckpointError, match=r"missing \['1.weight', '1.bias'\]"):
+        ckpt.load_weights(bigger, tmp_path / "ck", "cpu")
+    ckpt.save_checkpoint(tmp_path / "ck2", bigger, {})
+    with pytest.raises(CheckpointError, match="unexpected"):
+        ckpt.load_weights(nn.Sequential(nn.Linear(4, 2)), tmp_path / "ck2", "cpu")
+
+
+def test_load_weights_shape_mismatch_is_checkpoint_error(tmp_path):
+    """Same keys, other shapes (e.g. a checkpoint trained with other classes)."""
+    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(4, 2), {})
+    with pytest.raises(CheckpointError):
+        ckpt.load_weights(nn.Linear(4, 3), tmp_path / "ck", "cpu")
+
+
+def test_load_weights_corrupt_file_is_checkpoint_error(tmp_path):
+    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(4, 2), {})
+    (tmp_path / "ck" / ckpt.MODEL_FILE).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        ckpt.load_weights(nn.Linear(4, 2), tmp_path / "ck", "cpu")
+
+
+def test_resolve_checkpoint_dir(tmp_path):
+    run = tmp_path / "run"
+    ckpt.save_checkpoint(run / "last", nn.Linear(2, 2), {"which": "last"})
+    assert ckpt.resolve_checkpoint_dir(run) == run / "last"  # no best yet: falls back to last
+    ckpt.save_checkpoint(run / "best", nn.Linear(2, 2), {"which": "best"})
+    assert ckpt.resolve_checkpoint_dir(run) == run / "best"
+    assert ckpt.resolve_checkpoint_dir(run, prefer="last") == run / "last"
+    assert ckpt.resolve_checkpoint_dir(run / "last") == run / "last"  # a checkpoint dir as given
+    assert ckpt.read_config(run)["which"] == "best"
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        ckpt.resolve_checkpoint_dir(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not a checkpoint or run directory"):
+        ckpt.resolve_checkpoint_dir(tmp_path / "empty")
+    (run / "best" / ckpt.CONFIG_FILE).write_text("{not json")
+    with pytest.raises(CheckpointError, match="invalid JSON"):
+        ckpt.read_config(run)
+
+
+def test_load_resume_state_needs_trainer_state(tmp_path):
+    ckpt.save_checkpoint(tmp_path / "best", nn.Linear(2, 2), {})
+    with pytest.raises(CheckpointError, match="no trainer state"):
+        ckpt.load_resume_state(tmp_path / "best")
+
+
+def test_save_checkpoint_replaces_atomically_and_cleans_up_on_failure(tmp_path):
+    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), {"v": 1})
+    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), {"v": 2})
+    assert ckpt.read_config(tmp_path / "ck") == {"v": 2}
+
+    class Unserialisable:
+        pass
+
+    bad = {"v": Unserialisable()}
+    bad["self"] = bad  # default=str would serialise the object; a cycle cannot be
+    with pytest.raises(ValueError, match="Circular reference"):
+        ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), bad)
+    assert ckpt.read_config(tmp_path / "ck") == {"v": 2}  # old checkpoint intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp dir left
+
+
+def test_optimizer_and_rng_round_trip_without_pickle(tmp_path, monkeypatch):
+    model = make_model(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01, betas=(0.8, 0.95))
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(4, DIM)).sum().backward()
+        opt.step()
+    rng = torch.get_rng_state()
+    ckpt.save_checkpoint(
+        tmp_path / "last", model, {}, optimizer=opt, trainer_state={"epoch": 2, "x": [1, 2]}
+    )
+    torch.manual_seed(12345)  # move the RNG away
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("checkpoint loading must not unpickle")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    rs = ckpt.load_resume_state(tmp_path / "last")
+    assert torch.equal(torch.get_rng_state(), rng)  # RNG restored
+    assert rs.trainer_state == {"epoch": 2, "x": [1, 2]}
+
+    fresh = torch.optim.AdamW(make_model(1).parameters(), lr=0.5)
+    fresh.load_state_dict(rs.optimizer_state)
+    want, got = opt.state_dict(), fresh.state_dict()
+    assert set(got["state"]) == set(want["state"])
+    for idx, per in want["state"].items():
+        assert set(got["state"][idx]) == set(per)
+        for key, value in per.items():
+            assert torch.equal(torch.as_tensor(got["state"][idx][key]), torch.as_tensor(value))
+    assert got["param_groups"][0]["lr"] == 0.01
+    assert tuple(got["param_groups"][0]["betas"]) == (0.8, 0.95)
+    assert got["param_groups"][0]["params"] == want["param_groups"][0]["params"]
+
+
+def test_public_load_checkpoint_missing_path_is_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError):
+        mmkit.load_checkpoint(str(tmp_path / "missing"))
