@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from open_clip.loss import ClipLoss
 from torch import nn
 
 
@@ -53,6 +52,8 @@ class ContrastiveLoss(nn.Module):
         super().__init__()
         self.rank = rank
         self.world_size = world_size
+        from open_clip.loss import ClipLoss  # lazy: open_clip imports slowly
+
         self.clip_loss = ClipLoss(
             local_loss=local_loss, gather_with_grad=gather_with_grad, cache_labels=True
         )

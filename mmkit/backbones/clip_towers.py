@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from open_clip.modified_resnet import ModifiedResNet
-from open_clip.transformer import TextTransformer, VisionTransformer
 from torch import nn
 
 from mmkit.errors import UserInputError
@@ -122,6 +120,8 @@ def build_image_vit(
     _check(
         heads > 0 and width % heads == 0, f"width ({width}) must be divisible by heads ({heads})"
     )
+    from open_clip.transformer import VisionTransformer  # lazy: open_clip imports slowly
+
     body = VisionTransformer(
         image_size=image_size,
         patch_size=patch_size,
@@ -202,6 +202,8 @@ def image_resnet(
         width > 0 and embed % head_width == 0,
         f"width * 32 ({embed}) must be divisible by head_width ({head_width})",
     )
+    from open_clip.modified_resnet import ModifiedResNet
+
     body = ModifiedResNet(
         layers=list(layers),
         output_dim=output_dim,
@@ -227,6 +229,8 @@ def build_text_transformer(
     _check(
         heads > 0 and width % heads == 0, f"width ({width}) must be divisible by heads ({heads})"
     )
+    from open_clip.transformer import TextTransformer
+
     body = TextTransformer(
         context_length=context_length,
         vocab_size=vocab_size,

@@ -17,7 +17,6 @@ import difflib
 import math
 from typing import Any
 
-import open_clip
 import torch
 from torch import nn
 
@@ -69,6 +68,8 @@ class OpenClipModel(nn.Module):
     def tokenizer(self) -> Any:
         """``open_clip.get_tokenizer(name, context_length)``, built on first use."""
         if self._tokenizer is None:
+            import open_clip
+
             self._tokenizer = open_clip.get_tokenizer(self.name, context_length=self.context_length)
         return self._tokenizer
 
@@ -141,6 +142,8 @@ def create_open_clip(
         UserInputError: unknown architecture, or weights that are neither a file nor a tag
             that could be fetched.
     """
+    import open_clip  # lazy: importing open_clip takes seconds
+
     known = open_clip.list_models()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3)

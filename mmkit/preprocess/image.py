@@ -22,15 +22,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch import nn
-from torchvision.ops import roi_align
 
 from mmkit.errors import UserInputError
 from mmkit.registry import register_preprocessor
 
-CLIP_MEAN: tuple[float, float, float] = tuple(OPENAI_DATASET_MEAN)
-CLIP_STD: tuple[float, float, float] = tuple(OPENAI_DATASET_STD)
+# open_clip.constants.OPENAI_DATASET_MEAN/STD, written out so importing mmkit skips open_clip
+CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 
 def _pair(name: str, value: Sequence[float], lo: float, hi: float) -> tuple[float, float]:
@@ -153,6 +152,8 @@ class ImageTransform(nn.Module):
             return x.new_zeros(0, 3, self.size, self.size)
         boxes = self._boxes(batch, height, width, gen)
         rois = torch.cat([torch.arange(batch, dtype=boxes.dtype)[:, None], boxes], dim=1)
+        from torchvision.ops import roi_align  # lazy: torchvision.ops pulls in torch._dynamo
+
         x = roi_align(
             x,
             rois.to(x.device),

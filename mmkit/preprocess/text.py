@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from open_clip import get_tokenizer
-from open_clip.tokenizer import SimpleTokenizer
 from torch import nn
 
 from mmkit.errors import UserInputError
@@ -47,6 +45,9 @@ class ClipTokenizer(nn.Module):
             raise UserInputError(f"context_length ({context_length}) must be >= 3")
         self.context_length = int(context_length)
         self.model_name = str(model_name)
+        from open_clip import get_tokenizer  # lazy: open_clip imports slowly
+        from open_clip.tokenizer import SimpleTokenizer
+
         if self.model_name:
             try:
                 self.tokenizer = get_tokenizer(self.model_name, context_length=self.context_length)
@@ -87,6 +88,8 @@ class ClipTokenizer(nn.Module):
 
     def decode(self, tokens: torch.Tensor) -> list[str]:
         """Token ids back to text, special tokens and padding dropped (CLIP BPE only)."""
+        from open_clip.tokenizer import SimpleTokenizer
+
         if not isinstance(self.tokenizer, SimpleTokenizer):
             raise UserInputError(f"decode needs the CLIP BPE tokenizer, not {self.model_name!r}")
         special = {*self.tokenizer.all_special_ids, 0}
