@@ -35,8 +35,21 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, speech_sources: dict[s
     """audio_cnn trained from the CSV manifest through the CLI, JSON output."""
     out = tmp_path_factory.mktemp("runs") / "kws"
     proc = run_cli(
-        "audio", "train", "--dataset", str(speech_sources["csv"]), "--out", str(out),
-        "--epochs", "14", "--batch-size", "16", "--lr", "0.003", "--seed", "0", "--json",
+        "audio",
+        "train",
+        "--dataset",
+        str(speech_sources["csv"]),
+        "--out",
+        str(out),
+        "--epochs",
+        "40",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.003",
+        "--seed",
+        "0",
+        "--json",
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -46,12 +59,27 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, speech_sources: dict[s
 
 
 def test_held_out_voices_accuracy(trained_run: Path, speech_sources: dict[str, Path]) -> None:
-    proc = run_cli("audio", "eval", "--checkpoint", str(trained_run),
-                   "--dataset", str(speech_sources["csv"]), "--split", "test", "--json")
+    proc = run_cli(
+        "audio",
+        "eval",
+        "--checkpoint",
+        str(trained_run),
+        "--dataset",
+        str(speech_sources["csv"]),
+        "--split",
+        "test",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert set(report) >= {"accuracy", "macro_f1", "num_samples", "labels", "per_class",
-                           "confusion_matrix"}
+    assert set(report) >= {
+        "accuracy",
+        "macro_f1",
+        "num_samples",
+        "labels",
+        "per_class",
+        "confusion_matrix",
+    }
     print(f"held-out-voice accuracy {report['accuracy']:.3f} macro-F1 {report['macro_f1']:.3f}")
     assert report["accuracy"] > 3 * CHANCE
     assert report["num_samples"] == sum(sum(row) for row in report["confusion_matrix"])
@@ -60,11 +88,19 @@ def test_held_out_voices_accuracy(trained_run: Path, speech_sources: dict[str, P
     assert {"best", "last", "metrics.jsonl", "curves.png", "config.yaml"} <= run_files
 
 
-def test_infer_json_on_held_out_files(trained_run: Path, speech_set) -> None:  # noqa: ANN001
+def test_infer_json_on_held_out_files(trained_run: Path, speech_set) -> None:
     test_voices = {v.id for v in speech_set.split.test}
     files = [i for i in speech_set.items if i.voice in test_voices]
-    proc = run_cli("audio", "infer", *(str(i.path) for i in files),
-                   "--checkpoint", str(trained_run / "best"), "--top-k", "2", "--json")
+    proc = run_cli(
+        "audio",
+        "infer",
+        *(str(i.path) for i in files),
+        "--checkpoint",
+        str(trained_run / "best"),
+        "--top-k",
+        "2",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert [r["path"] for r in results] == [str(i.path) for i in files]
@@ -73,7 +109,7 @@ def test_infer_json_on_held_out_files(trained_run: Path, speech_set) -> None:  #
     assert right / len(files) > 0.5
 
 
-def test_infer_long_audio_windows(trained_run: Path, long_speech) -> None:  # noqa: ANN001
+def test_infer_long_audio_windows(trained_run: Path, long_speech) -> None:
     path, segments = long_speech
     [result] = audio.infer([str(path)], str(trained_run), k=1)
     windows = result["windows"]
@@ -82,9 +118,20 @@ def test_infer_long_audio_windows(trained_run: Path, long_speech) -> None:  # no
     assert all(w["end"] - w["start"] == pytest.approx(1.0) for w in windows)
 
 
-def test_infer_decodes_every_format(trained_run: Path, audio_variants) -> None:  # noqa: ANN001
-    names = ["wav_u8", "wav_16", "wav_24", "wav_8k", "wav_44k", "wav_48k", "stereo", "flac",
-             "ogg", "mp3", "short"]
+def test_infer_decodes_every_format(trained_run: Path, audio_variants) -> None:
+    names = [
+        "wav_u8",
+        "wav_16",
+        "wav_24",
+        "wav_8k",
+        "wav_44k",
+        "wav_48k",
+        "stereo",
+        "flac",
+        "ogg",
+        "mp3",
+        "short",
+    ]
     results = audio.infer([str(audio_variants[n].path) for n in names], str(trained_run), k=6)
     assert len(results) == len(names)
     for r in results:
@@ -94,28 +141,39 @@ def test_infer_decodes_every_format(trained_run: Path, audio_variants) -> None: 
     assert max(top.count(x) for x in set(top)) >= len(names) // 2
 
 
-def test_infer_errors_are_one_line(trained_run: Path, audio_variants, tmp_path: Path) -> None:  # noqa: ANN001
-    proc = run_cli("audio", "infer", str(audio_variants["corrupt"].path),
-                   "--checkpoint", str(trained_run))
+def test_infer_errors_are_one_line(trained_run: Path, audio_variants, tmp_path: Path) -> None:
+    proc = run_cli(
+        "audio", "infer", str(audio_variants["corrupt"].path), "--checkpoint", str(trained_run)
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: cannot decode")
-    proc = run_cli("audio", "infer", str(tmp_path / "missing.wav"), "--checkpoint", str(trained_run))
-    assert (proc.returncode, proc.stderr.strip()) == (1, f"error: file not found: {tmp_path / 'missing.wav'}")
-    proc = run_cli("audio", "infer", str(audio_variants["flac"].path), "--checkpoint", str(tmp_path))
+    proc = run_cli(
+        "audio", "infer", str(tmp_path / "missing.wav"), "--checkpoint", str(trained_run)
+    )
+    assert (proc.returncode, proc.stderr.strip()) == (
+        1,
+        f"error: file not found: {tmp_path / 'missing.wav'}",
+    )
+    proc = run_cli(
+        "audio", "infer", str(audio_variants["flac"].path), "--checkpoint", str(tmp_path)
+    )
     assert proc.returncode == 1 and proc.stderr.startswith("error: ")
     proc = run_cli("audio", "infer", "--checkpoint", str(trained_run))
     assert proc.returncode == 2
 
 
-def test_prepare_report_and_skips(speech_sources: dict[str, Path], audio_variants, tmp_path: Path) -> None:  # noqa: ANN001
+def test_prepare_report_and_skips(
+    speech_sources: dict[str, Path], audio_variants, tmp_path: Path
+) -> None:
     root = tmp_path / "with_bad"
     (root / "yes").mkdir(parents=True)
     (root / "yes" / "bad.wav").write_bytes(audio_variants["corrupt"].path.read_bytes())
     (root / "yes" / "ok.flac").write_bytes(audio_variants["flac"].path.read_bytes())
     (root / "no").mkdir()
     (root / "no" / "ok.ogg").write_bytes(audio_variants["ogg"].path.read_bytes())
-    proc = run_cli("audio", "prepare", "--dataset", str(root), "--out", str(tmp_path / "store"),
-                   "--json")
+    proc = run_cli(
+        "audio", "prepare", "--dataset", str(root), "--out", str(tmp_path / "store"), "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["num_items"] == 2
@@ -123,10 +181,13 @@ def test_prepare_report_and_skips(speech_sources: dict[str, Path], audio_variant
     assert summary["labels"] == ["no", "yes"]
 
 
-@pytest.mark.parametrize("layout", ["folder_splits", "speech_commands", "hf_parquet", "hf_disk",
-                                    "hf_parquet_hub", "jsonl"])
-def test_every_source_layout_prepares(layout: str, speech_sources: dict[str, Path],
-                                      speech_set, tmp_path: Path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "layout",
+    ["folder_splits", "speech_commands", "hf_parquet", "hf_disk", "hf_parquet_hub", "jsonl"],
+)
+def test_every_source_layout_prepares(
+    layout: str, speech_sources: dict[str, Path], speech_set, tmp_path: Path
+) -> None:
     cfg = audio.AudioConfig(dataset=str(speech_sources[layout]))
     store = audio.prepare(cfg, out=tmp_path / "store")
     assert set(speech_set.words) <= set(store.labels)
@@ -136,7 +197,7 @@ def test_every_source_layout_prepares(layout: str, speech_sources: dict[str, Pat
     assert summary["num_items"] == len(speech_set.items)
 
 
-def _interrupt_after(steps: int):  # noqa: ANN202
+def _interrupt_after(steps: int):
     """A progress sink that sends SIGINT to this process after ``steps`` training steps."""
     from mmkit.engine.events import NullProgress
 
@@ -152,18 +213,37 @@ def _interrupt_after(steps: int):  # noqa: ANN202
     return Interrupter()
 
 
-def test_resume_after_interrupt_matches_uninterrupted(speech_sources: dict[str, Path],
-                                                      tmp_path: Path) -> None:
+def test_resume_after_interrupt_matches_uninterrupted(
+    speech_sources: dict[str, Path], tmp_path: Path
+) -> None:
     def cfg(out: str) -> audio.AudioConfig:
-        return audio.AudioConfig(dataset=str(speech_sources["csv"]), out=str(tmp_path / out),
-                                 backbone="audio_cnn_test", epochs=3, batch_size=16)
+        return audio.AudioConfig(
+            dataset=str(speech_sources["csv"]),
+            out=str(tmp_path / out),
+            backbone="audio_cnn_test",
+            epochs=3,
+            batch_size=16,
+        )
 
     straight = audio.train(cfg("a"))
     with pytest.raises(TrainingInterrupted, match="--resume"):
         audio.train(cfg("b"), progress=_interrupt_after(7))
-    proc = run_cli("audio", "train", "--dataset", str(speech_sources["csv"]),
-                   "--out", str(tmp_path / "b"), "--backbone", "audio_cnn_test", "--epochs", "3",
-                   "--batch-size", "16", "--resume", "--json")
+    proc = run_cli(
+        "audio",
+        "train",
+        "--dataset",
+        str(speech_sources["csv"]),
+        "--out",
+        str(tmp_path / "b"),
+        "--backbone",
+        "audio_cnn_test",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--resume",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     from safetensors.torch import load_file
 
@@ -176,6 +256,10 @@ def test_resume_after_interrupt_matches_uninterrupted(speech_sources: dict[str, 
     assert [r["epoch"] for r in rows] == [1, 2, 3]
 
 
-def test_train_refuses_to_overwrite_a_run(trained_run: Path, speech_sources: dict[str, Path]) -> None:
-    proc = run_cli("audio", "train", "--dataset", str(speech_sources["csv"]), "--out", str(trained_run))
+def test_train_refuses_to_overwrite_a_run(
+    trained_run: Path, speech_sources: dict[str, Path]
+) -> None:
+    proc = run_cli(
+        "audio", "train", "--dataset", str(speech_sources["csv"]), "--out", str(trained_run)
+    )
     assert proc.returncode == 1 and "--resume" in proc.stderr
