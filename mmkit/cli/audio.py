@@ -40,10 +40,7 @@ def _config(config: Path | None, **flags: object):
 @app.command()
 def prepare(
     dataset: c.Dataset = None,
-    out: Annotated[
-        str | None,
-        typer.Option(help="Store directory (default: the mmkit cache).", show_default=False),
-    ] = None,
+    out: c.StoreOut = None,
     sample_rate: SampleRate = None,
     classes: Classes = None,
     hf_config: c.HfConfig = None,
@@ -146,7 +143,7 @@ def eval_(
 
 @app.command()
 def infer(
-    paths: Annotated[list[str], typer.Argument(help="Audio files or folders.", show_default=False)],
+    paths: c.Paths,
     checkpoint: c.Checkpoint,
     top_k: c.TopK = 3,
     device: c.Device = None,

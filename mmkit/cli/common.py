@@ -32,6 +32,13 @@ Dataset = Annotated[
         show_default=False,
     ),
 ]
+StoreOut = Annotated[
+    str | None,
+    typer.Option(
+        "--out", "-o", help="Store directory (default: the mmkit cache).", show_default=False
+    ),
+]
+Paths = Annotated[list[str], typer.Argument(help="Media files or folders.", show_default=False)]
 Out = Annotated[
     str | None, typer.Option("--out", "-o", help="Run directory to write.", show_default=False)
 ]

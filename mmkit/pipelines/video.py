@@ -1,0 +1,209 @@
+"""Video classification: decode (imageio-ffmpeg) -> uint8 frame store -> frame sampling ->
+video_transform (crop, normalise) -> 3D CNN / video ViT. ``prepare``, ``train``, ``evaluate`` and
+``infer`` are the shared classification pipeline with :class:`VideoModality` plugged in.
+
+The store keeps up to ``store_frames`` frames per video (evenly spread when the video has more),
+resized inside ffmpeg so the short side is ``short_side`` and centre-cropped to a square. Training
+samples ``frames`` frames per clip (``random``: a random clip ``frame_interval`` apart;
+``uniform``: evenly over the whole video); evaluation and inference average ``num_clips`` evenly
+spaced clips (``uniform``: one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+import mmkit.data.ucf101  # noqa: F401 - registers the UCF101 layout
+from mmkit.config import TrainConfig
+from mmkit.data.sources import SourceData
+from mmkit.data.store import Store
+from mmkit.errors import UserInputError
+from mmkit.io.video import VIDEO_EXTENSIONS, even_indices, probe, read_video
+from mmkit.pipelines import classify
+from mmkit.registry import create_preprocessor
+
+SAMPLINGS = ("random", "uniform")
+
+
+@dataclass
+class VideoConfig(TrainConfig):
+    """``mmkit video train`` options (also the keys of an ``examples/video/*.yaml`` file)."""
+
+    out: str = "runs/video"
+    backbone: str = "video_r3d"
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 2e-3
+    frames: int = 16
+    size: int = 64
+    sampling: str = "random"
+    frame_interval: int = 1
+    num_clips: int = 3
+    store_frames: int = 64
+    hflip: bool = False
+    fold: int = 1
+    video_column: str | None = None
+    hf_split: str | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        if self.sampling not in SAMPLINGS:
+            raise UserInputError(
+                f"--sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}"
+            )
+        for name in ("frames", "size", "frame_interval", "num_clips", "store_frames"):
+            if getattr(self, name) < 1:
+                raise UserInputError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
+        if self.size < 16:
+            raise UserInputError(f"--size must be >= 16 pixels, got {self.size}")
+
+    @property
+    def media_column(self) -> str | None:
+        return self.video_column
+
+    @property
+    def short_side(self) -> int:
+        return round(self.size * 8 / 7)
+
+    def source_extra(self) -> dict[str, Any]:
+        return {"fold": self.fold}
+
+
+def _square(frames: np.ndarray) -> np.ndarray:
+    """Centre-crop ``[T, H, W, 3]`` to a square on its short side."""
+    _, h, w, _ = frames.shape
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return np.ascontiguousarray(frames[:, top : top + s, left : left + s])
+
+
+def decode_frames(source: str | bytes, short_side: int, max_frames: int) -> np.ndarray:
+    """Up to ``max_frames`` upright frames (evenly spread), short side scaled in ffmpeg, square."""
+    total = probe(source).num_frames
+    indices = even_indices(total, max_frames) if total > max_frames else None
+    frames = read_video(source, size=short_side, indices=indices)
+    return _square(frames)
+
+
+class VideoModality:
+    name = "video"
+    extensions = VIDEO_EXTENSIONS
+    dtype = "uint8"
+    shape_keys = (
+        "frames",
+        "size",
+        "sampling",
+        "frame_interval",
+        "num_clips",
+        "store_frames",
+        "fold",
+    )
+
+    def store_params(self, cfg: VideoConfig) -> dict[str, Any]:
+        return {"short_side": cfg.short_side, "store_frames": cfg.store_frames}
+
+    def item_shape(self, params: dict[str, Any]) -> tuple[int, ...]:
+        s = params["short_side"]
+        return (s, s, 3)
+
+    def decode(self, source: str | bytes, params: dict[str, Any]) -> np.ndarray:
+        return decode_frames(source, params["short_side"], params["store_frames"])
+
+    def extras(self, data: SourceData, params: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {}
+
+    def train_set(self, store: Store, indices: list[int], cfg: VideoConfig) -> Dataset:
+        return VideoClips(store, indices, train_sampler(cfg), seed=cfg.seed, views=False)
+
+    def eval_set(self, store: Store, indices: list[int], cfg: VideoConfig) -> Dataset:
+        return VideoClips(store, indices, eval_sampler(cfg), seed=cfg.seed, views=True)
+
+    def stages(self, cfg: VideoConfig, store: Store) -> list[tuple[str, nn.Module]]:
+        transform = create_preprocessor(
+            "video_transform", size=cfg.size, short_side=cfg.short_side, hflip=cfg.hflip
+        )
+        return [("video_transform", transform)]
+
+    def file_views(self, path: str, config: dict[str, Any]) -> tuple[torch.Tensor, list[dict]]:
+        """The evaluation clips of one file, ``[K, T, S, S, 3]`` uint8."""
+        cfg = VideoConfig(**{k: config["train"][k] for k in self.shape_keys})
+        frames = decode_frames(path, cfg.short_side, cfg.store_frames)
+        grid = eval_sampler(cfg)(len(frames))
+        return torch.from_numpy(frames[grid.reshape(-1, cfg.frames).numpy()]), [{}]
+
+
+def train_sampler(cfg: VideoConfig) -> Any:
+    if cfg.sampling == "uniform":
+        return create_preprocessor("uniform", num_frames=cfg.frames)
+    return create_preprocessor(
+        "random_clip", clip_len=cfg.frames, frame_interval=cfg.frame_interval
+    )
+
+
+def eval_sampler(cfg: VideoConfig) -> Any:
+    if cfg.sampling == "uniform":
+        return create_preprocessor("uniform", num_frames=cfg.frames)
+    return create_preprocessor(
+        "multi_clip",
+        num_clips=cfg.num_clips,
+        clip_len=cfg.frames,
+        frame_interval=cfg.frame_interval,
+    )
+
+
+class VideoClips(Dataset):
+    """Clips sampled from the frame store: ``[T, S, S, 3]`` (train) or ``[K, T, S, S, 3]`` (eval).
+
+    The training sampler draws from a generator seeded by (seed, epoch, index), so clips are the
+    same with any number of loader workers and after ``--resume``.
+    """
+
+    def __init__(
+        self, store: Store, indices: list[int], sampler: Any, *, seed: int, views: bool
+    ) -> None:
+        self.store, self.indices, self.sampler, self.seed = store, indices, sampler, seed
+        self.views = views
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        idx = self.indices[i]
+        frames = self.store[idx]
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + idx)
+        order = self.sampler(len(frames), generator=g)
+        if self.views and order.ndim == 1:
+            order = order[None]
+        clip = torch.from_numpy(np.ascontiguousarray(frames[order.numpy()]))
+        return clip, int(self.store.targets[idx])
+
+
+MODALITY = VideoModality()
+
+
+def prepare(cfg: VideoConfig, **kwargs: Any) -> Store:
+    return classify.prepare(MODALITY, cfg, **kwargs)
+
+
+def train(cfg: VideoConfig, **kwargs: Any) -> classify.TrainResult:
+    return classify.train(MODALITY, cfg, **kwargs)
+
+
+def evaluate(checkpoint: str, cfg: VideoConfig, **kwargs: Any) -> dict[str, Any]:
+    return classify.evaluate(MODALITY, checkpoint, cfg, **kwargs)
+
+
+def infer(paths: list[str], checkpoint: str, **kwargs: Any) -> list[dict[str, Any]]:
+    return classify.infer(MODALITY, paths, checkpoint, **kwargs)
