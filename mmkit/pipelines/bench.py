@@ -90,6 +90,126 @@ def bench_audio(device: torch.device, seconds: float, batch: int = 64) -> dict[s
     return _report("audio", rates, device)
 
 
+def bench_mm(device: torch.device, seconds: float, batch: int = 64) -> dict[str, Any]:
+    """Images: decode + resize per sample vs the prepared store vs ``image_transform`` on the
+    device vs a train step of the demo's image-text model."""
+    from mmkit.config import build_config
+    from mmkit.io.image import load_image_array
+    from mmkit.losses import ContrastiveLoss
+    from mmkit.pipelines import mm
+    from mmkit.pipelines.demo import examples_dir
+    from mmkit.tasks.contrastive import CaptionPairs, create_pipeline
+
+    example = examples_dir() / "mm"
+    manifest = example / "data" / "captions.csv"
+    if not manifest.is_file():
+        raise UserInputError(f"no example images in {manifest.parent}; run {example}/make_data.py")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    cfg = build_config(mm.MMConfig, example / "demo.yaml", {"dataset": str(manifest)})
+    name, kwargs = mm.model_spec(cfg)
+    pipeline, spec = create_pipeline(name, kwargs, crop_scale=cfg.crop_scale)
+    params = spec["data"]["params"]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = mm.prepare(cfg, params=params, out=Path(tmp) / "store")
+        pairs = CaptionPairs(store, list(range(len(store))), seed=0)
+        files = sorted((manifest.parent / "images").iterdir())
+        cursor = iter(range(10**9))
+
+        def decode() -> int:
+            load_image_array(str(files[next(cursor) % len(files)]), params["image_size"])
+            return 1
+
+        def read_store() -> int:
+            pairs[next(cursor) % len(pairs)]
+            return 1
+
+        items = [pairs[i % len(pairs)] for i in range(batch)]
+        pixels = torch.stack([image for image, _, _ in items])
+        pixels = pixels.pin_memory() if device.type == "cuda" else pixels
+        tokens = torch.stack([t for _, t, _ in items]).to(device)
+        pipeline = pipeline.to(device).train()
+
+        def transform() -> int:
+            with torch.no_grad():
+                pipeline.transform(pixels.to(device, non_blocking=True))
+            return batch
+
+        loss_fn = ContrastiveLoss()
+        opt = torch.optim.AdamW(pipeline.parameters(), lr=1e-4)
+        on_device = pixels.to(device)
+
+        def step() -> int:
+            loss = loss_fn(*pipeline(on_device, tokens))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return batch
+
+        rates = {
+            "decode_per_sample": _rate(decode, seconds, sync),
+            "prepared_store_read": _rate(read_store, seconds, sync),
+            "image_transform_on_device": _rate(transform, seconds, sync),
+            f"{name}_train_step": _rate(step, seconds, sync),
+        }
+    return _report("mm", rates, device)
+
+
+def bench_video(device: torch.device, seconds: float, batch: int = 16) -> dict[str, Any]:
+    """Videos: ffmpeg decode per sample vs clips from the frame store vs ``video_transform`` on
+    the device vs a ``video_r3d`` train step (16 frames, 64x64 crops)."""
+    from mmkit.pipelines import video
+    from mmkit.pipelines.demo import examples_dir
+    from mmkit.registry import create_backbone, create_preprocessor
+
+    data = examples_dir() / "video" / "data"
+    files = sorted(data.rglob("*.mp4"))
+    if not files:
+        raise UserInputError(f"no example videos in {data}; run examples/video/make_data.py")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    cfg = video.VideoConfig(dataset=str(data), frames=16, size=64)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = video.prepare(cfg, out=Path(tmp) / "store")
+        clips = video.MODALITY.train_set(store, list(range(len(store))), cfg)
+        cursor = iter(range(10**9))
+
+        def decode() -> int:
+            video.MODALITY.decode(str(files[next(cursor) % len(files)]), store.params)
+            return 1
+
+        def read_store() -> int:
+            clips[next(cursor) % len(clips)]
+            return 1
+
+        frames = torch.stack([clips[i % len(clips)][0] for i in range(batch)])
+        frames = frames.pin_memory() if device.type == "cuda" else frames
+        transform = create_preprocessor("video_transform", size=cfg.size).to(device).train()
+
+        def preprocess() -> int:
+            with torch.no_grad():
+                transform(frames.to(device, non_blocking=True))
+            return batch
+
+        x = transform(frames.to(device))
+        model = create_backbone("video_r3d", num_classes=len(store.labels)).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        target = torch.zeros(batch, dtype=torch.long, device=device)
+
+        def step() -> int:
+            loss = torch.nn.functional.cross_entropy(model(x), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return batch
+
+        rates = {
+            "decode_per_sample": _rate(decode, seconds, sync),
+            "prepared_store_read": _rate(read_store, seconds, sync),
+            "video_transform_on_device": _rate(preprocess, seconds, sync),
+            "video_r3d_train_step": _rate(step, seconds, sync),
+        }
+    return _report("video", rates, device)
+
+
 def _report(name: str, rates: dict[str, float], device: torch.device) -> dict[str, Any]:
     step = rates[next(k for k in rates if k.endswith("train_step"))]
     return {
@@ -101,6 +221,8 @@ def _report(name: str, rates: dict[str, float], device: torch.device) -> dict[st
 
 
 BENCHES: dict[str, Callable[[torch.device, float], dict[str, Any]]] = {"audio": bench_audio}
+BENCHES["mm"] = bench_mm
+BENCHES["video"] = bench_video
 
 
 def run_bench(
