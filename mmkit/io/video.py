@@ -18,8 +18,8 @@ Conventions (what every caller of this module can rely on):
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
+import numbers
 import os
 import re
 import subprocess
@@ -34,22 +34,14 @@ import numpy as np
 
 from mmkit.errors import MediaError, UserInputError
 
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv",
-     ".3gp", ".ts", ".mts"}
-)
+# fmt: off
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv",
+    ".3gp", ".ts", ".mts",
+})
+# fmt: on
 
 VideoSource = str | os.PathLike[str] | bytes
-
-
-class _DropSizeNotice(logging.Filter):
-    """imageio-ffmpeg warns whenever the output size differs from the source; we scale on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "frame size for reading" not in record.getMessage()
-
-
-logging.getLogger("imageio_ffmpeg").addFilter(_DropSizeNotice())
 
 
 @dataclass(frozen=True)
@@ -58,7 +50,8 @@ class VideoInfo:
 
     ``width``/``height`` are the displayed size (after rotation); ``rotation`` is the clockwise
     angle (0, 90, 180, 270) a player turns the stored frames by, i.e. the legacy ``rotate`` tag.
-    ``fps`` is the stream's average rate; ``num_frames`` counts stored frames (packets, no decoding).
+    ``fps`` is the stream's average rate; ``num_frames`` counts stored frames (packets, found
+    without decoding).
     """
 
     duration: float
@@ -128,7 +121,7 @@ def _reason(stderr: str) -> str:
 
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
 _VIDEO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+)(.*)")
-_SIZE = re.compile(r"[ ,](\d+)x(\d+)[ ,\[]")
+_SIZE = re.compile(r"[ ,]([1-9]\d*)x([1-9]\d*)[ ,\[]")  # not codec tags such as 0x31637661
 _RATE = re.compile(r"([\d.]+)(k?) (fps|tbr)")
 _ROTATION = re.compile(r"(?:display ?matrix): rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 
@@ -202,7 +195,7 @@ def _probe_path(path: str, name: str) -> VideoInfo:
 
 def _scale_filter(size: int | tuple[int, int]) -> str:
     """``scale`` filter: an int resizes the short side keeping aspect, ``(h, w)`` is exact."""
-    if isinstance(size, int):
+    if isinstance(size, numbers.Integral):
         if size <= 0:
             raise UserInputError(f"size ({size}) must be > 0")
         w = f"'if(lt(iw,ih),{size},-1)'"
@@ -224,30 +217,32 @@ def _select_filter(wanted: np.ndarray) -> str:
     return "select='" + "+".join(terms) + "'"
 
 
+_PPM_HEADER = re.compile(rb"P6\s+(\d+)\s+(\d+)\s+255\s")
+
+
 def _decode(path: str, name: str, filters: list[str], max_frames: int | None) -> np.ndarray:
-    output_params = ["-fps_mode", "passthrough", "-an", "-sn", "-dn"]
+    """Run ffmpeg once; frames come back as binary PPMs, whose header carries the output size."""
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path,
+        "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+    ]  # fmt: skip
     if filters:
-        output_params += ["-vf", ",".join(filters)]
+        cmd += ["-vf", ",".join(filters)]
     if max_frames is not None:
-        output_params += ["-frames:v", str(max_frames)]
-    frames: list[np.ndarray] = []
-    gen = imageio_ffmpeg.read_frames(
-        path, input_params=["-nostdin"], output_params=["-map", "0:v:0", *output_params]
-    )
-    try:
-        meta = next(gen)
-        width, height = meta["size"]
-        for buf in gen:
-            frames.append(np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-    except (OSError, RuntimeError) as exc:
-        raise MediaError(f"cannot decode {name}: {_reason(str(exc))}") from None
-    finally:
-        gen.close()
-    if not frames:
+        cmd += ["-frames:v", str(max_frames)]
+    cmd += ["-f", "image2pipe", "-c:v", "ppm", "-pix_fmt", "rgb24", "-"]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0 and not proc.stdout:
+        raise MediaError(f"cannot decode {name}: {_reason(proc.stderr.decode(errors='replace'))}")
+    header = _PPM_HEADER.match(proc.stdout)
+    if header is None:
         raise MediaError(f"cannot decode {name}: no video frames")
-    return np.stack(frames)
+    width, height = int(header[1]), int(header[2])
+    frame_bytes = header.end() + width * height * 3
+    count = len(proc.stdout) // frame_bytes  # a frame cut short by a decode error is dropped
+    raw = np.frombuffer(proc.stdout, dtype=np.uint8, count=count * frame_bytes)
+    frames = raw.reshape(count, frame_bytes)[:, header.end() :]  # drop each frame's header
+    return np.ascontiguousarray(frames).reshape(count, height, width, 3)
 
 
 def read_video(
@@ -279,7 +274,6 @@ def read_video(
         raise UserInputError("pass num_frames or indices, not both")
     if fps is not None and fps <= 0:
         raise UserInputError(f"fps ({fps}) must be > 0")
-    filters = [f"fps={fps}"] if fps is not None else []
     with _as_path(source) as (path, name):
         order: np.ndarray | None = None
         if num_frames is not None:
@@ -290,12 +284,33 @@ def read_video(
             order = np.asarray(indices, dtype=np.int64).reshape(-1)
             if order.size == 0 or order.min() < 0:
                 raise UserInputError("indices must be a non-empty list of frame numbers >= 0")
-        wanted = None if order is None else np.unique(order)
-        if wanted is not None:
-            filters.append(_select_filter(wanted))
-        if size is not None:
-            filters.append(_scale_filter(size))
-        frames = _decode(path, name, filters, None if wanted is None else len(wanted))
+        try:
+            return _decode_order(path, name, order, size, fps)
+        except MediaError:
+            if indices is None or order is None:
+                raise
+            # Maybe every index is past the end and selected nothing: repeat the last frame.
+            last = _probe_path(path, name).num_frames - 1
+            if fps is not None or order.min() <= last:
+                raise
+            return _decode_order(path, name, np.minimum(order, last), size, fps)
+
+
+def _decode_order(
+    path: str,
+    name: str,
+    order: np.ndarray | None,
+    size: int | tuple[int, int] | None,
+    fps: float | None,
+) -> np.ndarray:
+    """Decode the frames ``order`` (all when ``None``) with one ffmpeg run."""
+    filters = [f"fps={fps}"] if fps is not None else []
+    wanted = None if order is None else np.unique(order)
+    if wanted is not None:
+        filters.append(_select_filter(wanted))
+    if size is not None:
+        filters.append(_scale_filter(size))
+    frames = _decode(path, name, filters, None if wanted is None else len(wanted))
     if order is None or wanted is None:
         return frames
     # Position of each requested index among the decoded ones; past the end -> the last frame.

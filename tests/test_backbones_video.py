@@ -1,0 +1,122 @@
+"""Every registered video backbone: contract, forward/backward, no NaN; local weight loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torchvision.models import video as tv_video
+
+from mmkit import create_backbone
+from mmkit.errors import CheckpointError, UserInputError
+from mmkit.registry import BACKBONES
+
+VIDEO_BACKBONES = sorted(BACKBONES.names("video"))
+TORCHVISION = {"r3d_18", "mc3_18", "r2plus1d_18"}
+
+
+def test_expected_backbones_are_registered() -> None:
+    expected = {"video_r3d", "video_r3d_test", "video_vit", "video_vit_test"} | TORCHVISION
+    assert expected <= set(VIDEO_BACKBONES)
+
+
+@pytest.mark.parametrize("name", VIDEO_BACKBONES)
+def test_forward_backward_no_nan(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_backbone(name, num_classes=5)
+    # torchvision's models are big (12-33M parameters): tiny clips keep the backward pass quick.
+    shape = (2, 3, 2, 16, 16) if name in TORCHVISION else (2, 3, 8, 32, 32)
+    x = torch.randn(shape, requires_grad=True)
+    features = model.forward_features(x)
+    assert isinstance(model.num_features, int)
+    assert features.shape == (2, model.num_features)
+    logits = model.forward_head(features)
+    assert logits.shape == (2, 5)
+    logits.square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        clips = torch.randn(shape)
+        out = model(clips)
+        torch.testing.assert_close(out, model.forward_head(model.forward_features(clips)))
+    assert torch.isfinite(out).all() and out.std() > 0
+
+
+@pytest.mark.parametrize("name", VIDEO_BACKBONES)
+def test_factory_defaults_are_json(name: str) -> None:
+    spec = BACKBONES.get(name)
+    assert spec.modality == "video" and spec.description
+    json.dumps(spec.signature())
+
+
+@pytest.mark.parametrize("name", ["video_r3d_test", "video_vit_test"])
+def test_no_classifier_and_other_clip_sizes(name: str) -> None:
+    model = create_backbone(name, num_classes=0).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 5, 40, 24))  # other T and a non-square frame
+    assert out.shape == (1, model.num_features)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(UserInputError, match="num_classes"):
+        create_backbone("video_r3d_test", num_classes=-1)
+    with pytest.raises(UserInputError, match="widths and depths"):
+        create_backbone("video_r3d", num_classes=2, widths=[8, 16], depths=[1])
+    with pytest.raises(UserInputError, match="multiple of patch_size"):
+        create_backbone("video_vit_test", num_classes=2, img_size=30)
+    with pytest.raises(UserInputError, match="unexpected keyword"):
+        create_backbone("r3d_18", num_classes=2, pretrained=True)
+
+
+@pytest.fixture(scope="module")
+def mc3_kinetics_like(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
+    """A torchvision mc3_18 state dict (400 classes) saved as .pth and .safetensors."""
+    torch.manual_seed(1)
+    state = tv_video.mc3_18(num_classes=400).state_dict()
+    root = tmp_path_factory.mktemp("weights")
+    torch.save(state, root / "mc3_18.pth")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(root / "mc3_18.safetensors"))
+    return state, root / "mc3_18.pth", root / "mc3_18.safetensors"
+
+
+def test_load_weights_replaces_a_head_of_another_size(mc3_kinetics_like) -> None:
+    state, pth, _ = mc3_kinetics_like
+    model = create_backbone("mc3_18", num_classes=5, weights_path=str(pth))
+    own = model.state_dict()
+    assert torch.equal(own["stem.0.weight"], state["stem.0.weight"])
+    last_bn = [k for k in state if k.endswith("running_var")][-1]
+    assert torch.equal(own[last_bn], state[last_bn])
+    assert own["fc.weight"].shape == (5, 512)
+    reference = tv_video.mc3_18(num_classes=400).eval()
+    reference.load_state_dict(state)
+    x = torch.randn(1, 3, 2, 16, 16)
+    with torch.no_grad():
+        reference.fc = torch.nn.Identity()
+        torch.testing.assert_close(model.eval().forward_features(x), reference(x))
+
+
+def test_load_weights_keeps_a_matching_head(mc3_kinetics_like) -> None:
+    state, _, safetensors_path = mc3_kinetics_like
+    model = create_backbone("mc3_18", num_classes=400, weights_path=str(safetensors_path))
+    assert torch.equal(model.state_dict()["fc.weight"], state["fc.weight"])
+
+
+def test_bad_weight_files(tmp_path: Path, mc3_kinetics_like) -> None:
+    _, pth, _ = mc3_kinetics_like
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        create_backbone("r3d_18", num_classes=3, weights_path=str(pth))  # other architecture
+    with pytest.raises(UserInputError, match="no such file"):
+        create_backbone("mc3_18", num_classes=3, weights_path=str(tmp_path / "none.pth"))
+    pickled = tmp_path / "object.pth"
+    torch.save({"weights": object()}, pickled)  # needs unpickling of arbitrary objects
+    with pytest.raises(CheckpointError, match="cannot read weights"):
+        create_backbone("mc3_18", num_classes=3, weights_path=str(pickled))
+    nested = tmp_path / "nested.pth"
+    torch.save({"state_dict": {"foo": torch.zeros(1)}}, nested)
+    with pytest.raises(CheckpointError, match=r"unexpected \['foo'\]"):
+        create_backbone("mc3_18", num_classes=3, weights_path=str(nested))
