@@ -199,8 +199,9 @@ class VideoTransform(nn.Module):
     Short side resized to ``short_side`` (default ``round(size * 8 / 7)``, MMAction2's 128 -> 112
     ratio) with antialiased bilinear interpolation, then a ``size`` square crop: random per clip in
     train mode, centred in eval mode. ``hflip`` (train only, p=0.5 per clip) is off by default: it
-    swaps left and right motion. Randomness comes from a generator seeded with ``seed`` (or the one
-    passed to ``forward``). Float input is taken as already in 0..1.
+    swaps left and right motion. Randomness comes from the global torch RNG (seeded by the trainer
+    and saved in checkpoints, so ``--resume`` repeats the same crops) or the generator passed to
+    ``forward``. Float input is taken as already in 0..1.
     """
 
     def __init__(
@@ -211,7 +212,6 @@ class VideoTransform(nn.Module):
         hflip: bool = False,
         mean: tuple[float, float, float] | list[float] = KINETICS_MEAN,
         std: tuple[float, float, float] | list[float] = KINETICS_STD,
-        seed: int = 0,
     ) -> None:
         super().__init__()
         _positive("size", size)
@@ -221,11 +221,10 @@ class VideoTransform(nn.Module):
             raise UserInputError(f"short_side ({short_side}) must be >= size ({size})")
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise UserInputError(f"mean and std need 3 values with std > 0, got {mean}, {std}")
-        self.size, self.short_side, self.hflip, self.seed = size, short_side, bool(hflip), seed
+        self.size, self.short_side, self.hflip = size, short_side, bool(hflip)
         self.mean_values, self.std_values = [float(m) for m in mean], [float(s) for s in std]
         self.register_buffer("mean", torch.tensor(self.mean_values).view(1, 3, 1, 1, 1), False)
         self.register_buffer("std", torch.tensor(self.std_values).view(1, 3, 1, 1, 1), False)
-        self.generator = torch.Generator().manual_seed(seed)
 
     def params(self) -> dict[str, Any]:
         """Constructor kwargs (JSON-serialisable) that rebuild this transform."""
@@ -235,7 +234,6 @@ class VideoTransform(nn.Module):
             "hflip": self.hflip,
             "mean": list(self.mean_values),
             "std": list(self.std_values),
-            "seed": self.seed,
         }
 
     def extra_repr(self) -> str:
@@ -266,7 +264,7 @@ class VideoTransform(nn.Module):
         s = self.size
         flip = torch.zeros(b, dtype=torch.bool)
         if self.training:
-            gen = generator or self.generator
+            gen = generator
             top = torch.randint(h - s + 1, (b,), generator=gen)
             left = torch.randint(w - s + 1, (b,), generator=gen)
             if self.hflip:
