@@ -1,1 +1,1 @@
-"""Real test media made on this machine: speech (espeak-ng, flite), video (ffmpeg), images (Pillow)."""
+"""Real test media made on this machine: espeak-ng/flite speech, ffmpeg video, Pillow images."""
