@@ -21,11 +21,12 @@ system-deps:
 demo: setup
 	$(BIN)/mmkit demo
 
+# two workers, one file each at a time: the end-to-end files train in parallel
 test: setup system-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test-slow: setup system-deps
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -n 2 --dist loadfile -m slow
 
 lint: setup
 	$(BIN)/ruff check mmkit tests examples scripts

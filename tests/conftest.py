@@ -14,6 +14,9 @@ os.environ["HF_HOME"] = str(_HOME / "hf")
 os.environ["HF_DATASETS_CACHE"] = str(_HOME / "hf" / "datasets")
 os.environ["MMKIT_CACHE"] = str(_HOME / "mmkit")
 os.environ["MMKIT_DEBUG"] = "0"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one thread each (CLI subprocesses inherit it)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 _FIXTURES = Path(__file__).parent / "fixtures"
 pytest_plugins = [

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from mmkit import __version__
-from mmkit.cli import audio, plugins
+from mmkit.cli import audio, mm, plugins, video
 from mmkit.cli.common import Json, err, print_json, progress_for
 from mmkit.cli.common import out as out_console
 from mmkit.errors import MmkitError
@@ -27,6 +27,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(audio.app, name="audio")
+app.add_typer(video.app, name="video")
+app.add_typer(mm.app, name="mm")
 plugins.register(app)
 
 

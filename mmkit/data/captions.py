@@ -131,7 +131,7 @@ def read_local(path: Path, options: CaptionOptions) -> CaptionData:
         if suffix in (".csv", ".jsonl"):
             return read_manifest(path)
         if suffix == ".parquet":
-            return _read_parquet([path], options)
+            return _read_parquet([path], options, root=path.parent)
         if suffix == ".json":
             return read_caption_json([path])
         if path.name.endswith((".token.txt", ".token")):
@@ -145,7 +145,7 @@ def read_local(path: Path, options: CaptionOptions) -> CaptionData:
         return _from_hf(ds, options, "hf_disk", base=path)
     parquet = sorted(path.rglob("*.parquet"))
     if parquet:
-        return _read_parquet(parquet, options)
+        return _read_parquet(parquet, options, root=path)
     tokens = sorted(p for p in path.glob("*.token*") if "lemma" not in p.name)
     if tokens:
         return read_flickr(tokens[0])
@@ -272,12 +272,13 @@ def _karpathy(doc: dict[str, Any], root: Path, out: _Collector) -> None:
         out.add(str(rel), str(path), str(rel), texts, split, None)
 
 
-def _read_parquet(files: list[Path], options: CaptionOptions) -> CaptionData:
+def _read_parquet(files: list[Path], options: CaptionOptions, root: Path) -> CaptionData:
+    """Parquet files; the split comes from each file's name or folder below ``root``."""
     by_split: dict[str, list[str]] = {}
     for f in files:
-        by_split.setdefault(hf._split_of(f), []).append(str(f))
+        by_split.setdefault(hf._split_of(f.relative_to(root)) or "unsplit", []).append(str(f))
     ds = hf._datasets().load_dataset("parquet", data_files=by_split)
-    return _from_hf(ds, options, "hf_parquet", base=files[0].parent)
+    return _from_hf(ds, options, "hf_parquet", base=root)
 
 
 def _text_column(part: Any, options: CaptionOptions, image_column: str) -> str:
@@ -321,9 +322,9 @@ def _from_hf(ds: Any, options: CaptionOptions, kind: str, base: Path | None = No
             digest = hashlib.sha1(source).hexdigest() if isinstance(source, bytes) else source
             texts = row[text_col]
             texts = [str(t) for t in texts] if isinstance(texts, list) else [str(texts or "")]
-            label = None
-            if label_col and row[label_col] is not None:
-                label = names[row[label_col]] if names else str(row[label_col])
+            label, value = None, row[label_col] if label_col else None
+            if value is not None and not (names and not 0 <= value < len(names)):
+                label = names[value] if names else str(value)  # ClassLabel -1: unlabelled
             split = (normalize_split(row[split_col]) if split_col else None) or default_split
             out.add((split, digest), source, name, texts, split, label)
     return out.data(kind, list(names) if names else None)

@@ -104,7 +104,7 @@ def create_pipeline(
     return ClipPipeline(transform, model), config
 
 
-def build_pipeline(config: dict[str, Any]) -> ClipPipeline:
+def build_contrastive(config: dict[str, Any]) -> ClipPipeline:
     """Rebuild the exact model + image transform from a checkpoint's ``config.json``."""
     backbone = config["backbone"]
     kwargs = backbone.get("kwargs", {})

@@ -1,0 +1,246 @@
+"""``mmkit mm prepare|train|eval|sim``: image-text (CLIP-style) models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mmkit.cli import common as c
+
+app = typer.Typer(
+    help="Image-text models: CLIP-style training, retrieval, zero-shot, similarity.",
+    no_args_is_help=True,
+)
+
+ImageSize = Annotated[
+    int | None,
+    typer.Option(help="Image side in pixels (clip_lite: 64; open_clip: the model's).", min=8),
+]
+ContextLength = Annotated[
+    int | None, typer.Option(help="Tokens per caption (clip_lite: 32; open_clip: 77).", min=3)
+]
+Model = Annotated[
+    str | None,
+    typer.Option(help="open_clip architecture (e.g. ViT-B-32) or model-config JSON file."),
+]
+Pretrained = Annotated[
+    str | None, typer.Option(help="open_clip weights: a local file, or a tag (needs the hub).")
+]
+Prompt = Annotated[
+    str | None, typer.Option(help="Zero-shot prompt template (default 'a photo of a {}').")
+]
+ImageColumn = Annotated[str | None, typer.Option(help="HF image column.", show_default=False)]
+TextColumn = Annotated[str | None, typer.Option(help="HF caption column.", show_default=False)]
+Checkpoint = Annotated[
+    str | None,
+    typer.Option("--checkpoint", "-k", help="Run or checkpoint directory (or use --model)."),
+]
+
+
+def _config(config: Path | None, **flags: object) -> Any:
+    from mmkit.config import build_config
+    from mmkit.pipelines.mm import MMConfig
+
+    return build_config(MMConfig, config, flags)
+
+
+def _one_source(checkpoint: str | None, model: str | None) -> None:
+    """Usage error (exit 2) unless exactly one of --checkpoint / --model is given."""
+    if (checkpoint is None) == (model is None):
+        raise typer.BadParameter(
+            "give either --checkpoint or --model (with --pretrained)",
+            param_hint="'--checkpoint' / '--model'",
+        )
+
+
+@app.command()
+def prepare(
+    dataset: c.Dataset = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Store directory (default: the mmkit cache).", show_default=False),
+    ] = None,
+    image_size: ImageSize = None,
+    context_length: ContextLength = None,
+    model: Model = None,
+    hf_config: c.HfConfig = None,
+    image_column: ImageColumn = None,
+    text_column: TextColumn = None,
+    label_column: c.LabelColumn = None,
+    config: c.ConfigFile = None,
+    json_: c.Json = False,
+) -> None:
+    """Decode every image and tokenise every caption once; report counts and skipped files."""
+    from mmkit.pipelines import mm
+
+    cfg = _config(
+        config,
+        dataset=dataset,
+        image_size=image_size,
+        context_length=context_length,
+        model=model,
+        hf_config=hf_config,
+        image_column=image_column,
+        text_column=text_column,
+        label_column=label_column,
+    )
+    summary = mm.summary(mm.prepare(cfg, out=out, progress=c.progress_for(json_)))
+    if json_:
+        c.print_json(summary)
+        return
+    c.out.print(f"prepared store: [bold]{summary['path']}[/bold]")
+    rows = [[s, n["images"], n["captions"]] for s, n in summary["splits"].items()]
+    c.out.print(c.table("images and captions per split", ["split", "images", "captions"], rows))
+    if summary["labels"]:
+        c.out.print(f"classes: {', '.join(summary['labels'])}", highlight=False)
+    for s in summary["skipped"]:
+        c.out.print(f"[yellow]skipped[/yellow] {s['name']}: {s['reason']}", highlight=False)
+
+
+@app.command()
+def train(
+    dataset: c.Dataset = None,
+    out: c.Out = None,
+    backbone: c.Backbone = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    epochs: c.Epochs = None,
+    batch_size: c.BatchSize = None,
+    lr: c.Lr = None,
+    seed: c.Seed = None,
+    device: c.Device = None,
+    resume: c.Resume = False,
+    image_size: ImageSize = None,
+    context_length: ContextLength = None,
+    prompt: Prompt = None,
+    augment: c.Augment = None,
+    num_workers: c.Workers = None,
+    hf_config: c.HfConfig = None,
+    image_column: ImageColumn = None,
+    text_column: TextColumn = None,
+    label_column: c.LabelColumn = None,
+    config: c.ConfigFile = None,
+    json_: c.Json = False,
+) -> None:
+    """Train an image-text model contrastively (prepares the dataset first when needed)."""
+    from mmkit.pipelines import mm
+
+    cfg = _config(
+        config,
+        dataset=dataset,
+        out=out,
+        backbone=backbone,
+        model=model,
+        pretrained=pretrained,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        image_size=image_size,
+        context_length=context_length,
+        prompt=prompt,
+        augment=augment,
+        num_workers=num_workers,
+        hf_config=hf_config,
+        image_column=image_column,
+        text_column=text_column,
+        label_column=label_column,
+    )
+    result = mm.train(cfg, resume=resume, progress=c.progress_for(json_))
+    c.render_train(result.to_dict(), json_)
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Checkpoint = None,
+    dataset: c.Dataset = None,
+    split: c.Split = "test",
+    model: Model = None,
+    pretrained: Pretrained = None,
+    prompt: Prompt = None,
+    device: c.Device = None,
+    hf_config: c.HfConfig = None,
+    image_column: ImageColumn = None,
+    text_column: TextColumn = None,
+    label_column: c.LabelColumn = None,
+    json_: c.Json = False,
+) -> None:
+    """Recall@1/5/10 and mean/median rank both ways; zero-shot accuracy when labelled."""
+    _one_source(checkpoint, model)
+    from mmkit.pipelines import mm
+
+    cfg = _config(
+        None,
+        dataset=dataset,
+        model=model,
+        pretrained=pretrained,
+        prompt=prompt,
+        device=device,
+        hf_config=hf_config,
+        image_column=image_column,
+        text_column=text_column,
+        label_column=label_column,
+    )
+    result = mm.evaluate(checkpoint, cfg, split=split, progress=c.progress_for(json_))
+    if json_:
+        c.print_json(result)
+        return
+    names = ("R@1", "R@5", "R@10", "mean_rank", "median_rank")
+    rows = [[d, *(result[d][n] for n in names)] for d in ("image_to_text", "text_to_image")]
+    title = f"{result['num_images']} images, {result['num_pairs']} captions"
+    c.out.print(c.table(title, ["direction", *names], rows))
+    if "zero_shot_accuracy" in result:
+        prompt_used = result["zero_shot"]["prompt"]
+        c.out.print(
+            f"zero-shot accuracy [bold]{result['zero_shot_accuracy']:.4f}[/bold] ({prompt_used!r})",
+            highlight=False,
+        )
+
+
+@app.command()
+def sim(
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            help="IMAGE [IMAGE...] TEXT [TEXT...]: leading existing files/folders are images.",
+            metavar="IMAGE... TEXT...",
+            show_default=False,
+        ),
+    ],
+    checkpoint: Checkpoint = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    device: c.Device = None,
+    json_: c.Json = False,
+) -> None:
+    """Cosine similarity and softmax probability of images and texts, best first.
+
+    One image: {"image", "scores": [{"text", "similarity", "probability"}]} ranks the texts.
+
+    Several images, one text: {"text", "scores": [{"image", ...}]} ranks the images.
+
+    Several of both: a list with one {"image", "scores"} per image.
+    """
+    _one_source(checkpoint, model)
+    n_images = next((i for i, a in enumerate(args) if i and not Path(a).exists()), len(args))
+    images, texts = args[:n_images], args[n_images:]
+    if not texts:
+        raise typer.BadParameter("give an image and at least one text", param_hint="IMAGE TEXT...")
+    from mmkit.pipelines import mm
+
+    result = mm.sim(
+        images, texts, checkpoint, model=model, pretrained=pretrained, device=device or "auto"
+    )
+    if json_:
+        c.print_json(result)
+        return
+    for entry in result if isinstance(result, list) else [result]:
+        query, key = ("image", "text") if "image" in entry else ("text", "image")
+        c.out.print(f"[bold]{entry[query]}[/bold]", highlight=False)
+        for s in entry["scores"]:
+            c.out.print(
+                f"  {s['similarity']:+.4f}  {s['probability']:.3f}  {s[key]}", highlight=False
+            )
