@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mmkit.cli import common as c
+from mmkit.cli.classify import add_eval_and_infer
 
 app = typer.Typer(help="Video classification: actions, gestures, motion.", no_args_is_help=True)
 
@@ -126,44 +127,9 @@ def train(
     c.render_train(result.to_dict(), json_)
 
 
-@app.command("eval")
-def eval_(
-    checkpoint: c.Checkpoint,
-    dataset: c.Dataset = None,
-    split: c.Split = "test",
-    device: c.Device = None,
-    hf_config: c.HfConfig = None,
-    video_column: VideoColumn = None,
-    label_column: c.LabelColumn = None,
-    json_: c.Json = False,
-) -> None:
-    """Accuracy, macro-F1, per-class report and confusion matrix (JSON + PNG)."""
-    from mmkit.pipelines import video
-
-    cfg = _config(
-        None,
-        dataset=dataset,
-        device=device,
-        hf_config=hf_config,
-        video_column=video_column,
-        label_column=label_column,
-    )
-    result = video.evaluate(checkpoint, cfg, split=split, progress=c.progress_for(json_))
-    c.render_eval(result, json_)
-
-
-@app.command()
-def infer(
-    paths: c.Paths,
-    checkpoint: c.Checkpoint,
-    top_k: c.TopK = 3,
-    device: c.Device = None,
-    json_: c.Json = False,
-) -> None:
-    """Classify video files (scores averaged over the test-time clips)."""
-    from mmkit.pipelines import video
-
-    results = video.infer(
-        paths, checkpoint, k=top_k, device=device or "auto", progress=c.progress_for(json_)
-    )
-    c.render_infer(results, json_)
+add_eval_and_infer(
+    app,
+    "video",
+    config="VideoConfig",
+    infer_help="Classify video files (scores averaged over the test-time clips).",
+)
