@@ -51,17 +51,10 @@ def prepare(
     json_: c.Json = False,
 ) -> None:
     """Decode every file once into the prepared store and report what was found and skipped."""
+    flags = c.config_flags(locals(), "out")
     from mmkit.pipelines import audio
 
-    cfg = _config(
-        config,
-        dataset=dataset,
-        sample_rate=sample_rate,
-        classes=classes,
-        hf_config=hf_config,
-        audio_column=audio_column,
-        label_column=label_column,
-    )
+    cfg = _config(config, **flags)
     store = audio.prepare(cfg, out=out, progress=c.progress_for(json_))
     c.render_prepare(store.summary(), json_)
 
@@ -90,28 +83,10 @@ def train(
     json_: c.Json = False,
 ) -> None:
     """Train a classifier (prepares the dataset first when needed)."""
+    flags = c.config_flags(locals(), "resume")
     from mmkit.pipelines import audio
 
-    cfg = _config(
-        config,
-        dataset=dataset,
-        out=out,
-        backbone=backbone,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        device=device,
-        sample_rate=sample_rate,
-        duration=duration,
-        n_mels=n_mels,
-        classes=classes,
-        augment=augment,
-        num_workers=num_workers,
-        hf_config=hf_config,
-        audio_column=audio_column,
-        label_column=label_column,
-    )
+    cfg = _config(config, **flags)
     result = audio.train(cfg, resume=resume, progress=c.progress_for(json_))
     c.render_train(result.to_dict(), json_)
 

@@ -86,6 +86,11 @@ HfConfig = Annotated[str | None, typer.Option(help="HF dataset config name.", sh
 LabelColumn = Annotated[str | None, typer.Option(help="HF label column.", show_default=False)]
 
 
+def config_flags(values: dict[str, Any], *skip: str) -> dict[str, Any]:
+    """A command's parameters (its ``locals()``) as config keys, minus CLI-only ones."""
+    return {k: v for k, v in values.items() if k not in {"config", "json_", *skip}}
+
+
 def print_json(data: Any) -> None:
     """The ``--json`` output: one document on stdout, nothing else."""
     sys.stdout.write(json.dumps(data, indent=2) + "\n")

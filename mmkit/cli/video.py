@@ -60,17 +60,10 @@ def prepare(
     json_: c.Json = False,
 ) -> None:
     """Decode every video once into the frame store and report what was found and skipped."""
+    flags = c.config_flags(locals(), "out")
     from mmkit.pipelines import video
 
-    cfg = _config(
-        config,
-        dataset=dataset,
-        size=size,
-        fold=fold,
-        hf_config=hf_config,
-        video_column=video_column,
-        label_column=label_column,
-    )
+    cfg = _config(config, **flags)
     store = video.prepare(cfg, out=out, progress=c.progress_for(json_))
     c.render_prepare(store.summary(), json_)
 
@@ -100,29 +93,10 @@ def train(
     json_: c.Json = False,
 ) -> None:
     """Train a classifier (prepares the dataset first when needed)."""
+    flags = c.config_flags(locals(), "resume")
     from mmkit.pipelines import video
 
-    cfg = _config(
-        config,
-        dataset=dataset,
-        out=out,
-        backbone=backbone,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        device=device,
-        frames=frames,
-        size=size,
-        sampling=sampling,
-        num_clips=num_clips,
-        hflip=hflip,
-        fold=fold,
-        num_workers=num_workers,
-        hf_config=hf_config,
-        video_column=video_column,
-        label_column=label_column,
-    )
+    cfg = _config(config, **flags)
     result = video.train(cfg, resume=resume, progress=c.progress_for(json_))
     c.render_train(result.to_dict(), json_)
 
