@@ -90,7 +90,7 @@ def bench(
         return
     for r in reports:
         rows = [
-            [stage, rate, r["ratio_to_train_step"][stage]]
+            [stage, f"{rate:,.1f}", f"{r['ratio_to_train_step'][stage]:.2f}"]
             for stage, rate in r["items_per_second"].items()
         ]
         title = f"{r['modality']} on {r['device']}"
