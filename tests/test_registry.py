@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import textwrap
 
@@ -300,3 +301,18 @@ def test_load_plugins_runs_once(tmp_path, monkeypatch, fresh_plugin_loading):
     registry.load_plugins()
     list_plugins()
     assert counter.read_text() == "1"
+
+
+def test_variant_changes_defaults_and_keeps_the_signature():
+    from mmkit.registry import variant
+
+    def base(*, num_classes: int, width: int = 32, depth: int = 2) -> tuple[int, int, int]:
+        return num_classes, width, depth
+
+    tiny = variant(base, "Tiny base.", width=8)
+    assert tiny(num_classes=3) == (3, 8, 2)
+    assert tiny(num_classes=3, width=16, depth=1) == (3, 16, 1)
+    assert inspect.signature(tiny).parameters["width"].default == 8
+    assert tiny.__doc__ == "Tiny base."
+    with pytest.raises(TypeError, match="no argument"):
+        variant(base, "bad", height=4)

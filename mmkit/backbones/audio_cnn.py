@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mmkit.errors import UserInputError
-from mmkit.registry import register_backbone
+from mmkit.registry import register_backbone, variant
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
 
@@ -130,20 +130,11 @@ def audio_cnn(
     )
 
 
-@register_backbone("audio_cnn_test", modality="audio")
-def audio_cnn_test(
-    *,
-    num_classes: int,
-    in_channels: int = 1,
-    widths: Sequence[int] = (8, 16, 32),
-    dropout: float = 0.0,
-    activation: str = "relu",
-) -> AudioCNN:
-    """Tiny log-mel CNN (3 blocks, ~6k parameters) for fast end-to-end tests."""
-    return AudioCNN(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        widths=widths,
-        dropout=dropout,
-        activation=activation,
+audio_cnn_test = register_backbone("audio_cnn_test", modality="audio")(
+    variant(
+        audio_cnn,
+        "Tiny log-mel CNN (3 blocks, ~6k parameters) for fast end-to-end tests.",
+        widths=(8, 16, 32),
+        dropout=0.0,
     )
+)

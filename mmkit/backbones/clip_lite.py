@@ -31,7 +31,7 @@ from torch import nn
 
 from mmkit.errors import UserInputError
 from mmkit.preprocess.image import CLIP_MEAN, CLIP_STD
-from mmkit.registry import BACKBONES, register_backbone
+from mmkit.registry import BACKBONES, register_backbone, variant
 
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
 MAX_LOGIT_SCALE = 100.0
@@ -196,26 +196,12 @@ def clip_lite(
     )
 
 
-@register_backbone("clip_lite_test", modality="mm")
-def clip_lite_test(
-    *,
-    num_classes: int = 0,
-    embed_dim: int = 64,
-    image_tower: str = "image_vit_test",
-    image_kwargs: dict | None = None,
-    text_tower: str = "text_transformer_test",
-    text_kwargs: dict | None = None,
-    init_logit_scale: float = INIT_LOGIT_SCALE,
-    max_logit_scale: float = MAX_LOGIT_SCALE,
-) -> ClipLite:
-    """Tiny ClipLite for fast end-to-end tests."""
-    return build_clip_lite(
-        num_classes=num_classes,
-        embed_dim=embed_dim,
-        image_tower=image_tower,
-        image_kwargs=image_kwargs,
-        text_tower=text_tower,
-        text_kwargs=text_kwargs,
-        init_logit_scale=init_logit_scale,
-        max_logit_scale=max_logit_scale,
+clip_lite_test = register_backbone("clip_lite_test", modality="mm")(
+    variant(
+        clip_lite,
+        "Tiny ClipLite for fast end-to-end tests.",
+        embed_dim=64,
+        image_tower="image_vit_test",
+        text_tower="text_transformer_test",
     )
+)

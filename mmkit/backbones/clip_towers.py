@@ -27,7 +27,7 @@ from torch import nn
 
 from mmkit.errors import UserInputError
 from mmkit.preprocess.text import CLIP_VOCAB_SIZE, DEFAULT_CONTEXT_LENGTH
-from mmkit.registry import register_backbone
+from mmkit.registry import register_backbone, variant
 
 
 def _check(condition: bool, message: str) -> None:
@@ -158,27 +158,16 @@ def image_vit(
     )
 
 
-@register_backbone("image_vit_test", modality="image")
-def image_vit_test(
-    *,
-    num_classes: int = 0,
-    image_size: int = 64,
-    patch_size: int = 8,
-    width: int = 64,
-    layers: int = 2,
-    heads: int = 2,
-    mlp_ratio: float = 2.0,
-) -> ImageTower:
-    """Tiny ViT image tower for fast tests."""
-    return build_image_vit(
-        num_classes=num_classes,
-        image_size=image_size,
-        patch_size=patch_size,
-        width=width,
-        layers=layers,
-        heads=heads,
-        mlp_ratio=mlp_ratio,
+image_vit_test = register_backbone("image_vit_test", modality="image")(
+    variant(
+        image_vit,
+        "Tiny ViT image tower for fast tests.",
+        width=64,
+        layers=2,
+        heads=2,
+        mlp_ratio=2.0,
     )
+)
 
 
 @register_backbone("image_resnet", modality="image")
@@ -267,24 +256,13 @@ def text_transformer(
     )
 
 
-@register_backbone("text_transformer_test", modality="text")
-def text_transformer_test(
-    *,
-    num_classes: int = 0,
-    context_length: int = DEFAULT_CONTEXT_LENGTH,
-    vocab_size: int = CLIP_VOCAB_SIZE,
-    width: int = 64,
-    layers: int = 2,
-    heads: int = 2,
-    mlp_ratio: float = 2.0,
-) -> TextTower:
-    """Tiny text transformer tower for fast tests."""
-    return build_text_transformer(
-        num_classes=num_classes,
-        context_length=context_length,
-        vocab_size=vocab_size,
-        width=width,
-        layers=layers,
-        heads=heads,
-        mlp_ratio=mlp_ratio,
+text_transformer_test = register_backbone("text_transformer_test", modality="text")(
+    variant(
+        text_transformer,
+        "Tiny text transformer tower for fast tests.",
+        width=64,
+        layers=2,
+        heads=2,
+        mlp_ratio=2.0,
     )
+)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mmkit.errors import UserInputError
-from mmkit.registry import register_backbone
+from mmkit.registry import register_backbone, variant
 
 
 class BasicBlock3d(nn.Module):
@@ -132,22 +132,13 @@ def video_r3d(
     )
 
 
-@register_backbone("video_r3d_test", modality="video")
-def video_r3d_test(
-    *,
-    num_classes: int,
-    in_channels: int = 3,
-    stem_width: int = 4,
-    widths: Sequence[int] = (8, 16),
-    depths: Sequence[int] = (1, 1),
-    dropout: float = 0.0,
-) -> VideoR3D:
-    """Tiny 3D ResNet (~14k parameters) for fast end-to-end tests."""
-    return VideoR3D(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem_width=stem_width,
-        widths=widths,
-        depths=depths,
-        dropout=dropout,
+video_r3d_test = register_backbone("video_r3d_test", modality="video")(
+    variant(
+        video_r3d,
+        "Tiny 3D ResNet (~14k parameters) for fast end-to-end tests.",
+        stem_width=4,
+        widths=(8, 16),
+        depths=(1, 1),
+        dropout=0.0,
     )
+)

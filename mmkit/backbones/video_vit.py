@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmkit.errors import UserInputError
-from mmkit.registry import register_backbone
+from mmkit.registry import register_backbone, variant
 
 
 def _encoder(dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float) -> nn.Module:
@@ -150,32 +150,17 @@ def video_vit(
     )
 
 
-@register_backbone("video_vit_test", modality="video")
-def video_vit_test(
-    *,
-    num_classes: int,
-    img_size: int = 32,
-    num_frames: int = 8,
-    patch_size: int = 8,
-    dim: int = 32,
-    spatial_depth: int = 1,
-    temporal_depth: int = 1,
-    heads: int = 2,
-    mlp_ratio: float = 2.0,
-    dropout: float = 0.0,
-    head_dropout: float = 0.0,
-) -> VideoViT:
-    """Tiny factorised transformer (~24k parameters) for fast end-to-end tests."""
-    return VideoViT(
-        num_classes=num_classes,
-        img_size=img_size,
-        num_frames=num_frames,
-        patch_size=patch_size,
-        dim=dim,
-        spatial_depth=spatial_depth,
-        temporal_depth=temporal_depth,
-        heads=heads,
-        mlp_ratio=mlp_ratio,
-        dropout=dropout,
-        head_dropout=head_dropout,
+video_vit_test = register_backbone("video_vit_test", modality="video")(
+    variant(
+        video_vit,
+        "Tiny factorised transformer (~24k parameters) for fast end-to-end tests.",
+        img_size=32,
+        num_frames=8,
+        dim=32,
+        spatial_depth=1,
+        temporal_depth=1,
+        heads=2,
+        mlp_ratio=2.0,
+        head_dropout=0.0,
     )
+)
