@@ -31,11 +31,29 @@ def _rate(fn: Callable[[], int], seconds: float, sync: Callable[[], None]) -> fl
     return done / (time.perf_counter() - start)
 
 
+def _train_step(backbone: str, x: torch.Tensor, num_classes: int) -> Callable[[], int]:
+    """One classifier optimisation step on the fixed batch ``x`` (returns the batch size)."""
+    from mmkit.registry import create_backbone
+
+    model = create_backbone(backbone, num_classes=num_classes).to(x.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    target = torch.zeros(len(x), dtype=torch.long, device=x.device)
+
+    def step() -> int:
+        loss = torch.nn.functional.cross_entropy(model(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return len(x)
+
+    return step
+
+
 def bench_audio(device: torch.device, seconds: float, batch: int = 64) -> dict[str, Any]:
     from mmkit.data.store import Store
     from mmkit.pipelines import audio
     from mmkit.pipelines.demo import examples_dir
-    from mmkit.registry import create_backbone, create_preprocessor
+    from mmkit.registry import create_preprocessor
 
     data = examples_dir() / "audio" / "data"
     files = sorted(data.rglob("*.flac"))
@@ -70,16 +88,7 @@ def bench_audio(device: torch.device, seconds: float, batch: int = 64) -> dict[s
             return batch
 
         spec = log_mel(pcm.to(device).float() / 32768)
-        model = create_backbone("audio_cnn", num_classes=len(store.labels)).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        target = torch.zeros(batch, dtype=torch.long, device=device)
-
-        def step() -> int:
-            loss = torch.nn.functional.cross_entropy(model(spec), target)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return batch
+        step = _train_step("audio_cnn", spec, len(store.labels))
 
         rates = {
             "decode_per_sample": _rate(decode, seconds, sync),
@@ -159,7 +168,7 @@ def bench_video(device: torch.device, seconds: float, batch: int = 16) -> dict[s
     the device vs a ``video_r3d`` train step (16 frames, 64x64 crops)."""
     from mmkit.pipelines import video
     from mmkit.pipelines.demo import examples_dir
-    from mmkit.registry import create_backbone, create_preprocessor
+    from mmkit.registry import create_preprocessor
 
     data = examples_dir() / "video" / "data"
     files = sorted(data.rglob("*.mp4"))
@@ -189,17 +198,7 @@ def bench_video(device: torch.device, seconds: float, batch: int = 16) -> dict[s
                 transform(frames.to(device, non_blocking=True))
             return batch
 
-        x = transform(frames.to(device))
-        model = create_backbone("video_r3d", num_classes=len(store.labels)).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        target = torch.zeros(batch, dtype=torch.long, device=device)
-
-        def step() -> int:
-            loss = torch.nn.functional.cross_entropy(model(x), target)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return batch
+        step = _train_step("video_r3d", transform(frames.to(device)), len(store.labels))
 
         rates = {
             "decode_per_sample": _rate(decode, seconds, sync),
