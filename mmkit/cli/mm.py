@@ -58,10 +58,7 @@ def _one_source(checkpoint: str | None, model: str | None) -> None:
 @app.command()
 def prepare(
     dataset: c.Dataset = None,
-    out: Annotated[
-        str | None,
-        typer.Option(help="Store directory (default: the mmkit cache).", show_default=False),
-    ] = None,
+    out: c.StoreOut = None,
     image_size: ImageSize = None,
     context_length: ContextLength = None,
     model: Model = None,
@@ -73,19 +70,10 @@ def prepare(
     json_: c.Json = False,
 ) -> None:
     """Decode every image and tokenise every caption once; report counts and skipped files."""
+    flags = c.config_flags(locals(), "out")
     from mmkit.pipelines import mm
 
-    cfg = _config(
-        config,
-        dataset=dataset,
-        image_size=image_size,
-        context_length=context_length,
-        model=model,
-        hf_config=hf_config,
-        image_column=image_column,
-        text_column=text_column,
-        label_column=label_column,
-    )
+    cfg = _config(config, **flags)
     summary = mm.summary(mm.prepare(cfg, out=out, progress=c.progress_for(json_)))
     if json_:
         c.print_json(summary)
@@ -125,30 +113,10 @@ def train(
     json_: c.Json = False,
 ) -> None:
     """Train an image-text model contrastively (prepares the dataset first when needed)."""
+    flags = c.config_flags(locals(), "resume")
     from mmkit.pipelines import mm
 
-    cfg = _config(
-        config,
-        dataset=dataset,
-        out=out,
-        backbone=backbone,
-        model=model,
-        pretrained=pretrained,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        device=device,
-        image_size=image_size,
-        context_length=context_length,
-        prompt=prompt,
-        augment=augment,
-        num_workers=num_workers,
-        hf_config=hf_config,
-        image_column=image_column,
-        text_column=text_column,
-        label_column=label_column,
-    )
+    cfg = _config(config, **flags)
     result = mm.train(cfg, resume=resume, progress=c.progress_for(json_))
     c.render_train(result.to_dict(), json_)
 
