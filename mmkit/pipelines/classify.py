@@ -28,6 +28,7 @@ from mmkit.data.sources import SourceData, SourceOptions, resolve
 from mmkit.data.store import Store, StoreWriter, is_store
 from mmkit.engine.checkpoint import load_checkpoint, read_config, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
+from mmkit.engine.run import start_run, training_splits
 from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
 from mmkit.errors import MediaError, UserInputError
 from mmkit.metrics.classification import classification_report
@@ -206,30 +207,16 @@ def train(
 ) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-    run_dir = Path(cfg.out)
-    if resume and not (run_dir / "last").is_dir():
-        raise UserInputError(f"--resume: {run_dir / 'last'} does not exist")
-    if not resume and (run_dir / "last").is_dir():
-        raise UserInputError(f"{run_dir} already holds a run; use --resume or another --out")
+    run_dir = start_run(cfg.out, cfg.to_dict(), resume=resume)
     seed_everything(cfg.seed)
     store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
-    train_idx, val_idx = store.indices("train"), store.indices("validation")
-    if not train_idx:
-        raise UserInputError(f"{cfg.dataset}: the train split is empty")
-    if not val_idx:
-        val_idx = store.indices("test") or train_idx
-        progress.message(
-            "no validation split; validating on "
-            + ("the test split" if store.indices("test") else "the train split")
-        )
+    train_idx, val_idx = training_splits(store, cfg.dataset, progress)
     stages = modality.stages(cfg, store)
     model = Classifier(
         nn.Sequential(*(m for _, m in stages)),
         mmkit.create_backbone(cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs),
     )
     ckpt_config = checkpoint_config(modality, cfg, store, stages)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(_yaml(cfg.to_dict()))
     trainer = Trainer(
         model,
         ClassificationTask(store.labels),
@@ -243,12 +230,6 @@ def train(
     if resume:
         trainer.resume()
     return trainer.fit()
-
-
-def _yaml(data: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 @dataclass

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
 import mmkit
@@ -36,6 +35,7 @@ from mmkit.data.captions import CaptionOptions
 from mmkit.data.store import Store
 from mmkit.engine.checkpoint import load_weights, read_config, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
+from mmkit.engine.run import start_run, training_splits
 from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
 from mmkit.errors import UserInputError
 from mmkit.io.image import IMAGE_EXTENSIONS, load_image_array
@@ -210,11 +210,7 @@ def prepare(
 def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-    run_dir = Path(cfg.out)
-    if resume and not (run_dir / "last").is_dir():
-        raise UserInputError(f"--resume: {run_dir / 'last'} does not exist")
-    if not resume and (run_dir / "last").is_dir():
-        raise UserInputError(f"{run_dir} already holds a run; use --resume or another --out")
+    run_dir = start_run(cfg.out, cfg.to_dict(), resume=resume)
     seed_everything(cfg.seed)
     name, kwargs = model_spec(cfg)
     pipeline, spec = create_pipeline(
@@ -225,15 +221,7 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
         seed=cfg.seed,
     )
     store = prepare(cfg, params=spec["data"]["params"], out=cfg.prepared, progress=progress)
-    train_idx, val_idx = store.indices("train"), store.indices("validation")
-    if not train_idx:
-        raise UserInputError(f"{cfg.dataset}: the train split is empty")
-    if not val_idx:
-        val_idx = store.indices("test") or train_idx
-        progress.message(
-            "no validation split; validating on "
-            + ("the test split" if store.indices("test") else "the train split")
-        )
+    train_idx, val_idx = training_splits(store, cfg.dataset, progress)
     text = spec["preprocess"]["text"]
     task = ContrastiveTask(
         create_preprocessor(text["name"], **text["params"]), cfg.prompt or DEFAULT_PROMPT
@@ -253,8 +241,6 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
         ),
         "train": cfg.to_dict(),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     trainer = Trainer(
         pipeline,
         task,
