@@ -15,13 +15,15 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
-from mmkit.errors import UnknownPluginError, UserInputError
+from mmkit.errors import CheckpointError, UnknownPluginError, UserInputError
 
 MODALITIES = ("audio", "video", "image", "text", "mm")
 ENTRY_POINT_GROUP = "mmkit.plugins"
@@ -39,6 +41,7 @@ class PluginSpec:
     description: str
     tags: tuple[str, ...] = ()
     module: str = field(default="")
+    loads: tuple[str, ...] = ()  # arguments that name a file or tag to load weights from
 
     def signature(self) -> dict[str, str]:
         """Keyword arguments of the factory with their defaults, for ``mmkit describe``."""
@@ -69,7 +72,7 @@ class Registry:
         self._specs: dict[str, PluginSpec] = {}
 
     def register(
-        self, name: str, *, modality: str, tags: tuple[str, ...] = ()
+        self, name: str, *, modality: str, tags: tuple[str, ...] = (), loads: tuple[str, ...] = ()
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if modality not in MODALITIES:
             raise UserInputError(
@@ -88,6 +91,7 @@ class Registry:
                 description=" ".join(doc.split("\n\n")[0].split()).replace("``", ""),
                 tags=tuple(tags),
                 module=factory.__module__,
+                loads=tuple(loads),
             )
             return factory
 
@@ -111,6 +115,26 @@ class Registry:
             return spec.factory(**kwargs)
         except TypeError as exc:
             raise UserInputError(f"{self.kind} {name!r}: {exc}") from exc
+
+    def create_from_config(self, name: Any, kwargs: Any, *, source: str, **fixed: Any) -> Any:
+        """Build a plugin named by a checkpoint's ``config.json``: the config is data, not code.
+
+        ``kwargs`` must be plain JSON values for named arguments of the factory, none of which may
+        make it load a file (see :func:`check_config_kwargs`); ``fixed`` are the arguments mmkit
+        itself supplies (``num_classes``). Every refusal is a :class:`CheckpointError` naming
+        ``source``.
+        """
+        if not isinstance(name, str):
+            raise CheckpointError(f"{source}: {self.kind} name must be a string")
+        try:
+            spec = self.get(name)
+        except UnknownPluginError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
+        check_config_kwargs(spec, kwargs, source)
+        try:
+            return spec.factory(**kwargs, **fixed)
+        except UserInputError as exc:
+            raise CheckpointError(f"{source}: {exc}") from exc
 
     def names(self, modality: str | None = None) -> list[str]:
         return [s.name for s in self.specs(modality)]
@@ -140,20 +164,89 @@ REGISTRIES = {"backbone": BACKBONES, "preprocessor": PREPROCESSORS}
 
 
 def register_backbone(
-    name: str, *, modality: str, tags: tuple[str, ...] = ()
+    name: str, *, modality: str, tags: tuple[str, ...] = (), loads: tuple[str, ...] = ()
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``factory(*, num_classes, **kwargs) -> nn.Module`` as a backbone.
 
     The module must expose ``num_features``, ``forward_features(x)`` and ``forward_head(features)``.
+    ``loads`` names the arguments that point the factory at weights to load (a path or tag): a
+    checkpoint's ``config.json`` may never set them.
     """
-    return BACKBONES.register(name, modality=modality, tags=tags)
+    return BACKBONES.register(name, modality=modality, tags=tags, loads=loads)
 
 
 def register_preprocessor(
-    name: str, *, modality: str, tags: tuple[str, ...] = ()
+    name: str, *, modality: str, tags: tuple[str, ...] = (), loads: tuple[str, ...] = ()
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``factory(**params) -> nn.Module`` (batched, runs on the training device)."""
-    return PREPROCESSORS.register(name, modality=modality, tags=tags)
+    return PREPROCESSORS.register(name, modality=modality, tags=tags, loads=loads)
+
+
+# -- what a checkpoint's config may pass to a factory ------------------------------------------
+# An argument (at any depth) whose name says it leads to a loader, a file, code or an import.
+_LOADER_NAME = re.compile(
+    r"pretrain|weights|checkpoint|remote_code|(^|_)(path|paths|file|files|dir|url|uri|jit|"
+    r"module|import|class|cls|loader)$",
+    re.IGNORECASE,
+)
+# A string that names a location another library would fetch or open (hf-hub:, local-dir:, ...).
+_SCHEMA = re.compile(r"^(hf-hub|hf|local-dir|file|https?|ftp|s3|gs|timm):", re.IGNORECASE)
+_MAX_DEPTH, _MAX_NODES, _MAX_STRING = 8, 10_000, 4096
+
+
+def check_config_kwargs(spec: PluginSpec, kwargs: Any, source: str) -> None:
+    """Refuse what a checkpoint must not hand to ``spec``'s factory (:class:`CheckpointError`).
+
+    Allowed: named arguments of the factory (no ``**kwargs`` pass-through), other than those it
+    declares in ``loads``, with plain JSON values (numbers, strings, booleans, null, lists and
+    string-keyed mappings, bounded in size). Refused at any depth: a key that names a loader, a
+    file, code or an import (``pretrained``, ``weights_only``, ``*_path``, ``cache_dir``...)
+    with a value other than null/false, and strings with a location schema (``hf-hub:``...).
+    """
+    where = f"{source}: {spec.kind} {spec.name!r}"
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"{where}: arguments must be a mapping, got {type(kwargs).__name__}")
+    params = {
+        p.name
+        for p in inspect.signature(spec.factory).parameters.values()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    }
+    nodes = [0]
+    for key, value in kwargs.items():
+        if key not in params:
+            raise CheckpointError(f"{where} takes no argument {key!r}")
+        if key in spec.loads and value not in (None, False, ""):
+            raise CheckpointError(f"{where}: {key!r} loads weights; a checkpoint may not set it")
+        _check_value(value, key, where, 0, nodes)
+
+
+def _check_value(value: Any, key: str, where: str, depth: int, nodes: list[int]) -> None:
+    nodes[0] += 1
+    if depth > _MAX_DEPTH or nodes[0] > _MAX_NODES:
+        raise CheckpointError(f"{where}: {key} is nested too deep or too large")
+    if _LOADER_NAME.search(key.rsplit(".", 1)[-1]) and value not in (None, False, ""):
+        raise CheckpointError(f"{where}: {key} would load a file or code; a checkpoint may not")
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CheckpointError(f"{where}: {key} must be a finite number, got {value}")
+        return
+    if isinstance(value, str):
+        if len(value) > _MAX_STRING or _SCHEMA.match(value):
+            raise CheckpointError(f"{where}: {key} holds a location or an over-long string")
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_value(item, f"{key}[{i}]", where, depth + 1, nodes)
+        return
+    if isinstance(value, dict):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise CheckpointError(f"{where}: {key} has a non-string key")
+            _check_value(item, f"{key}.{k}", where, depth + 1, nodes)
+        return
+    raise CheckpointError(f"{where}: {key} must be plain data, got {type(value).__name__}")
 
 
 _loaded = False

@@ -14,13 +14,17 @@ with random weights and the checkpoint's ``model.safetensors`` then fills it.
 from __future__ import annotations
 
 import difflib
+import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
 from mmkit.errors import UserInputError
+from mmkit.io.weights import read_state_dict
 from mmkit.registry import register_backbone
 
 MAX_LOGIT_SCALE = 100.0
@@ -124,6 +128,128 @@ class OpenClipModel(nn.Module):
         }
 
 
+_ARCH_KEYS = frozenset(
+    {"embed_dim", "vision_cfg", "text_cfg", "quick_gelu", "custom_text", "init_logit_scale",
+     "init_logit_bias", "nonscalar_logit_scale"}
+)  # fmt: skip
+# keys of a tower config that make open_clip, timm or transformers load weights on their own
+_TOWER_LOADERS = frozenset({"timm_model_pretrained", "hf_model_pretrained"})
+
+
+def check_arch(model_kwargs: Any, *, source: str = "model_kwargs") -> dict[str, Any]:
+    """``model_kwargs`` as open_clip architecture overrides, or :class:`UserInputError`.
+
+    Only the keys of an open_clip model config are accepted (``embed_dim``, ``vision_cfg``,
+    ``text_cfg``, ...), and inside the tower configs only their dataclass fields, without the
+    flags that make a tower fetch weights itself: weights come from ``pretrained`` alone, through
+    :func:`mmkit.io.weights.read_state_dict`.
+    """
+    from dataclasses import fields
+
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+    if not isinstance(model_kwargs, dict):
+        raise UserInputError(f"{source} must be a mapping, got {type(model_kwargs).__name__}")
+    for key, value in model_kwargs.items():
+        if key not in _ARCH_KEYS:
+            raise UserInputError(
+                f"{source}: {key!r} is not an open_clip architecture key "
+                f"({', '.join(sorted(_ARCH_KEYS))})"
+            )
+        tower = {"vision_cfg": CLIPVisionCfg, "text_cfg": CLIPTextCfg}.get(key)
+        if tower is None:
+            continue
+        if not isinstance(value, dict):
+            raise UserInputError(f"{source}.{key} must be a mapping")
+        bad = sorted(set(value) - {f.name for f in fields(tower)})
+        if bad:
+            raise UserInputError(f"{source}.{key}: {bad[0]!r} is not an open_clip {key} key")
+        loads = sorted(k for k in _TOWER_LOADERS if value.get(k))
+        if loads:
+            raise UserInputError(
+                f"{source}.{key}.{loads[0]}: towers never fetch weights themselves; "
+                "give the weights with --pretrained"
+            )
+    return dict(model_kwargs)
+
+
+def _resolve_pretrained(name: str, pretrained: str, cache_dir: str | None) -> tuple[str, dict]:
+    """(local weights file, the tag's preprocessing config) for a file path or an open_clip tag
+    (downloaded into the cache; offline that fails with one line)."""
+    import os
+
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+
+    tag_cfg = get_pretrained_cfg(name, pretrained)
+    if tag_cfg:
+        try:
+            path = download_pretrained(tag_cfg, cache_dir=cache_dir)
+        except Exception as exc:  # huggingface_hub / urllib raise many types offline
+            raise UserInputError(
+                f"open_clip {name!r}: cannot fetch pretrained={pretrained!r} "
+                f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})"
+            ) from exc
+        keys = ("mean", "std", "interpolation", "resize_mode")
+        return path, {k: tag_cfg[k] for k in keys if k in tag_cfg}
+    if os.path.isfile(pretrained):
+        return pretrained, {}
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    raise UserInputError(
+        f"open_clip {name!r}: pretrained={pretrained!r} is not a known tag or valid file path"
+        + (f" (tags: {', '.join(tags)})" if tags else "")
+    )
+
+
+def load_open_clip_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load a state dict into an open_clip model the way ``open_clip.load_checkpoint`` would
+    (its own converters for third-party and old layouts, resized position embeddings), strictly,
+    from tensors read by mmkit rather than from a path open_clip would open itself."""
+    from open_clip.convert import convert_state_dict
+    from open_clip.model import (
+        convert_to_custom_text_state_dict,
+        resize_pos_embed,
+        resize_text_pos_embed,
+    )
+
+    state = convert_state_dict(model, dict(state))
+    if "positional_embedding" in state and not hasattr(model, "positional_embedding"):
+        state = convert_to_custom_text_state_dict(state)
+    for key in ("logit_scale", "logit_bias"):
+        own = getattr(model, key, None)
+        if key in state and own is not None and own.ndim != state[key].ndim:
+            state[key] = state[key].reshape(own.shape)
+    if "logit_bias" not in state and getattr(model, "logit_bias", None) is not None:
+        state["logit_bias"] = torch.zeros_like(model.logit_bias)
+    state.pop("text.transformer.embeddings.position_ids", None)
+    try:
+        resize_pos_embed(state, model)
+        resize_text_pos_embed(state, model)
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        own = model.state_dict()
+        missing = sorted(own.keys() - state.keys())
+        unexpected = sorted(state.keys() - own.keys())
+        wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
+        detail = (
+            f"wrong shape {wrong[0]} {tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)}"
+            if wrong
+            else f"missing {missing[:2]}, unexpected {unexpected[:2]}"
+        )
+        raise UserInputError(f"{what} do not fit this architecture ({detail})") from exc
+
+
+@contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """Silence open_clip's root-logger warnings and infos for the duration of a call."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def create_open_clip(
     name: str,
     pretrained: str | None = None,
@@ -136,11 +262,13 @@ def create_open_clip(
     """Build open_clip architecture ``name`` with weights from ``pretrained`` (path or tag).
 
     ``model_kwargs`` override the architecture config (``embed_dim``, ``vision_cfg``,
-    ``text_cfg``...), as ``open_clip.create_model(**model_kwargs)`` does.
+    ``text_cfg``...; see :func:`check_arch`). open_clip only builds the architecture: the weights
+    are read by :func:`mmkit.io.weights.read_state_dict` and loaded by
+    :func:`load_open_clip_state`, so no file is ever unpickled.
 
     Raises:
-        UserInputError: unknown architecture, or weights that are neither a file nor a tag
-            that could be fetched.
+        UserInputError: unknown architecture, bad ``model_kwargs``, weights that are neither a
+            file nor a tag that could be fetched, or weights of another architecture.
     """
     import open_clip  # lazy: importing open_clip takes seconds
 
@@ -149,30 +277,37 @@ def create_open_clip(
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise UserInputError(f"unknown open_clip architecture {name!r}.{hint}")
+    arch = check_arch(model_kwargs or {})
+    state, preprocess_cfg = None, {}
+    if pretrained:
+        weights, preprocess_cfg = _resolve_pretrained(name, pretrained, cache_dir)
+        state = read_state_dict(weights, what="--pretrained")
     try:
-        model, _, _ = open_clip.create_model_and_transforms(
-            name,
-            pretrained=pretrained or None,
-            force_image_size=force_image_size,
-            force_context_length=force_context_length,
-            cache_dir=cache_dir,
-            **(model_kwargs or {}),
-        )
-    except (RuntimeError, OSError, ValueError, KeyError) as exc:
-        reason = " ".join(str(exc).split())  # one line (state-dict errors span many)
-        if len(reason) > 400:
-            reason = reason[:400] + "..."
-        raise UserInputError(
-            f"open_clip {name!r} with pretrained={pretrained!r}: {reason}"
-        ) from exc
+        with _quiet_logging():  # it warns that no weights were loaded: mmkit loads them below
+            model = open_clip.create_model(
+                name,
+                pretrained=None,
+                load_weights=False,
+                pretrained_image=False,
+                pretrained_text=False,
+                force_image_size=force_image_size,
+                force_context_length=force_context_length,
+                force_preprocess_cfg=preprocess_cfg or None,
+                **arch,
+            )
+    except (RuntimeError, OSError, ValueError, KeyError, TypeError) as exc:
+        reason = " ".join(str(exc).split())  # one line
+        raise UserInputError(f"open_clip {name!r}: cannot build it ({reason[:300]})") from exc
+    if state is not None:
+        load_open_clip_state(model, state, f"pretrained weights {pretrained!r}")
     context_length = getattr(model, "context_length", None)
     if context_length is None:
         context_length = getattr(model.text, "context_length", 77)
-    embed_dim = (model_kwargs or {}).get("embed_dim", open_clip.get_model_config(name)["embed_dim"])
+    embed_dim = arch.get("embed_dim", open_clip.get_model_config(name)["embed_dim"])
     return OpenClipModel(model, name=name, embed_dim=embed_dim, context_length=int(context_length))
 
 
-@register_backbone("open_clip_model", modality="mm")
+@register_backbone("open_clip_model", modality="mm", loads=("pretrained",))
 def open_clip_model(
     *,
     num_classes: int = 0,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models import video as tv_video
 
 from mmkit.errors import CheckpointError, UserInputError
+from mmkit.io.weights import read_state_dict
 from mmkit.registry import register_backbone
 
 ARCHS: dict[str, Callable[..., nn.Module]] = {
@@ -25,31 +25,6 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
     "mc3_18": tv_video.mc3_18,
     "r2plus1d_18": tv_video.r2plus1d_18,
 }
-
-
-def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Tensors of a local ``.safetensors`` or torch file, never unpickling arbitrary objects.
-
-    Unwraps ``{"state_dict": ...}`` / ``{"model": ...}`` containers and a DDP ``module.`` prefix.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"weights_path {path}: no such file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any reader failure means a bad weights file
-        raise CheckpointError(f"weights_path {path}: cannot read weights: {exc}") from exc
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"weights_path {path}: not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 class TorchvisionVideoResNet(nn.Module):
@@ -79,7 +54,7 @@ class TorchvisionVideoResNet(nn.Module):
 
     def load_weights(self, path: str | os.PathLike[str]) -> None:
         """Load a torchvision-format state dict; a head of another size is skipped."""
-        state = load_state_dict_file(path)
+        state = read_state_dict(path, what="weights_path")
         own = self.state_dict()
         skipped = {
             k for k in ("fc.weight", "fc.bias") if k in state and (
@@ -112,7 +87,7 @@ class TorchvisionVideoResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_backbone("r3d_18", modality="video", tags=("torchvision",))
+@register_backbone("r3d_18", modality="video", tags=("torchvision",), loads=("weights_path",))
 def r3d_18(
     *, num_classes: int, dropout: float = 0.0, weights_path: str | None = None
 ) -> TorchvisionVideoResNet:
@@ -122,7 +97,7 @@ def r3d_18(
     )
 
 
-@register_backbone("mc3_18", modality="video", tags=("torchvision",))
+@register_backbone("mc3_18", modality="video", tags=("torchvision",), loads=("weights_path",))
 def mc3_18(
     *, num_classes: int, dropout: float = 0.0, weights_path: str | None = None
 ) -> TorchvisionVideoResNet:
@@ -132,7 +107,7 @@ def mc3_18(
     )
 
 
-@register_backbone("r2plus1d_18", modality="video", tags=("torchvision",))
+@register_backbone("r2plus1d_18", modality="video", tags=("torchvision",), loads=("weights_path",))
 def r2plus1d_18(
     *, num_classes: int, dropout: float = 0.0, weights_path: str | None = None
 ) -> TorchvisionVideoResNet:

@@ -170,7 +170,14 @@ class Store:
     def extra(self, key: str) -> np.ndarray | None:
         if key not in self.meta.get("extras", {}):
             return None
-        return np.load(self.path / f"{key}.npy", allow_pickle=False)
+        path = self.path / f"{key}.npy"
+        try:
+            array = np.load(path, allow_pickle=False)  # an object array (a pickle) is refused
+        except (OSError, ValueError, EOFError) as exc:
+            raise UserInputError(f"{path}: not a plain numeric array ({exc})") from exc
+        if array.dtype.kind not in "biuf":
+            raise UserInputError(f"{path}: not a plain numeric array (dtype {array.dtype})")
+        return array
 
     def indices(self, split: str) -> list[int]:
         return [i for i, item in enumerate(self.items) if item.split == split]

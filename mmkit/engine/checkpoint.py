@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from mmkit.data.store import replace_dir
 from mmkit.errors import CheckpointError
+from mmkit.io.weights import read_safetensors
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -80,10 +81,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
 def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.device) -> None:
     """Load ``model.safetensors`` into ``model`` strictly (missing or extra keys are an error)."""
     ckpt = resolve_checkpoint_dir(path)
-    try:
-        state = load_file(str(ckpt / MODEL_FILE), device=str(device))
-    except Exception as exc:
-        raise CheckpointError(f"cannot read {ckpt / MODEL_FILE}: {exc}") from exc
+    state = read_safetensors(ckpt / MODEL_FILE, what="checkpoint weights", device=str(device))
     expected = model.state_dict()
     wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
     if wrong:
@@ -112,7 +110,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
     ckpt = resolve_checkpoint_dir(path)
     config = read_config(ckpt)
-    model = build_model(config)
+    model = build_model(config, str(ckpt / CONFIG_FILE))
     load_weights(model, ckpt, device)
     return LoadedCheckpoint(model.to(device).eval(), config, ckpt)
 
@@ -130,9 +128,9 @@ def load_resume_state(path: str | Path) -> ResumeState:
         raise CheckpointError(f"{path} has no trainer state to resume from")
     try:
         state = json.loads((path / STATE_FILE).read_text())
-        tensors = load_file(str(path / OPTIMIZER_FILE))
-    except (json.JSONDecodeError, OSError, ValueError) as exc:
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: cannot read the trainer state ({exc})") from exc
+    tensors = read_safetensors(path / OPTIMIZER_FILE, what="optimizer state")
     _restore_rng(tensors)
     return ResumeState(state, _unflatten_optimizer(tensors, state.pop("optimizer")))
 

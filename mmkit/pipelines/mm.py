@@ -41,7 +41,7 @@ from mmkit.errors import UserInputError
 from mmkit.io.image import IMAGE_EXTENSIONS, load_image_array
 from mmkit.pipelines.classify import expand_paths
 from mmkit.pipelines.mm_store import prepare_store, summary
-from mmkit.registry import BACKBONES, create_preprocessor
+from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
 from mmkit.tasks.contrastive import (
     CaptionImages,
     CaptionPairs,
@@ -181,13 +181,15 @@ def load_clip(
                 f"{path} is a {config.get('modality')} {config.get('task')} checkpoint, "
                 "not an image-text one"
             )
-        pipeline = build_contrastive(config)
+        pipeline = build_contrastive(config, str(path / "config.json"))
         load_weights(pipeline, path, dev)
     else:
         name, kwargs = model_spec(MMConfig(dataset="-", model=model))
         pipeline, config = create_pipeline(name, kwargs, pretrained=pretrained)
     text = config["preprocess"]["text"]
-    tokenizer = create_preprocessor(text["name"], **text.get("params", {}))
+    tokenizer = PREPROCESSORS.create_from_config(
+        text["name"], text.get("params", {}), source=str(path / "config.json") if path else "model"
+    )
     return LoadedClip(pipeline.to(dev).eval(), tokenizer, config, path, dev)
 
 

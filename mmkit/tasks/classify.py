@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mmkit.errors import CheckpointError
 from mmkit.metrics.classification import classification_report
-from mmkit.registry import create_backbone, create_preprocessor
+from mmkit.registry import BACKBONES, PREPROCESSORS
 
 
 class Classifier(nn.Module):
@@ -43,13 +44,20 @@ class Classifier(nn.Module):
         return probs.reshape(b, k, -1).mean(1)
 
 
-def build_classifier(config: dict[str, Any]) -> Classifier:
-    """Rebuild the exact model from a checkpoint's ``config.json``."""
-    stages = [create_preprocessor(p["name"], **p.get("params", {})) for p in config["preprocess"]]
-    backbone = create_backbone(
-        config["backbone"]["name"],
-        num_classes=len(config["labels"]),
-        **config["backbone"].get("kwargs", {}),
+def build_classifier(config: dict[str, Any], source: str = "config.json") -> Classifier:
+    """Rebuild the exact model from a checkpoint's ``config.json`` (untrusted data)."""
+    stages = [
+        PREPROCESSORS.create_from_config(p["name"], p.get("params", {}), source=source)
+        for p in config["preprocess"]
+    ]
+    name = config["backbone"]["name"]
+    if name in BACKBONES and BACKBONES.get(name).modality != config.get("modality"):
+        raise CheckpointError(
+            f"{source}: backbone {name!r} is a {BACKBONES.get(name).modality} backbone, "
+            f"not {config.get('modality')}"
+        )
+    backbone = BACKBONES.create_from_config(
+        name, config["backbone"].get("kwargs", {}), source=source, num_classes=len(config["labels"])
     )
     return Classifier(nn.Sequential(*stages), backbone)
 

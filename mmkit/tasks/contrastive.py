@@ -12,6 +12,7 @@ ways, and zero-shot accuracy through class prompts when the images have labels.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,12 +24,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mmkit.data.store import Store
-from mmkit.errors import UserInputError
+from mmkit.errors import CheckpointError, UserInputError
 from mmkit.losses import ContrastiveLoss
 from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
-from mmkit.registry import create_backbone, create_preprocessor
+from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
 
 DIRECTIONS = ("image_to_text", "text_to_image")
+_ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
 
 
 class ClipPipeline(nn.Module):
@@ -59,8 +61,13 @@ def ensure_open_clip_arch(name: str, arch: dict | None) -> None:
     open_clip's ``model_configs/*.json``) under ``name`` with open_clip, unless it is known."""
     import open_clip
 
+    from mmkit.backbones.open_clip_model import check_arch
+
+    if not isinstance(name, str) or not _ARCH_NAME.fullmatch(name):
+        raise UserInputError(f"open_clip model name {name!r} is not a plain architecture name")
     if name in open_clip.list_models() or not arch:
         return
+    arch = check_arch(arch, source=f"open_clip model config {name!r}")
     if not all(k in arch for k in ("embed_dim", "vision_cfg", "text_cfg")):
         raise UserInputError(f"open_clip model config {name!r} needs embed_dim/vision_cfg/text_cfg")
     with tempfile.TemporaryDirectory() as tmp:  # open_clip keeps the config once scanned
@@ -104,15 +111,22 @@ def create_pipeline(
     return ClipPipeline(transform, model), config
 
 
-def build_contrastive(config: dict[str, Any]) -> ClipPipeline:
-    """Rebuild the exact model + image transform from a checkpoint's ``config.json``."""
+def build_contrastive(config: dict[str, Any], source: str = "config.json") -> ClipPipeline:
+    """Rebuild the exact model + image transform from a checkpoint's ``config.json`` (untrusted
+    data: plugins are built through ``create_from_config``)."""
     backbone = config["backbone"]
     kwargs = backbone.get("kwargs", {})
     if backbone["name"] == "open_clip_model":
-        ensure_open_clip_arch(kwargs["model_name"], kwargs.get("model_kwargs"))
+        try:
+            ensure_open_clip_arch(kwargs.get("model_name"), kwargs.get("model_kwargs"))
+        except UserInputError as exc:
+            raise CheckpointError(f"{source}: {exc}") from exc
     image = config["preprocess"]["image"]
-    model = create_backbone(backbone["name"], **kwargs)
-    return ClipPipeline(create_preprocessor(image["name"], **image.get("params", {})), model)
+    model = BACKBONES.create_from_config(backbone["name"], kwargs, source=source)
+    transform = PREPROCESSORS.create_from_config(
+        image["name"], image.get("params", {}), source=source
+    )
+    return ClipPipeline(transform, model)
 
 
 def _aug_seed(seed: int, epoch: int, index: int) -> int:
