@@ -27,7 +27,7 @@ def add_eval_and_infer(app: typer.Typer, modality: str, *, config: str, infer_he
     def eval_(
         checkpoint: c.Checkpoint,
         dataset: c.Dataset = None,
-        split: c.Split = "test",
+        split: c.Split = "auto",
         device: c.Device = None,
         hf_config: c.HfConfig = None,
         media_column: column = None,

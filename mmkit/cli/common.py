@@ -79,7 +79,14 @@ Checkpoint = Annotated[
         "--checkpoint", "-k", help="Run directory (its best checkpoint) or checkpoint directory."
     ),
 ]
-Split = Annotated[str, typer.Option(help="Split to evaluate.")]
+Split = Annotated[
+    str,
+    typer.Option(
+        help="auto: the test split of a dataset with splits, every item of one without (or the "
+        "held-back test part of the dataset the checkpoint trained on); test, validation, "
+        "train; or all."
+    ),
+]
 TopK = Annotated[int, typer.Option("--top-k", help="How many labels to show per file.", min=1)]
 Json = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
 HfConfig = Annotated[str | None, typer.Option(help="HF dataset config name.", show_default=False)]
@@ -154,11 +161,26 @@ class RichProgress:
             self._bar = None
 
 
-def progress_for(json_mode: bool) -> Any:
-    """Rich bars on stderr, or nothing under ``--json``."""
-    from mmkit.engine.events import NullProgress
+class MessagesOnly:
+    """``--json`` mode: no bars, but one-line notes (skipped files, what eval scored) still go
+    to stderr, so stdout holds the JSON document alone."""
 
-    return NullProgress() if json_mode else RichProgress()
+    def start(self, task: str, total: int | None) -> None:
+        pass
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        pass
+
+    def end(self, **summary: Any) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        err.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def progress_for(json_mode: bool) -> Any:
+    """Rich bars on stderr, or only the notes under ``--json``."""
+    return MessagesOnly() if json_mode else RichProgress()
 
 
 def render_train(result: dict[str, Any], json_mode: bool) -> None:
@@ -179,7 +201,8 @@ def render_eval(result: dict[str, Any], json_mode: bool) -> None:
         return
     out.print(
         f"accuracy [bold]{result['accuracy']:.4f}[/bold]   macro-F1 "
-        f"[bold]{result['macro_f1']:.4f}[/bold]   samples {result['num_samples']}"
+        f"[bold]{result['macro_f1']:.4f}[/bold]   samples {result['num_samples']} "
+        f"({result['split']} split)"
     )
     rows = [
         [label, m["precision"], m["recall"], m["f1"], m["support"]]
@@ -205,11 +228,22 @@ def render_infer(results: list[dict[str, Any]], json_mode: bool) -> None:
             )
 
 
+def split_source_line(source: str) -> str:
+    """What the split counts of a ``prepare`` report mean."""
+    if source == "hash":
+        return (
+            "splits: the dataset names none; mmkit split it by a hash of each speaker/group or "
+            "file name (training uses train/validation; eval of another checkpoint scores all)"
+        )
+    return "splits: as the dataset names them"
+
+
 def render_prepare(summary: dict[str, Any], json_mode: bool) -> None:
     if json_mode:
         print_json(summary)
         return
     out.print(f"prepared store: [bold]{summary['path']}[/bold] ({summary['num_items']} items)")
+    out.print(split_source_line(summary["split_source"]), highlight=False)
     splits = [s for s in summary["per_class"] if summary["per_class"][s]]
     rows = [
         [label, *(summary["per_class"][s].get(label, 0) for s in splits)]

@@ -79,6 +79,7 @@ def prepare(
         c.print_json(summary)
         return
     c.out.print(f"prepared store: [bold]{summary['path']}[/bold]")
+    c.out.print(c.split_source_line(summary["split_source"]), highlight=False)
     rows = [[s, n["images"], n["captions"]] for s, n in summary["splits"].items()]
     c.out.print(c.table("images and captions per split", ["split", "images", "captions"], rows))
     if summary["labels"]:
@@ -125,7 +126,7 @@ def train(
 def eval_(
     checkpoint: Checkpoint = None,
     dataset: c.Dataset = None,
-    split: c.Split = "test",
+    split: c.Split = "auto",
     model: Model = None,
     pretrained: Pretrained = None,
     prompt: Prompt = None,
@@ -158,7 +159,9 @@ def eval_(
         return
     names = ("R@1", "R@5", "R@10", "mean_rank", "median_rank")
     rows = [[d, *(result[d][n] for n in names)] for d in ("image_to_text", "text_to_image")]
-    title = f"{result['num_images']} images, {result['num_pairs']} captions"
+    title = (
+        f"{result['split']} split: {result['num_images']} images, {result['num_pairs']} captions"
+    )
     c.out.print(c.table(title, ["direction", *names], rows))
     if "zero_shot_accuracy" in result:
         prompt_used = result["zero_shot"]["prompt"]

@@ -29,7 +29,7 @@ from typing import Any
 
 from mmkit.data import hf
 from mmkit.data.sources import SourceOptions, _read_rows, media_files
-from mmkit.data.splits import hash_split, normalize_split
+from mmkit.data.splits import hash_split, normalize_split, split_source_of
 from mmkit.errors import UserInputError
 from mmkit.io.image import IMAGE_EXTENSIONS
 
@@ -57,10 +57,11 @@ class CaptionData:
     records: list[CaptionRecord]
     labels: list[str]
     kind: str
+    split_source: str = "dataset"  # or "hash": no image had a split; mmkit hashed them
 
     def with_splits(self) -> CaptionData:
         records = [r if r.split else replace(r, split=hash_split(r.name)) for r in self.records]
-        return CaptionData(records, self.labels, self.kind)
+        return CaptionData(records, self.labels, self.kind, split_source_of(self.records))
 
 
 @dataclass(frozen=True)

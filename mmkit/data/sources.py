@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmkit.data.splits import hash_split, normalize_split
+from mmkit.data.splits import hash_split, normalize_split, split_source_of
 from mmkit.errors import UserInputError
 
 
@@ -38,6 +38,7 @@ class SourceData:
     labels: list[str]
     kind: str
     noise_files: list[str] = field(default_factory=list)
+    split_source: str = "dataset"  # or "hash": no record named a split; mmkit hashed them
 
     def with_splits(self) -> SourceData:
         """Give every record without a split a deterministic hash split (by group, else name)."""
@@ -47,7 +48,9 @@ class SourceData:
             else Record(r.source, r.label, r.name, hash_split(r.group or r.name), r.group)
             for r in self.records
         ]
-        return SourceData(records, self.labels, self.kind, self.noise_files)
+        return SourceData(
+            records, self.labels, self.kind, self.noise_files, split_source_of(self.records)
+        )
 
 
 @dataclass(frozen=True)

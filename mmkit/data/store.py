@@ -160,6 +160,11 @@ class Store:
     def skipped(self) -> list[dict[str, str]]:
         return self.meta["skipped"]
 
+    @property
+    def split_source(self) -> str:
+        """``"dataset"``: the source named the splits; ``"hash"``: mmkit hashed them."""
+        return self.meta.get("split_source", "dataset")
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -197,6 +202,7 @@ class Store:
             "modality": self.modality,
             "num_items": len(self),
             "labels": self.labels,
+            "split_source": self.split_source,
             "splits": {s: sum(c.values()) for s, c in counts.items()},
             "per_class": counts,
             "skipped": self.skipped,

@@ -28,7 +28,7 @@ from mmkit.data.sources import SourceData, SourceOptions, resolve
 from mmkit.data.store import Store, StoreWriter, is_store
 from mmkit.engine.checkpoint import load_checkpoint, read_config, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
-from mmkit.engine.run import start_run, training_splits
+from mmkit.engine.run import eval_selection, start_run, training_splits
 from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
 from mmkit.errors import MediaError, UserInputError
 from mmkit.metrics.classification import classification_report
@@ -99,7 +99,9 @@ def source_stamp(source: str | bytes) -> str:
 
 
 def _fingerprint(src: str, data: SourceData, params: dict[str, Any], modality: str) -> str:
-    h = hashlib.sha1(json.dumps([modality, params, data.labels, data.kind]).encode())
+    h = hashlib.sha1(
+        json.dumps([modality, params, data.labels, data.kind, data.split_source]).encode()
+    )
     for r in data.records:
         h.update(f"{r.name}|{r.label}|{r.split}|{source_stamp(r.source)}\n".encode())
     for f in data.noise_files:
@@ -156,7 +158,11 @@ def prepare(
         for key, array in modality.extras(data, params).items():
             writer.add_extra(key, array)
         store = writer.commit(
-            data.labels, fingerprint=fp, dataset=cfg.dataset, source_kind=data.kind
+            data.labels,
+            fingerprint=fp,
+            dataset=cfg.dataset,
+            source_kind=data.kind,
+            split_source=data.split_source,
         )
     except BaseException:
         writer.abort()
@@ -183,7 +189,11 @@ def decode_all(
 
 
 def checkpoint_config(
-    modality: Modality, cfg: TrainConfig, store: Store, stages: list[tuple[str, nn.Module]]
+    modality: Modality,
+    cfg: TrainConfig,
+    store: Store,
+    stages: list[tuple[str, nn.Module]],
+    validation: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "mmkit_version": mmkit.__version__,
@@ -197,6 +207,7 @@ def checkpoint_config(
             "fingerprint": store.meta.get("fingerprint"),
             "dataset": cfg.dataset,
             "store": str(store.path),
+            "validation": validation,
         },
         "train": cfg.to_dict(),
     }
@@ -210,18 +221,18 @@ def train(
     run_dir = start_run(cfg.out, cfg.to_dict(), resume=resume)
     seed_everything(cfg.seed)
     store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
-    train_idx, val_idx = training_splits(store, cfg.dataset, progress)
+    splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
     stages = modality.stages(cfg, store)
     model = Classifier(
         nn.Sequential(*(m for _, m in stages)),
         mmkit.create_backbone(cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs),
     )
-    ckpt_config = checkpoint_config(modality, cfg, store, stages)
+    ckpt_config = checkpoint_config(modality, cfg, store, stages, splits.info)
     trainer = Trainer(
         model,
         ClassificationTask(store.labels),
-        modality.train_set(store, train_idx, cfg),
-        modality.eval_set(store, val_idx, cfg),
+        modality.train_set(store, splits.train, cfg),
+        modality.eval_set(store, splits.validation, cfg),
         cfg,
         run_dir,
         checkpoint_config=lambda: ckpt_config,
@@ -261,20 +272,23 @@ def evaluate(
     checkpoint: str | Path,
     cfg: Any,
     *,
-    split: str = "test",
+    split: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a checkpoint on one split of a dataset, decoded with the checkpoint's params."""
+    """Metrics of a checkpoint on a dataset, decoded with the checkpoint's params. Which items
+    are scored follows :func:`~mmkit.engine.run.eval_selection` (``split`` None = auto); the
+    result names the split and ``num_samples``."""
     from mmkit.engine.plots import plot_confusion
 
+    progress = progress or NullProgress()
     loaded = load_classifier(checkpoint, modality.name, getattr(cfg, "device", "auto"))
     trained = loaded.config["train"]
     for key in modality.shape_keys:
         setattr(cfg, key, trained[key])
     store = prepare(modality, cfg, progress=progress)
-    indices = store.indices(split)
-    if not indices:
-        raise UserInputError(f"{cfg.dataset}: the {split} split is empty")
+    selection = eval_selection(store, split, loaded.config["data"].get("fingerprint"))
+    progress.message(selection.note)
+    indices, split = selection.indices, selection.split
     labels = loaded.config["labels"]
     unknown = sorted({store.labels[store.targets[i]] for i in indices} - set(labels))
     if unknown:
@@ -283,6 +297,7 @@ def evaluate(
     loader = torch.utils.data.DataLoader(modality.eval_set(store, indices, cfg), batch_size=32)
     targets, probs = predict(loaded.model, loader, loaded.device)
     result = classification_report(remap[targets], probs.argmax(1), labels)
+    result.update(split=split, split_note=selection.note, skipped=store.skipped)
     out_dir = loaded.path.parent / "eval"
     out_dir.mkdir(exist_ok=True)
     stem = f"{Path(str(cfg.dataset)).name or 'dataset'}-{split}"

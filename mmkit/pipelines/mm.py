@@ -35,7 +35,7 @@ from mmkit.data.captions import CaptionOptions
 from mmkit.data.store import Store
 from mmkit.engine.checkpoint import load_weights, read_config, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
-from mmkit.engine.run import start_run, training_splits
+from mmkit.engine.run import eval_selection, start_run, training_splits
 from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
 from mmkit.errors import UserInputError
 from mmkit.io.image import IMAGE_EXTENSIONS, load_image_array
@@ -223,7 +223,7 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
         seed=cfg.seed,
     )
     store = prepare(cfg, params=spec["data"]["params"], out=cfg.prepared, progress=progress)
-    train_idx, val_idx = training_splits(store, cfg.dataset, progress)
+    splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
     text = spec["preprocess"]["text"]
     task = ContrastiveTask(
         create_preprocessor(text["name"], **text["params"]), cfg.prompt or DEFAULT_PROMPT
@@ -240,14 +240,15 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
             fingerprint=store.meta.get("fingerprint"),
             dataset=cfg.dataset,
             store=str(store.path),
+            validation=splits.info,
         ),
         "train": cfg.to_dict(),
     }
     trainer = Trainer(
         pipeline,
         task,
-        CaptionPairs(store, train_idx, seed=cfg.seed),
-        CaptionImages(store, val_idx),
+        CaptionPairs(store, splits.train, seed=cfg.seed),
+        CaptionImages(store, splits.validation),
         cfg,
         run_dir,
         checkpoint_config=lambda: ckpt_config,
@@ -262,7 +263,7 @@ def evaluate(
     checkpoint: str | Path | None,
     cfg: MMConfig,
     *,
-    split: str = "test",
+    split: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Retrieval metrics (and zero-shot accuracy when labelled) of a checkpoint, or of
@@ -275,15 +276,18 @@ def evaluate(
         pretrained=cfg.pretrained,
         device=cfg.device,
     )
+    progress = progress or NullProgress()
     store = prepare(cfg, params=loaded.store_params, progress=progress)
-    indices = store.indices(split)
-    if not indices:
-        raise UserInputError(f"{cfg.dataset}: the {split} split is empty")
+    trained_fp = loaded.config["data"].get("fingerprint") if loaded.path else None
+    selection = eval_selection(store, split, trained_fp)
+    progress.message(selection.note)
+    indices, split = selection.indices, selection.split
     prompt = cfg.prompt or loaded.config.get("prompt") or DEFAULT_PROMPT
     loader = DataLoader(CaptionImages(store, indices), batch_size=64)
     result = ContrastiveTask(loaded.tokenizer, prompt).report(
         loaded.pipeline, loader, loaded.device
     )
+    result.update(split=split, split_note=selection.note, skipped=store.skipped)
     if loaded.path is not None:
         out_dir = loaded.path.parent / "eval"
         out_dir.mkdir(exist_ok=True)

@@ -34,7 +34,7 @@ class _ImageDecoder:
 
 
 def _fingerprint(data: CaptionData, params: dict[str, Any]) -> str:
-    h = hashlib.sha1(json.dumps(["mm", params, data.labels, data.kind]).encode())
+    h = hashlib.sha1(json.dumps(["mm", params, data.labels, data.kind, data.split_source]).encode())
     for r in data.records:
         text = "\x1f".join(r.captions)
         h.update(f"{r.name}|{r.label}|{r.split}|{text}|{source_stamp(r.source)}\n".encode())
@@ -98,6 +98,7 @@ def prepare_store(
             fingerprint=fp,
             dataset=dataset,
             source_kind=data.kind,
+            split_source=data.split_source,
             captions=captions,
         )
     except BaseException:
@@ -125,6 +126,7 @@ def summary(store: Store) -> dict[str, Any]:
         "modality": "mm",
         "num_images": len(store),
         "num_captions": len(owners),
+        "split_source": store.split_source,
         "splits": splits,
         "labels": class_names(store),
         "per_class": per_class,
