@@ -116,6 +116,17 @@ class Registry:
         except TypeError as exc:
             raise UserInputError(f"{self.kind} {name!r}: {exc}") from exc
 
+    def check_config(self, name: Any, kwargs: Any, *, source: str) -> PluginSpec:
+        """The plugin a checkpoint names, once its arguments pass :func:`check_config_kwargs`."""
+        if not isinstance(name, str):
+            raise CheckpointError(f"{source}: {self.kind} name must be a string")
+        try:
+            spec = self.get(name)
+        except UnknownPluginError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
+        check_config_kwargs(spec, kwargs, source)
+        return spec
+
     def create_from_config(self, name: Any, kwargs: Any, *, source: str, **fixed: Any) -> Any:
         """Build a plugin named by a checkpoint's ``config.json``: the config is data, not code.
 
@@ -124,13 +135,7 @@ class Registry:
         itself supplies (``num_classes``). Every refusal is a :class:`CheckpointError` naming
         ``source``.
         """
-        if not isinstance(name, str):
-            raise CheckpointError(f"{source}: {self.kind} name must be a string")
-        try:
-            spec = self.get(name)
-        except UnknownPluginError as exc:
-            raise CheckpointError(f"{source}: {exc}") from None
-        check_config_kwargs(spec, kwargs, source)
+        spec = self.check_config(name, kwargs, source=source)
         try:
             return spec.factory(**kwargs, **fixed)
         except UserInputError as exc:

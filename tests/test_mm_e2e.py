@@ -86,7 +86,8 @@ def test_training_loss_decreases_and_run_files(trained: Path, scene_set: SceneSe
     config = json.loads((trained / "best" / "config.json").read_text())
     assert (config["modality"], config["task"]) == ("mm", "contrastive")
     assert config["labels"] == sorted(scene_set.labels)
-    assert config["preprocess"]["text"]["params"]["context_length"] == 24
+    assert config["preprocess"]["text"][0]["params"]["context_length"] == 24
+    assert config["format_version"] == 2
     assert config["data"]["params"]["image_size"] == 64
 
 

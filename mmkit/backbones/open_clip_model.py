@@ -290,6 +290,7 @@ def create_open_clip(
                 load_weights=False,
                 pretrained_image=False,
                 pretrained_text=False,
+                device=torch.get_default_device(),  # "meta" when a checkpoint is pre-checked
                 force_image_size=force_image_size,
                 force_context_length=force_context_length,
                 force_preprocess_cfg=preprocess_cfg or None,

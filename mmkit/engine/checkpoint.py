@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ import torch
 from safetensors.torch import save_file
 
 from mmkit.data.store import replace_dir
-from mmkit.errors import CheckpointError
-from mmkit.io.weights import read_safetensors
+from mmkit.errors import CheckpointError, MmkitError
+from mmkit.io.weights import read_safetensors, safetensors_shapes
+from mmkit.spec import CheckpointSpec
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -97,11 +99,59 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.d
         )
 
 
+def read_spec(path: str | Path) -> CheckpointSpec:
+    """The checked :class:`~mmkit.spec.CheckpointSpec` of a checkpoint or run directory."""
+    return CheckpointSpec.read(resolve_checkpoint_dir(path) / CONFIG_FILE)
+
+
+def build_checked(
+    build: Callable[[], torch.nn.Module], ckpt: Path, device: str | torch.device
+) -> torch.nn.Module:
+    """``build()`` the model a checkpoint describes and load its weights, in eval mode.
+
+    The model is first built on the ``meta`` device (no memory) and its parameter names and
+    shapes are compared with the safetensors header: a config.json that describes another or an
+    absurdly large model is refused before anything is allocated.
+    """
+    shapes = safetensors_shapes(ckpt / MODEL_FILE, what="checkpoint weights")
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except MmkitError:
+        raise
+    except Exception:  # a plugin that cannot be built on meta: the strict load below still checks
+        skeleton = None
+    if skeleton is not None:
+        expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        if expected != shapes:
+            raise CheckpointError(
+                f"{ckpt}: config.json describes a model whose weights do not match "
+                f"{MODEL_FILE} ({_first_difference(expected, shapes)})"
+            )
+    model = build()
+    load_weights(model, ckpt, device)
+    return model.to(device).eval()
+
+
+def _first_difference(expected: dict[str, tuple], found: dict[str, tuple]) -> str:
+    for key in sorted(expected.keys() - found.keys())[:1]:
+        return f"missing {key}"
+    for key in sorted(found.keys() - expected.keys())[:1]:
+        return f"unexpected {key}"
+    key = next(k for k in sorted(expected) if expected[k] != found[k])
+    return f"{key}: {found[key]} in the file, {expected[key]} in the model"
+
+
 @dataclass
 class LoadedCheckpoint:
     model: torch.nn.Module
-    config: dict[str, Any]
+    spec: CheckpointSpec
     path: Path
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The checkpoint's ``config.json`` as a dict."""
+        return self.spec.to_json()
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
@@ -109,10 +159,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     from mmkit.tasks import build_model
 
     ckpt = resolve_checkpoint_dir(path)
-    config = read_config(ckpt)
-    model = build_model(config, str(ckpt / CONFIG_FILE))
-    load_weights(model, ckpt, device)
-    return LoadedCheckpoint(model.to(device).eval(), config, ckpt)
+    spec = read_spec(ckpt)
+    model = build_checked(lambda: build_model(spec, str(ckpt / CONFIG_FILE)), ckpt, device)
+    return LoadedCheckpoint(model, spec, ckpt)
 
 
 @dataclass

@@ -67,6 +67,33 @@ def read_safetensors(
         ) from exc
 
 
+def safetensors_shapes(path: str | os.PathLike[str], *, what: str = "weights") -> dict[str, tuple]:
+    """``{name: shape}`` from a safetensors header alone (no tensor is read), so a model can be
+    checked against its weights before it is allocated."""
+    import json
+
+    path = regular_file(path, what)
+    if not is_safetensors(path):
+        raise CheckpointError(f"{what} {_short(path)} is not a safetensors file")
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        try:
+            header = json.loads(f.read(size))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{what} {_short(path)}: corrupt header") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{what} {_short(path)}: corrupt header")
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
+            raise CheckpointError(f"{what} {_short(path)}: corrupt header entry {name!r}")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
 def read_state_dict(
     path: str | os.PathLike[str], *, what: str = "weights"
 ) -> dict[str, torch.Tensor]:

@@ -86,6 +86,7 @@ class AudioModality:
     extensions = AUDIO_EXTENSIONS
     dtype = "int16"
     shape_keys = ("sample_rate", "duration", "max_seconds", "classes")
+    config_class = AudioConfig
 
     def store_params(self, cfg: AudioConfig) -> dict[str, Any]:
         return {"sample_rate": cfg.sample_rate, "max_seconds": cfg.max_seconds}
@@ -143,10 +144,9 @@ class AudioModality:
             stages.append(("spec_augment", create_preprocessor("spec_augment", **cfg.spec_augment)))
         return stages
 
-    def file_views(self, path: str, config: dict[str, Any]) -> tuple[torch.Tensor, list[dict]]:
+    def file_views(self, path: str, cfg: AudioConfig) -> tuple[torch.Tensor, list[dict]]:
         """Clips longer than the training duration are cut into half-overlapping windows."""
-        sr = config["data"]["params"]["sample_rate"]
-        length = round(config["train"]["duration"] * sr)
+        sr, length = cfg.sample_rate, cfg.num_samples
         wave = load_audio(path, sr)
         if wave.numel() <= length:
             return pad_or_crop(wave, length, mode="center")[None], [{}]

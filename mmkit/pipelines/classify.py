@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,20 +23,21 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import mmkit
-from mmkit.config import TrainConfig
+from mmkit.config import TrainConfig, from_dict
 from mmkit.data.sources import SourceData, SourceOptions, resolve
 from mmkit.data.store import Store, StoreWriter, is_store
-from mmkit.engine.checkpoint import load_checkpoint, read_config, resolve_checkpoint_dir
+from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.run import eval_selection, start_run, training_splits
 from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
-from mmkit.errors import MediaError, UserInputError
+from mmkit.errors import CheckpointError, MediaError, UserInputError
 from mmkit.metrics.classification import classification_report
+from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks.classify import (
     ClassificationTask,
     Classifier,
     predict,
-    stage_config,
+    stage_spec,
     top_k,
 )
 
@@ -48,6 +49,7 @@ class Modality(Protocol):
     extensions: tuple[str, ...]
     dtype: str
     shape_keys: tuple[str, ...]  # train options that define the input; eval reuses the run's
+    config_class: type  # the modality's TrainConfig subclass
 
     def store_params(self, cfg: Any) -> dict[str, Any]:
         """Decode parameters that define the store (sample rate, frame size, ...)."""
@@ -67,8 +69,9 @@ class Modality(Protocol):
     def stages(self, cfg: Any, store: Store) -> list[tuple[str, nn.Module]]:
         """Preprocess stages, in order (augmentations are identity in eval mode)."""
 
-    def file_views(self, path: str, config: dict[str, Any]) -> tuple[torch.Tensor, list[dict]]:
-        """A file as ``[K, ...]`` views plus one info dict per view (e.g. window times)."""
+    def file_views(self, path: str, cfg: Any) -> tuple[torch.Tensor, list[dict]]:
+        """A file as ``[K, ...]`` views plus one info dict per view (e.g. window times), shaped
+        by ``cfg``, the checkpoint's :func:`trained_config`."""
 
 
 def cache_dir() -> Path:
@@ -188,29 +191,29 @@ def decode_all(
         yield from zip(records, pool.map(one, records), strict=True)
 
 
-def checkpoint_config(
+def checkpoint_spec(
     modality: Modality,
     cfg: TrainConfig,
     store: Store,
     stages: list[tuple[str, nn.Module]],
     validation: dict[str, Any],
-) -> dict[str, Any]:
-    return {
-        "mmkit_version": mmkit.__version__,
-        "modality": modality.name,
-        "task": "classify",
-        "backbone": {"name": cfg.backbone, "kwargs": cfg.backbone_kwargs},
-        "preprocess": [stage_config(m, n) for n, m in stages],
-        "labels": store.labels,
-        "data": {
+) -> CheckpointSpec:
+    return CheckpointSpec(
+        modality=modality.name,
+        task="classify",
+        backbone=Stage(cfg.backbone, cfg.backbone_kwargs),
+        preprocess={"input": [stage_spec(m, n) for n, m in stages]},
+        labels=store.labels,
+        data={
             "params": store.params,
             "fingerprint": store.meta.get("fingerprint"),
             "dataset": cfg.dataset,
             "store": str(store.path),
             "validation": validation,
         },
-        "train": cfg.to_dict(),
-    }
+        train=cfg.to_dict(),
+        mmkit_version=mmkit.__version__,
+    )
 
 
 def train(
@@ -227,7 +230,7 @@ def train(
         nn.Sequential(*(m for _, m in stages)),
         mmkit.create_backbone(cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs),
     )
-    ckpt_config = checkpoint_config(modality, cfg, store, stages, splits.info)
+    ckpt_config = checkpoint_spec(modality, cfg, store, stages, splits.info).to_json()
     trainer = Trainer(
         model,
         ClassificationTask(store.labels),
@@ -246,25 +249,43 @@ def train(
 @dataclass
 class LoadedClassifier:
     model: Classifier
-    config: dict[str, Any]
+    spec: CheckpointSpec
+    trained: Any  # the modality's config with the data-shaping options the model trained with
     path: Path
     device: torch.device
 
+    @property
+    def labels(self) -> list[str]:
+        return self.spec.labels
+
+
+def trained_config(modality: Modality, spec: CheckpointSpec, source: str) -> Any:
+    """The checkpoint's data-shaping options (``modality.shape_keys``) as a checked config."""
+    values = {k: spec.train[k] for k in modality.shape_keys if k in spec.train}
+    try:
+        cfg = from_dict(modality.config_class, dict(values, dataset="-"), source=f"{source}: train")
+        cfg.validate()
+    except UserInputError as exc:
+        text = str(exc) if str(exc).startswith(source) else f"{source}: train: {exc}"
+        raise CheckpointError(text) from exc
+    return cfg
+
 
 def load_classifier(
-    checkpoint: str | Path, modality: str, device: str = "auto"
+    checkpoint: str | Path, modality: Modality, device: str = "auto"
 ) -> LoadedClassifier:
     """A classification checkpoint of this modality, rebuilt from its config, in eval mode."""
     path = resolve_checkpoint_dir(checkpoint)
-    config = read_config(path)
-    if config.get("modality") != modality or config.get("task") != "classify":
+    spec = read_spec(path)
+    if spec.modality != modality.name or spec.task != "classify":
         raise UserInputError(
-            f"{path} is a {config.get('modality')} {config.get('task')} checkpoint, "
-            f"not {modality} classification"
+            f"{path} is a {spec.modality} {spec.task} checkpoint, not {modality.name} "
+            "classification"
         )
+    trained = trained_config(modality, spec, str(path / "config.json"))
     dev = resolve_device(device)
     loaded = load_checkpoint(path, dev)
-    return LoadedClassifier(loaded.model, config, path, dev)
+    return LoadedClassifier(loaded.model, spec, trained, path, dev)
 
 
 def evaluate(
@@ -281,15 +302,13 @@ def evaluate(
     from mmkit.engine.plots import plot_confusion
 
     progress = progress or NullProgress()
-    loaded = load_classifier(checkpoint, modality.name, getattr(cfg, "device", "auto"))
-    trained = loaded.config["train"]
-    for key in modality.shape_keys:
-        setattr(cfg, key, trained[key])
+    loaded = load_classifier(checkpoint, modality, getattr(cfg, "device", "auto"))
+    cfg = replace(cfg, **{k: getattr(loaded.trained, k) for k in modality.shape_keys})
     store = prepare(modality, cfg, progress=progress)
-    selection = eval_selection(store, split, loaded.config["data"].get("fingerprint"))
+    selection = eval_selection(store, split, loaded.spec.fingerprint)
     progress.message(selection.note)
     indices, split = selection.indices, selection.split
-    labels = loaded.config["labels"]
+    labels = loaded.labels
     unknown = sorted({store.labels[store.targets[i]] for i in indices} - set(labels))
     if unknown:
         raise UserInputError(f"labels not in the checkpoint: {', '.join(unknown[:5])}")
@@ -338,13 +357,13 @@ def infer(
 ) -> list[dict[str, Any]]:
     """Top-k labels per file (DESIGN §3 infer JSON); several views are averaged."""
     progress = progress or NullProgress()
-    loaded = load_classifier(checkpoint, modality.name, device)
-    labels = loaded.config["labels"]
+    loaded = load_classifier(checkpoint, modality, device)
+    labels = loaded.labels
     files = expand_paths(paths, modality.extensions)
     results = []
     progress.start("infer", len(files))
     for f in files:
-        views, infos = modality.file_views(f, loaded.config)
+        views, infos = modality.file_views(f, loaded.trained)
         with torch.no_grad():
             probs = torch.cat(
                 [

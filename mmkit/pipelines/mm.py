@@ -33,15 +33,16 @@ import mmkit
 from mmkit.config import TrainConfig
 from mmkit.data.captions import CaptionOptions
 from mmkit.data.store import Store
-from mmkit.engine.checkpoint import load_weights, read_config, resolve_checkpoint_dir
+from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.run import eval_selection, start_run, training_splits
 from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
-from mmkit.errors import UserInputError
+from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.image import IMAGE_EXTENSIONS, load_image_array
 from mmkit.pipelines.classify import expand_paths
 from mmkit.pipelines.mm_store import prepare_store, summary
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
+from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks.contrastive import (
     CaptionImages,
     CaptionPairs,
@@ -148,17 +149,48 @@ def model_spec(cfg: MMConfig) -> tuple[str, dict[str, Any]]:
 
 @dataclass
 class LoadedClip:
-    """A model ready for ``sim`` / ``evaluate``: pipeline (eval mode), tokenizer, config."""
+    """A model ready for ``sim`` / ``evaluate``: pipeline (eval mode), tokenizer, spec."""
 
     pipeline: ClipPipeline
     tokenizer: torch.nn.Module
-    config: dict[str, Any]
+    spec: CheckpointSpec
     path: Path | None
     device: torch.device
 
     @property
     def store_params(self) -> dict[str, Any]:
-        return self.config["data"]["params"]
+        return self.spec.data_params
+
+
+def pipeline_spec(
+    parts: dict[str, Any],
+    *,
+    labels: Sequence[str] = (),
+    prompt: str = DEFAULT_PROMPT,
+    data: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+) -> CheckpointSpec:
+    """The checkpoint spec of a pipeline from :func:`create_pipeline`'s parts."""
+    pre = parts["preprocess"]
+    return CheckpointSpec(
+        modality="mm",
+        task="contrastive",
+        backbone=Stage(parts["backbone"]["name"], parts["backbone"]["kwargs"]),
+        preprocess={k: [Stage(pre[k]["name"], pre[k]["params"])] for k in ("image", "text")},
+        labels=list(labels),
+        data={**parts["data"], **(data or {})},
+        train=train or {},
+        prompt=prompt,
+        mmkit_version=mmkit.__version__,
+    )
+
+
+def _check_store_params(spec: CheckpointSpec, source: str) -> None:
+    size = spec.data_params.get("image_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
+        raise CheckpointError(f"{source}: data.params.image_size must be 8..4096, got {size!r}")
+    if not isinstance(spec.data_params.get("tokenizer"), dict):
+        raise CheckpointError(f"{source}: data.params.tokenizer must be a JSON object")
 
 
 def load_clip(
@@ -175,22 +207,22 @@ def load_clip(
     path = None
     if checkpoint is not None:
         path = resolve_checkpoint_dir(checkpoint)
-        config = read_config(path)
-        if config.get("modality") != "mm" or config.get("task") != "contrastive":
+        source = str(path / "config.json")
+        spec = read_spec(path)
+        if spec.task != "contrastive":
             raise UserInputError(
-                f"{path} is a {config.get('modality')} {config.get('task')} checkpoint, "
-                "not an image-text one"
+                f"{path} is a {spec.modality} {spec.task} checkpoint, not an image-text one"
             )
-        pipeline = build_contrastive(config, str(path / "config.json"))
-        load_weights(pipeline, path, dev)
+        _check_store_params(spec, source)
+        pipeline = build_checked(lambda: build_contrastive(spec, source), path, dev)
     else:
+        source = "model"
         name, kwargs = model_spec(MMConfig(dataset="-", model=model))
-        pipeline, config = create_pipeline(name, kwargs, pretrained=pretrained)
-    text = config["preprocess"]["text"]
-    tokenizer = PREPROCESSORS.create_from_config(
-        text["name"], text.get("params", {}), source=str(path / "config.json") if path else "model"
-    )
-    return LoadedClip(pipeline.to(dev).eval(), tokenizer, config, path, dev)
+        pipeline, parts = create_pipeline(name, kwargs, pretrained=pretrained)
+        spec = pipeline_spec(parts)
+    (text,) = spec.stages("text")
+    tokenizer = PREPROCESSORS.create_from_config(text.name, text.params, source=source)
+    return LoadedClip(pipeline.to(dev).eval(), tokenizer, spec, path, dev)
 
 
 # -- prepare / train / evaluate / sim ---------------------------------------------------------
@@ -228,22 +260,18 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
     task = ContrastiveTask(
         create_preprocessor(text["name"], **text["params"]), cfg.prompt or DEFAULT_PROMPT
     )
-    ckpt_config = {
-        "mmkit_version": mmkit.__version__,
-        "modality": "mm",
-        "task": "contrastive",
-        **spec,
-        "labels": class_names(store),
-        "prompt": cfg.prompt or DEFAULT_PROMPT,
-        "data": dict(
-            spec["data"],
-            fingerprint=store.meta.get("fingerprint"),
-            dataset=cfg.dataset,
-            store=str(store.path),
-            validation=splits.info,
-        ),
-        "train": cfg.to_dict(),
-    }
+    ckpt_config = pipeline_spec(
+        spec,
+        labels=class_names(store),
+        prompt=cfg.prompt or DEFAULT_PROMPT,
+        data={
+            "fingerprint": store.meta.get("fingerprint"),
+            "dataset": cfg.dataset,
+            "store": str(store.path),
+            "validation": splits.info,
+        },
+        train=cfg.to_dict(),
+    ).to_json()
     trainer = Trainer(
         pipeline,
         task,
@@ -278,11 +306,11 @@ def evaluate(
     )
     progress = progress or NullProgress()
     store = prepare(cfg, params=loaded.store_params, progress=progress)
-    trained_fp = loaded.config["data"].get("fingerprint") if loaded.path else None
+    trained_fp = loaded.spec.fingerprint if loaded.path else None
     selection = eval_selection(store, split, trained_fp)
     progress.message(selection.note)
     indices, split = selection.indices, selection.split
-    prompt = cfg.prompt or loaded.config.get("prompt") or DEFAULT_PROMPT
+    prompt = cfg.prompt or loaded.spec.prompt or DEFAULT_PROMPT
     loader = DataLoader(CaptionImages(store, indices), batch_size=64)
     result = ContrastiveTask(loaded.tokenizer, prompt).report(
         loaded.pipeline, loader, loaded.device

@@ -106,6 +106,7 @@ class VideoModality:
         "store_frames",
         "fold",
     )
+    config_class = VideoConfig
 
     def store_params(self, cfg: VideoConfig) -> dict[str, Any]:
         return {"short_side": cfg.short_side, "store_frames": cfg.store_frames}
@@ -132,9 +133,8 @@ class VideoModality:
         )
         return [("video_transform", transform)]
 
-    def file_views(self, path: str, config: dict[str, Any]) -> tuple[torch.Tensor, list[dict]]:
+    def file_views(self, path: str, cfg: VideoConfig) -> tuple[torch.Tensor, list[dict]]:
         """The evaluation clips of one file, ``[K, T, S, S, 3]`` uint8."""
-        cfg = VideoConfig(**{k: config["train"][k] for k in self.shape_keys})
         frames = decode_frames(path, cfg.short_side, cfg.store_frames)
         grid = eval_sampler(cfg)(len(frames))
         return torch.from_numpy(frames[grid.reshape(-1, cfg.frames).numpy()]), [{}]

@@ -28,6 +28,7 @@ from mmkit.errors import CheckpointError, UserInputError
 from mmkit.losses import ContrastiveLoss
 from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
+from mmkit.spec import CheckpointSpec
 
 DIRECTIONS = ("image_to_text", "text_to_image")
 _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
@@ -111,21 +112,19 @@ def create_pipeline(
     return ClipPipeline(transform, model), config
 
 
-def build_contrastive(config: dict[str, Any], source: str = "config.json") -> ClipPipeline:
-    """Rebuild the exact model + image transform from a checkpoint's ``config.json`` (untrusted
-    data: plugins are built through ``create_from_config``)."""
-    backbone = config["backbone"]
-    kwargs = backbone.get("kwargs", {})
-    if backbone["name"] == "open_clip_model":
+def build_contrastive(spec: CheckpointSpec, source: str = "config.json") -> ClipPipeline:
+    """Rebuild the exact model + image transform from a checkpoint's spec (untrusted data:
+    plugins are built through ``create_from_config``)."""
+    kwargs = spec.backbone.params
+    BACKBONES.check_config(spec.backbone.name, kwargs, source=source)
+    if spec.backbone.name == "open_clip_model":
         try:
             ensure_open_clip_arch(kwargs.get("model_name"), kwargs.get("model_kwargs"))
         except UserInputError as exc:
             raise CheckpointError(f"{source}: {exc}") from exc
-    image = config["preprocess"]["image"]
-    model = BACKBONES.create_from_config(backbone["name"], kwargs, source=source)
-    transform = PREPROCESSORS.create_from_config(
-        image["name"], image.get("params", {}), source=source
-    )
+    model = BACKBONES.create_from_config(spec.backbone.name, kwargs, source=source)
+    (image,) = spec.stages("image")
+    transform = PREPROCESSORS.create_from_config(image.name, image.params, source=source)
     return ClipPipeline(transform, model)
 
 
