@@ -7,10 +7,14 @@ device, then the model) --> the one Trainer --> a checkpoint whose ``config.json
 the model, the image transform and the tokenizer.
 
 The model is a registered mm backbone (``clip_lite`` by default, ``--image-size`` and
-``--context-length`` set its towers) or, with ``--model NAME``, any open_clip architecture (or an
-open_clip model-config JSON file, registered under its file stem); ``--pretrained PATH_OR_TAG``
-loads open_clip weights, usable by ``sim`` and ``evaluate`` directly and as the starting point
-of ``train``.
+``--context-length`` set its towers) or, with ``--model NAME``, any open_clip architecture (an
+open_clip model-config JSON file or ``open_clip_config.json``, registered under its file or
+folder name, or ``hf-hub:ORG/REPO``, registered as ``ORG--REPO``: see
+:mod:`mmkit.backbones.open_clip_sources`); ``--pretrained PATH_OR_TAG`` loads open_clip weights
+(a hub model's own by default), usable by ``sim`` and ``evaluate`` directly and as the starting
+point of ``train``. Images are fitted into the model's input size the way its weights expect
+(``resize_mode`` / ``interpolation`` of the tag or hub config, as open_clip's eval transform),
+when the store is prepared and in ``sim``; the checkpoint keeps that setting.
 
 ``sim`` output (see :func:`sim`): one image with texts ranks the texts, several images with one
 text rank the images, several of both give one ranking of the texts per image.
@@ -37,10 +41,10 @@ from mmkit.engine.checkpoint import load_weights, read_config, resolve_checkpoin
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.run import start_run, training_splits
 from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
-from mmkit.errors import UserInputError
-from mmkit.io.image import IMAGE_EXTENSIONS, load_image_array
+from mmkit.errors import CheckpointError, UserInputError
+from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
 from mmkit.pipelines.classify import expand_paths
-from mmkit.pipelines.mm_store import prepare_store, summary
+from mmkit.pipelines.mm_store import decode_image, prepare_store, summary
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
 from mmkit.tasks.contrastive import (
     CaptionImages,
@@ -107,29 +111,21 @@ def caption_options(cfg: MMConfig) -> CaptionOptions:
 
 
 # -- the model ---------------------------------------------------------------------------------
-def _open_clip_arch(model: str, model_kwargs: dict | None) -> tuple[str, dict | None]:
-    """An architecture name as is; an open_clip model-config JSON file -> (its stem, its
-    content), the content being registered under the stem when the model is built."""
-    if not model.endswith(".json"):
-        return model, model_kwargs
-    path = Path(model).expanduser()
-    try:
-        arch = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserInputError(f"cannot read open_clip model config {model}: {exc}") from exc
-    return path.stem, arch
-
-
 def model_spec(cfg: MMConfig) -> tuple[str, dict[str, Any]]:
-    """(backbone name, kwargs) that build ``cfg``'s model, pretrained weights left out."""
+    """(backbone name, kwargs) that build ``cfg``'s model, pretrained weights left out; an
+    ``hf-hub:`` or JSON ``--model`` is resolved to a plain name + its architecture config and
+    preprocessing (fetching the hub's ``open_clip_config.json``)."""
     if cfg.model:
-        name, model_kwargs = _open_clip_arch(cfg.model, cfg.backbone_kwargs.get("model_kwargs"))
+        from mmkit.backbones.open_clip_sources import resolve_arch
+
+        arch = resolve_arch(cfg.model, cfg.backbone_kwargs.get("model_kwargs"))
         return "open_clip_model", {
-            "model_name": name,
+            "model_name": arch.name,
             "pretrained": None,
             "force_image_size": cfg.image_size,
             "force_context_length": cfg.context_length,
-            "model_kwargs": model_kwargs,
+            "model_kwargs": arch.model_kwargs,
+            "preprocess_cfg": arch.preprocess_cfg or None,
         }
     spec = BACKBONES.get(cfg.backbone)
     if spec.modality != "mm":
@@ -144,6 +140,16 @@ def model_spec(cfg: MMConfig) -> tuple[str, dict[str, Any]]:
         text = dict(kwargs.get("text_kwargs") or {}, context_length=cfg.context_length)
         kwargs["text_kwargs"] = text
     return cfg.backbone, kwargs
+
+
+def pretrained_for(cfg: MMConfig) -> str | None:
+    """``--pretrained``; without it, an ``hf-hub:ORG/REPO`` model's own weights."""
+    if cfg.pretrained or not cfg.model:
+        return cfg.pretrained
+    from mmkit.backbones.open_clip_sources import HF_HUB, hf_hub_repo
+
+    repo = hf_hub_repo(cfg.model)
+    return f"{HF_HUB}{repo}" if repo else None
 
 
 @dataclass
@@ -181,16 +187,43 @@ def load_clip(
                 f"{path} is a {config.get('modality')} {config.get('task')} checkpoint, "
                 "not an image-text one"
             )
+        _check_store_params(config, str(path / "config.json"))
         pipeline = build_contrastive(config, str(path / "config.json"))
         load_weights(pipeline, path, dev)
     else:
-        name, kwargs = model_spec(MMConfig(dataset="-", model=model))
-        pipeline, config = create_pipeline(name, kwargs, pretrained=pretrained)
+        cfg = MMConfig(dataset="-", model=model, pretrained=pretrained)
+        name, kwargs = model_spec(cfg)
+        pipeline, config = create_pipeline(name, kwargs, pretrained=pretrained_for(cfg))
     text = config["preprocess"]["text"]
     tokenizer = PREPROCESSORS.create_from_config(
         text["name"], text.get("params", {}), source=str(path / "config.json") if path else "model"
     )
     return LoadedClip(pipeline.to(dev).eval(), tokenizer, config, path, dev)
+
+
+def _check_store_params(config: dict[str, Any], source: str) -> None:
+    """A checkpoint's ``data.params`` fitting keys (untrusted data) must be valid settings."""
+    params = (config.get("data") or {}).get("params")
+    if not isinstance(params, dict) or not isinstance(params.get("image_size"), int):
+        raise CheckpointError(f"{source}: data.params must hold an integer image_size")
+    try:
+        check_resize(*(params.get(key, default) for key, default in RESIZE_DEFAULTS.items()))
+    except UserInputError as exc:
+        raise CheckpointError(f"{source}: data.params: {exc}") from None
+
+
+def encode_image_files(loaded: LoadedClip, files: Sequence[str | Path]) -> torch.Tensor:
+    """Normalised ``float [N, D]`` embeddings of image files, decoded as the model's prepared
+    store would hold them (:func:`~mmkit.pipelines.mm_store.decode_image`), then its image
+    transform (eval mode) and image tower, 64 at a time."""
+    params = loaded.store_params
+    pixels = torch.from_numpy(np.stack([decode_image(f, params) for f in files]))
+    return torch.cat(
+        [
+            loaded.pipeline.encode_images(pixels[i : i + 64].to(loaded.device)).float().cpu()
+            for i in range(0, len(pixels), 64)
+        ]
+    )
 
 
 # -- prepare / train / evaluate / sim ---------------------------------------------------------
@@ -218,7 +251,7 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
     pipeline, spec = create_pipeline(
         name,
         kwargs,
-        pretrained=None if resume else cfg.pretrained,
+        pretrained=None if resume else pretrained_for(cfg),
         crop_scale=cfg.crop_scale if cfg.augment else None,
         seed=cfg.seed,
     )
@@ -241,7 +274,7 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
             dataset=cfg.dataset,
             store=str(store.path),
         ),
-        "train": cfg.to_dict(),
+        "train": _without_locations(cfg.to_dict(), kwargs),
     }
     trainer = Trainer(
         pipeline,
@@ -256,6 +289,19 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
     if resume:
         trainer.resume()
     return trainer.fit()
+
+
+def _without_locations(train: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The training options as the checkpoint records them: an ``hf-hub:`` model under the
+    plain name it was registered as, ``hf-hub:`` weights as their repo id (a checkpoint's
+    ``config.json`` never names a location another library would fetch)."""
+    from mmkit.backbones.open_clip_sources import HF_HUB
+
+    if str(train.get("model") or "").startswith(HF_HUB):
+        train["model"] = kwargs["model_name"]
+    if str(train.get("pretrained") or "").startswith(HF_HUB):
+        train["pretrained"] = train["pretrained"][len(HF_HUB) :]
+    return train
 
 
 def evaluate(
@@ -318,14 +364,7 @@ def sim(
     else:
         loaded = load_clip(checkpoint, model=model, pretrained=pretrained, device=device)
     files = expand_paths(list(images), IMAGE_EXTS)
-    size = int(loaded.store_params["image_size"])
-    pixels = torch.from_numpy(np.stack([load_image_array(f, size) for f in files]))
-    image_f = torch.cat(
-        [
-            loaded.pipeline.encode_images(pixels[i : i + 64].to(loaded.device)).float().cpu()
-            for i in range(0, len(pixels), 64)
-        ]
-    )
+    image_f = encode_image_files(loaded, files)
     tokens = loaded.tokenizer(list(texts)).to(loaded.device)
     text_f = loaded.pipeline.encode_texts(tokens).float().cpu()
     sims = image_f @ text_f.T
