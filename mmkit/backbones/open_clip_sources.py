@@ -31,7 +31,7 @@ HUB_CONFIG = "open_clip_config.json"
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")
 """The keys of open_clip's ``PreprocessCfg`` that mmkit follows (the size is the model's)."""
 _REPO_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
-_OTHER_SCHEMA = re.compile(r"^[A-Za-z][A-Za-z0-9+-]*:(?![\\/])")  # local-dir:, https:... not C:\
+_OTHER_SCHEMA = re.compile(r"^[A-Za-z][A-Za-z0-9+-]+:")  # local-dir:, https:...; not C:
 
 
 def _first_line(exc: BaseException) -> str:

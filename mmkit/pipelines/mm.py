@@ -112,20 +112,25 @@ def caption_options(cfg: MMConfig) -> CaptionOptions:
 
 # -- the model ---------------------------------------------------------------------------------
 def model_spec(cfg: MMConfig) -> tuple[str, dict[str, Any]]:
-    """(backbone name, kwargs) that build ``cfg``'s model, pretrained weights left out; an
-    ``hf-hub:`` or JSON ``--model`` is resolved to a plain name + its architecture config and
-    preprocessing (fetching the hub's ``open_clip_config.json``)."""
+    """(backbone name, kwargs) that build ``cfg``'s model, pretrained weights left out but not
+    their preprocessing: an ``hf-hub:`` or JSON ``--model`` is resolved to a plain name + its
+    architecture config and preprocessing (fetching the hub's ``open_clip_config.json``), a
+    ``--pretrained`` tag brings its preprocessing from open_clip's metadata (so ``prepare`` and
+    ``train --resume`` fit images as the weights expect without fetching them)."""
     if cfg.model:
-        from mmkit.backbones.open_clip_sources import resolve_arch
+        from mmkit.backbones.open_clip_sources import resolve_arch, tag_preprocess_cfg
 
         arch = resolve_arch(cfg.model, cfg.backbone_kwargs.get("model_kwargs"))
+        preprocess = arch.preprocess_cfg
+        if not preprocess and cfg.pretrained:
+            preprocess = tag_preprocess_cfg(arch.name, cfg.pretrained)
         return "open_clip_model", {
             "model_name": arch.name,
             "pretrained": None,
             "force_image_size": cfg.image_size,
             "force_context_length": cfg.context_length,
             "model_kwargs": arch.model_kwargs,
-            "preprocess_cfg": arch.preprocess_cfg or None,
+            "preprocess_cfg": preprocess or None,
         }
     spec = BACKBONES.get(cfg.backbone)
     if spec.modality != "mm":
