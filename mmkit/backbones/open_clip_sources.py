@@ -228,7 +228,7 @@ def resolve_pretrained(
             path = download_pretrained(tag_cfg, cache_dir=cache_dir)
         except Exception as exc:  # huggingface_hub / urllib raise many types offline
             raise UserInputError(
-                f"open_clip {name!r}: cannot fetch pretrained={pretrained!r} ({_first_line(exc)})"
+                f"open_clip {name!r}: cannot fetch pretrained={pretrained!r} ({_hub_reason(exc)})"
             ) from exc
         return path, tag_preprocess_cfg(name, pretrained)
     if os.path.isfile(pretrained):
