@@ -23,10 +23,16 @@ ContextLength = Annotated[
 ]
 Model = Annotated[
     str | None,
-    typer.Option(help="open_clip architecture (e.g. ViT-B-32) or model-config JSON file."),
+    typer.Option(
+        help="open_clip architecture (e.g. ViT-B-32), model-config JSON file or hf-hub:ORG/REPO."
+    ),
 ]
 Pretrained = Annotated[
-    str | None, typer.Option(help="open_clip weights: a local file, or a tag (needs the hub).")
+    str | None,
+    typer.Option(
+        help="open_clip weights: a local file, a tag or hf-hub:ORG/REPO (tags and hub need the "
+        "network or a warm cache); their preprocessing comes with them."
+    ),
 ]
 Prompt = Annotated[
     str | None, typer.Option(help="Zero-shot prompt template (default 'a photo of a {}').")

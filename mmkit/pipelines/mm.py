@@ -7,10 +7,14 @@ device, then the model) --> the one Trainer --> a checkpoint whose ``config.json
 the model, the image transform and the tokenizer.
 
 The model is a registered mm backbone (``clip_lite`` by default, ``--image-size`` and
-``--context-length`` set its towers) or, with ``--model NAME``, any open_clip architecture (or an
-open_clip model-config JSON file, registered under its file stem); ``--pretrained PATH_OR_TAG``
-loads open_clip weights, usable by ``sim`` and ``evaluate`` directly and as the starting point
-of ``train``.
+``--context-length`` set its towers) or, with ``--model NAME``, any open_clip architecture (an
+open_clip model-config JSON file or ``open_clip_config.json``, registered under its file or
+folder name, or ``hf-hub:ORG/REPO``, registered as ``ORG--REPO``: see
+:mod:`mmkit.backbones.open_clip_sources`); ``--pretrained PATH_OR_TAG`` loads open_clip weights
+(a hub model's own by default), usable by ``sim`` and ``evaluate`` directly and as the starting
+point of ``train``. Images are fitted into the model's input size the way its weights expect
+(``resize_mode`` / ``interpolation`` of the tag or hub config, as open_clip's eval transform),
+when the store is prepared and in ``sim``; the checkpoint keeps that setting.
 
 ``sim`` output (see :func:`sim`): one image with texts ranks the texts, several images with one
 text rank the images, several of both give one ranking of the texts per image.
@@ -38,9 +42,9 @@ from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.run import eval_selection, start_run, training_splits
 from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
 from mmkit.errors import CheckpointError, UserInputError
-from mmkit.io.image import IMAGE_EXTENSIONS, load_image_array
+from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
 from mmkit.pipelines.classify import expand_paths
-from mmkit.pipelines.mm_store import prepare_store, summary
+from mmkit.pipelines.mm_store import decode_image, prepare_store, summary
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
 from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks.contrastive import (
@@ -108,29 +112,26 @@ def caption_options(cfg: MMConfig) -> CaptionOptions:
 
 
 # -- the model ---------------------------------------------------------------------------------
-def _open_clip_arch(model: str, model_kwargs: dict | None) -> tuple[str, dict | None]:
-    """An architecture name as is; an open_clip model-config JSON file -> (its stem, its
-    content), the content being registered under the stem when the model is built."""
-    if not model.endswith(".json"):
-        return model, model_kwargs
-    path = Path(model).expanduser()
-    try:
-        arch = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserInputError(f"cannot read open_clip model config {model}: {exc}") from exc
-    return path.stem, arch
-
-
 def model_spec(cfg: MMConfig) -> tuple[str, dict[str, Any]]:
-    """(backbone name, kwargs) that build ``cfg``'s model, pretrained weights left out."""
+    """(backbone name, kwargs) that build ``cfg``'s model, pretrained weights left out but not
+    their preprocessing: an ``hf-hub:`` or JSON ``--model`` is resolved to a plain name + its
+    architecture config and preprocessing (fetching the hub's ``open_clip_config.json``), a
+    ``--pretrained`` tag brings its preprocessing from open_clip's metadata (so ``prepare`` and
+    ``train --resume`` fit images as the weights expect without fetching them)."""
     if cfg.model:
-        name, model_kwargs = _open_clip_arch(cfg.model, cfg.backbone_kwargs.get("model_kwargs"))
+        from mmkit.backbones.open_clip_sources import resolve_arch, tag_preprocess_cfg
+
+        arch = resolve_arch(cfg.model, cfg.backbone_kwargs.get("model_kwargs"))
+        preprocess = arch.preprocess_cfg
+        if not preprocess and cfg.pretrained:
+            preprocess = tag_preprocess_cfg(arch.name, cfg.pretrained)
         return "open_clip_model", {
-            "model_name": name,
+            "model_name": arch.name,
             "pretrained": None,
             "force_image_size": cfg.image_size,
             "force_context_length": cfg.context_length,
-            "model_kwargs": model_kwargs,
+            "model_kwargs": arch.model_kwargs,
+            "preprocess_cfg": preprocess or None,
         }
     spec = BACKBONES.get(cfg.backbone)
     if spec.modality != "mm":
@@ -145,6 +146,16 @@ def model_spec(cfg: MMConfig) -> tuple[str, dict[str, Any]]:
         text = dict(kwargs.get("text_kwargs") or {}, context_length=cfg.context_length)
         kwargs["text_kwargs"] = text
     return cfg.backbone, kwargs
+
+
+def pretrained_for(cfg: MMConfig) -> str | None:
+    """``--pretrained``; without it, an ``hf-hub:ORG/REPO`` model's own weights."""
+    if cfg.pretrained or not cfg.model:
+        return cfg.pretrained
+    from mmkit.backbones.open_clip_sources import HF_HUB, hf_hub_repo
+
+    repo = hf_hub_repo(cfg.model)
+    return f"{HF_HUB}{repo}" if repo else None
 
 
 @dataclass
@@ -185,14 +196,6 @@ def pipeline_spec(
     )
 
 
-def _check_store_params(spec: CheckpointSpec, source: str) -> None:
-    size = spec.data_params.get("image_size")
-    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
-        raise CheckpointError(f"{source}: data.params.image_size must be 8..4096, got {size!r}")
-    if not isinstance(spec.data_params.get("tokenizer"), dict):
-        raise CheckpointError(f"{source}: data.params.tokenizer must be a JSON object")
-
-
 def load_clip(
     checkpoint: str | Path | None = None,
     *,
@@ -217,12 +220,41 @@ def load_clip(
         pipeline = build_checked(lambda: build_contrastive(spec, source), path, dev)
     else:
         source = "model"
-        name, kwargs = model_spec(MMConfig(dataset="-", model=model))
-        pipeline, parts = create_pipeline(name, kwargs, pretrained=pretrained)
+        cfg = MMConfig(dataset="-", model=model, pretrained=pretrained)
+        name, kwargs = model_spec(cfg)
+        pipeline, parts = create_pipeline(name, kwargs, pretrained=pretrained_for(cfg))
         spec = pipeline_spec(parts)
     (text,) = spec.stages("text")
     tokenizer = PREPROCESSORS.create_from_config(text.name, text.params, source=source)
     return LoadedClip(pipeline.to(dev).eval(), tokenizer, spec, path, dev)
+
+
+def _check_store_params(spec: CheckpointSpec, source: str) -> None:
+    """A checkpoint's ``data.params`` (untrusted data) must be valid decode settings."""
+    params = spec.data_params
+    size = params.get("image_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
+        raise CheckpointError(f"{source}: data.params.image_size must be 8..4096, got {size!r}")
+    if not isinstance(params.get("tokenizer"), dict):
+        raise CheckpointError(f"{source}: data.params.tokenizer must be a JSON object")
+    try:
+        check_resize(*(params.get(key, default) for key, default in RESIZE_DEFAULTS.items()))
+    except UserInputError as exc:
+        raise CheckpointError(f"{source}: data.params: {exc}") from None
+
+
+def encode_image_files(loaded: LoadedClip, files: Sequence[str | Path]) -> torch.Tensor:
+    """Normalised ``float [N, D]`` embeddings of image files, decoded as the model's prepared
+    store would hold them (:func:`~mmkit.pipelines.mm_store.decode_image`), then its image
+    transform (eval mode) and image tower, 64 at a time."""
+    params = loaded.store_params
+    pixels = torch.from_numpy(np.stack([decode_image(f, params) for f in files]))
+    return torch.cat(
+        [
+            loaded.pipeline.encode_images(pixels[i : i + 64].to(loaded.device)).float().cpu()
+            for i in range(0, len(pixels), 64)
+        ]
+    )
 
 
 # -- prepare / train / evaluate / sim ---------------------------------------------------------
@@ -250,7 +282,7 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
     pipeline, spec = create_pipeline(
         name,
         kwargs,
-        pretrained=None if resume else cfg.pretrained,
+        pretrained=None if resume else pretrained_for(cfg),
         crop_scale=cfg.crop_scale if cfg.augment else None,
         seed=cfg.seed,
     )
@@ -270,7 +302,7 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
             "store": str(store.path),
             "validation": splits.info,
         },
-        train=cfg.to_dict(),
+        train=_without_locations(cfg.to_dict(), kwargs),
     ).to_json()
     trainer = Trainer(
         pipeline,
@@ -285,6 +317,19 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
     if resume:
         trainer.resume()
     return trainer.fit()
+
+
+def _without_locations(train: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The training options as the checkpoint records them: an ``hf-hub:`` model under the
+    plain name it was registered as, ``hf-hub:`` weights as their repo id (a checkpoint's
+    ``config.json`` never names a location another library would fetch)."""
+    from mmkit.backbones.open_clip_sources import HF_HUB
+
+    if str(train.get("model") or "").startswith(HF_HUB):
+        train["model"] = kwargs["model_name"]
+    if str(train.get("pretrained") or "").startswith(HF_HUB):
+        train["pretrained"] = train["pretrained"][len(HF_HUB) :]
+    return train
 
 
 def evaluate(
@@ -350,14 +395,7 @@ def sim(
     else:
         loaded = load_clip(checkpoint, model=model, pretrained=pretrained, device=device)
     files = expand_paths(list(images), IMAGE_EXTS)
-    size = int(loaded.store_params["image_size"])
-    pixels = torch.from_numpy(np.stack([load_image_array(f, size) for f in files]))
-    image_f = torch.cat(
-        [
-            loaded.pipeline.encode_images(pixels[i : i + 64].to(loaded.device)).float().cpu()
-            for i in range(0, len(pixels), 64)
-        ]
-    )
+    image_f = encode_image_files(loaded, files)
     tokens = loaded.tokenizer(list(texts)).to(loaded.device)
     text_f = loaded.pipeline.encode_texts(tokens).float().cpu()
     sims = image_f @ text_f.T

@@ -1,10 +1,12 @@
 """The prepared image-text store: every image decoded once, every caption tokenised once.
 
 Layout (a :class:`~mmkit.data.store.Store` of modality ``mm``): one ``uint8 [S, S, 3]`` row per
-image (short-side resize + centre crop to ``S``), the item label being the class name or ``""``;
-extras ``tokens`` (``int32 [num_captions, context_length]``) and ``caption_image`` (the item index
-of each caption); the caption texts in the manifest. ``params`` (image size + tokenizer) are part
-of the fingerprint, so a model with another image size or tokenizer gets its own store.
+image (fitted into ``S x S`` as the model's preprocessing says: :func:`decode_image`), the item
+label being the class name or ``""``; extras ``tokens`` (``int32 [num_captions,
+context_length]``) and ``caption_image`` (the item index of each caption); the caption texts in
+the manifest. ``params`` (image size, ``resize_mode`` / ``interpolation`` / ``fill_color``,
+tokenizer) are part of the fingerprint, so a model with another image size, resize or tokenizer
+gets its own store.
 """
 
 from __future__ import annotations
@@ -21,16 +23,24 @@ from mmkit.data.captions import CaptionData, CaptionOptions, resolve_captions
 from mmkit.data.store import Store, StoreWriter, is_store
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.errors import UserInputError
-from mmkit.io.image import load_image_array
+from mmkit.io.image import RESIZE_DEFAULTS, ImageSource, load_image_array
 from mmkit.pipelines.classify import cache_dir, decode_all, source_stamp
 from mmkit.registry import create_preprocessor
 from mmkit.tasks.contrastive import class_names
 
 
+def decode_image(source: ImageSource, params: dict[str, Any]) -> np.ndarray:
+    """``uint8 [S, S, 3]``: ``source`` as a store with ``params`` holds it (``image_size`` and
+    the fitting keys; those missing, as in stores and checkpoints made before they were
+    recorded, are the defaults: short-side resize + centre crop, bicubic)."""
+    resize = {key: params.get(key, default) for key, default in RESIZE_DEFAULTS.items()}
+    return load_image_array(source, int(params["image_size"]), **resize)
+
+
 class _ImageDecoder:
     @staticmethod
     def decode(source: str | bytes, params: dict[str, Any]) -> np.ndarray:
-        return load_image_array(source, params["image_size"])[None]
+        return decode_image(source, params)[None]
 
 
 def _fingerprint(data: CaptionData, params: dict[str, Any]) -> str:

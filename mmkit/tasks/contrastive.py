@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmkit.data.store import Store
 from mmkit.errors import CheckpointError, UserInputError
+from mmkit.io.image import RESIZE_DEFAULTS, check_resize
 from mmkit.losses import ContrastiveLoss
 from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
@@ -88,6 +89,8 @@ def create_pipeline(
     """Backbone ``name`` (open_clip weights from ``pretrained``) + its image transform, and the
     ``backbone`` / ``preprocess`` / ``data`` config entries that rebuild them (weights aside).
 
+    ``data.params`` are the prepared store's: image size, how images are fitted into it (the
+    model's ``image_resize``, else :data:`~mmkit.io.image.RESIZE_DEFAULTS`) and the tokenizer.
     ``crop_scale`` is the area range of training crops; None makes them the whole image."""
     if name == "open_clip_model":
         ensure_open_clip_arch(kwargs["model_name"], kwargs.get("model_kwargs"))
@@ -107,9 +110,24 @@ def create_pipeline(
             "image": {"name": image_name, "params": image_params},
             "text": {"name": text_name, "params": text_params},
         },
-        "data": {"params": {"image_size": int(model.image_size), "tokenizer": text_params}},
+        "data": {
+            "params": {
+                "image_size": int(model.image_size),
+                **image_resize(model),
+                "tokenizer": text_params,
+            }
+        },
     }
     return ClipPipeline(transform, model), config
+
+
+def image_resize(model: nn.Module) -> dict[str, Any]:
+    """How ``model`` wants images fitted into its input size (``resize_mode``,
+    ``interpolation``, ``fill_color``); models without an ``image_resize`` get the defaults."""
+    own = getattr(model, "image_resize", None) or {}
+    resize = {key: own.get(key, default) for key, default in RESIZE_DEFAULTS.items()}
+    check_resize(resize["resize_mode"], resize["interpolation"], resize["fill_color"])
+    return resize
 
 
 def build_contrastive(spec: CheckpointSpec, source: str = "config.json") -> ClipPipeline:
