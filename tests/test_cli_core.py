@@ -14,7 +14,7 @@ from torch import nn
 
 import mmkit
 from mmkit.cli.main import main
-from mmkit.errors import UnknownPluginError
+from mmkit.errors import UnknownPluginError, UserInputError
 from mmkit.registry import BACKBONES, register_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,11 +113,20 @@ def test_list_table(plugin, capsys):
         json.loads(out)
 
 
-def test_list_bad_kind_is_one_line(capsys):
+def test_list_bad_kind_is_a_usage_error_naming_the_choices(capsys):
     code, out, err = run(["list", "--kind", "backbones"], capsys)
-    assert code == 1
+    assert code == 2
     assert out == ""
-    assert_one_error_line(err, "--kind must be one of", "'backbones'")
+    assert "'backbones' is not one of" in err and "'preprocessor'" in err
+    assert "Traceback" not in err
+
+
+def test_list_kind_from_the_library_is_one_line():
+    """The library still names a bad kind itself (the CLI's choices stop it earlier)."""
+    from mmkit.registry import list_plugins
+
+    with pytest.raises(UserInputError, match="--kind must be one of backbone, preprocessor"):
+        list_plugins("backbones")
 
 
 def test_describe(plugin, capsys):
