@@ -242,7 +242,7 @@ def render_prepare(summary: dict[str, Any], json_mode: bool) -> None:
     ]
     rows.append(["total", *(summary["splits"][s] for s in splits)])
     if "seconds" in summary:
-        rows.append(["seconds", *(round(summary["seconds"].get(s, 0.0), 1) for s in splits)])
+        rows.append(["seconds", *(f"{summary['seconds'].get(s, 0.0):.1f}" for s in splits)])
     out.print(table("files per class and split", ["label", *splits], rows))
     for s in summary["skipped"]:
         out.print(f"[yellow]skipped[/yellow] {s['name']}: {s['reason']}", highlight=False)
