@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -298,3 +299,14 @@ def test_log_mel_keys_reach_the_preprocessor():
     rebuilt = create_preprocessor("log_mel", **params)
     wave = torch.randn(2, 16000)
     assert torch.equal(rebuilt(wave), log_mel(wave))
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[1] / "examples").glob("*/*.yaml")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_example_experiment_files_are_valid_configs(path):
+    cls = {"audio": AudioConfig, "video": VideoConfig, "mm": MMConfig}[path.parent.name]
+    cfg = build_config(cls, path, {"dataset": "d"})
+    assert cfg.epochs >= 1
