@@ -1,16 +1,23 @@
 """Experiment configs: flat dataclasses whose keys are the CLI option names.
 
-A YAML/JSON ``--config FILE`` gives values for the same keys; flags given on the command line win
-over it; the dataclass defaults fill the rest. Validation names the bad key or value.
+Where a value comes from, lowest to highest precedence:
+
+    dataclass defaults < ``--config FILE`` (YAML/JSON) < ``--set key=value`` < explicit flags
+
+``--set`` reaches every key, dotted for the inside of a mapping (``backbone_kwargs.width=64``).
+Validation names the bad key or value. This module imports no torch, so the CLI can show the
+per-modality defaults in ``--help`` without loading it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
 import types
 import typing
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,15 +73,89 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def build_config(cls: type[C], config_file: str | Path | None, overrides: dict[str, Any]) -> C:
-    """Defaults < ``config_file`` < ``overrides`` (flags; None means "not given")."""
-    values: dict[str, Any] = {}
-    if config_file:
-        values.update(read_config_file(config_file))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = from_dict(cls, values, source=str(config_file or "options"))
+def build_config(
+    cls: type[C],
+    config_file: str | Path | None,
+    overrides: dict[str, Any],
+    sets: Sequence[str] = (),
+) -> C:
+    """Defaults < ``config_file`` < ``sets`` (``key=value``) < ``overrides`` (flags given;
+    None means "not given")."""
+    values = read_config_file(config_file) if config_file else {}
+    sources = dict.fromkeys(values, str(config_file))
+    for key, value in parse_sets(cls, sets, values).items():
+        values[key] = value
+        sources[key] = "--set"
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = value
+            sources[key] = "options"
+    cfg = from_dict(cls, values, source=str(config_file or "options"), sources=sources)
     cfg.validate()
     return cfg
+
+
+def parse_sets(cls: type, items: Sequence[str], base: dict[str, Any]) -> dict[str, Any]:
+    """``--set key=value`` items as ``{field: value}`` on top of ``base`` (the file's values).
+
+    A dotted key sets an entry inside a mapping field (``backbone_kwargs.width=64``), keeping the
+    mapping's other entries. Values are YAML (``3``, ``0.1``, ``[0, 20]``, ``null``), except for a
+    string field, which takes the text as written.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        path = [part.strip().replace("-", "_") for part in key.split(".")]
+        if not sep or not all(path):
+            raise UserInputError(f"--set expects key=value, got {item!r}")
+        name = path[0]
+        if name not in fields:
+            raise UserInputError(f"--set: unknown key {name!r}{_did_you_mean(name, fields)}")
+        if len(path) == 1:
+            out[name] = _parse_value(text, hints[name])
+            continue
+        if _origin(hints[name]) is not dict:
+            raise UserInputError(f"--set: {name} is not a mapping, so {key!r} cannot be set")
+        current = out.get(name, base.get(name, _default(fields[name])))
+        mapping = copy.deepcopy(current) if isinstance(current, dict) else {}
+        node = mapping
+        for part in path[1:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1]] = _parse_value(text, None)
+        out[name] = mapping
+    return out
+
+
+def _parse_value(text: str, hint: Any) -> Any:
+    stripped = text.strip()
+    if stripped in ("null", "~") and hint is not None and _optional(hint):
+        return None
+    if hint is not None and _origin(hint) is str:
+        return text
+    try:
+        return yaml.safe_load(stripped) if stripped else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default value of one config field (a fresh copy for mutable defaults)."""
+    return _default({f.name: f for f in dataclasses.fields(cls)}[name])
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -93,27 +174,43 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def from_dict(cls: type[C], values: dict[str, Any], *, source: str = "config") -> C:
-    """Build ``cls`` from a dict, checking names and types (ints/floats/bools/strings/dicts)."""
+def from_dict(
+    cls: type[C],
+    values: dict[str, Any],
+    *,
+    source: str = "config",
+    sources: dict[str, str] | None = None,
+) -> C:
+    """Build ``cls`` from a dict, checking names and types (ints/floats/bools/strings/dicts).
+
+    Errors name ``sources[key]`` (where that key came from) when given, else ``source``.
+    """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in values.items():
+        where = (sources or {}).get(key, source)
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserInputError(f"{source}: unknown option {key!r}{hint}")
-        kwargs[key] = _coerce(key, value, hints[key], source)
+            raise UserInputError(f"{where}: unknown option {key!r}{_did_you_mean(key, fields)}")
+        kwargs[key] = _coerce(key, value, hints[key], where)
     return cls(**kwargs)
 
 
-def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
-    args = typing.get_args(hint)
+def _optional(hint: Any) -> bool:
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    return union and type(None) in typing.get_args(hint)
+
+
+def _origin(hint: Any) -> Any:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-    origin = typing.get_origin(hint) or hint
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
+    if value is None and _optional(hint):
+        return None
+    origin = _origin(hint)
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -131,5 +228,24 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
     if origin is str:
         return str(value)
     if origin is tuple:
-        return tuple(value)
+        return _coerce_tuple(key, value, hint, source)
     return value
+
+
+def _coerce_tuple(key: str, value: Any, hint: Any, source: str) -> tuple:
+    """``tuple[float, float]``: the right length, each item a number."""
+    if _optional(hint):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    inner = typing.get_args(hint)
+    if inner and Ellipsis not in inner:
+        numeric = all(a is float for a in inner)
+        ok = len(value) == len(inner) and (
+            not numeric
+            or all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
+        if not ok:
+            raise UserInputError(
+                f"{source}: {key} must be {len(inner)} numbers, got {list(value)!r}"
+            )
+        return tuple(float(v) for v in value) if numeric else tuple(value)
+    return tuple(value)

@@ -13,12 +13,13 @@ named by the ``mmkit.plugins`` entry-point group or by ``MMKIT_PLUGINS=pkg.mod[,
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import importlib
 import inspect
 import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -317,14 +318,24 @@ def create_preprocessor(name: str, **kwargs: Any) -> Any:
     return PREPROCESSORS.create(name, **kwargs)
 
 
-def list_plugins(kind: str | None = None, modality: str | None = None) -> list[PluginSpec]:
-    """Every registered plugin, optionally filtered by kind and modality."""
+def list_plugins(
+    kind: str | None = None,
+    modality: str | None = None,
+    patterns: Sequence[str] | str | None = None,
+) -> list[PluginSpec]:
+    """Every registered plugin, optionally filtered by kind, modality and name ``patterns``
+    (shell wildcards, case-insensitive, any of them may match: ``"*vit*"``, as in timm's
+    ``list_models``)."""
     if kind is not None and kind not in REGISTRIES:
         raise UserInputError(f"--kind must be one of {', '.join(REGISTRIES)}, got {kind!r}")
     if modality is not None and modality not in MODALITIES:
         raise UserInputError(f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
     regs = [REGISTRIES[kind]] if kind else list(REGISTRIES.values())
-    return [spec for reg in regs for spec in reg.specs(modality)]
+    specs = [spec for reg in regs for spec in reg.specs(modality)]
+    if patterns:
+        wanted = [patterns.lower()] if isinstance(patterns, str) else [p.lower() for p in patterns]
+        specs = [s for s in specs if any(fnmatch.fnmatchcase(s.name.lower(), p) for p in wanted)]
+    return specs
 
 
 def describe(name: str) -> PluginSpec:

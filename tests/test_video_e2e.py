@@ -130,7 +130,7 @@ def test_infer_folder_and_errors(trained: Path, motion_set, tmp_path: Path) -> N
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: cannot decode") and proc.stderr.strip().count("\n") == 0
     proc = run_cli("video", "train", "--dataset", str(folder), "--sampling", "sideways")
-    assert proc.returncode == 1 and "--sampling" in proc.stderr
+    assert proc.returncode == 2 and "--sampling" in proc.stderr  # a closed choice: usage error
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ classification pipeline with :class:`AudioModality` plugged in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import mmkit.data.speech_commands  # noqa: F401 - registers the layout and the alias
-from mmkit.config import TrainConfig
+from mmkit.configs import AudioConfig
 from mmkit.data.sources import SourceData
 from mmkit.data.store import Store
-from mmkit.errors import MediaError, UserInputError
+from mmkit.errors import MediaError
 from mmkit.io.audio import (
     AUDIO_EXTENSIONS,
     from_int16,
@@ -29,47 +28,6 @@ from mmkit.io.audio import (
 )
 from mmkit.pipelines import classify
 from mmkit.registry import create_preprocessor
-
-
-@dataclass
-class AudioConfig(TrainConfig):
-    """``mmkit audio train`` options (also the keys of an ``examples/audio/*.yaml`` file)."""
-
-    out: str = "runs/audio"
-    backbone: str = "audio_cnn"
-    epochs: int = 30
-    batch_size: int = 64
-    sample_rate: int = 16000
-    duration: float = 1.0
-    n_mels: int = 64
-    max_seconds: float = 30.0
-    classes: str = "all"
-    audio_column: str | None = None
-    hf_split: str | None = None
-    noise_snr: tuple[float, float] = (0.0, 25.0)
-    spec_augment: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.sample_rate < 1000:
-            raise UserInputError(f"--sample-rate must be >= 1000 Hz, got {self.sample_rate}")
-        if not 0.05 <= self.duration <= self.max_seconds:
-            raise UserInputError(
-                f"--duration must be in [0.05, {self.max_seconds}] s, got {self.duration}"
-            )
-        if self.n_mels < 8:
-            raise UserInputError(f"--n-mels must be >= 8, got {self.n_mels}")
-
-    @property
-    def media_column(self) -> str | None:
-        return self.audio_column
-
-    def source_extra(self) -> dict[str, Any]:
-        return {"classes": self.classes}
-
-    @property
-    def num_samples(self) -> int:
-        return round(self.duration * self.sample_rate)
 
 
 def _split_fragment(source: str | bytes) -> tuple[str | bytes, tuple[float, float] | None]:
@@ -134,12 +92,7 @@ class AudioModality:
             if noise is not None:
                 wave_aug.set_noise_bank(from_int16(torch.from_numpy(noise)))
             stages.append(("wave_augment", wave_aug))
-        stages.append(
-            (
-                "log_mel",
-                create_preprocessor("log_mel", sample_rate=cfg.sample_rate, n_mels=cfg.n_mels),
-            )
-        )
+        stages.append(("log_mel", create_preprocessor("log_mel", **cfg.log_mel_params())))
         if cfg.augment:
             stages.append(("spec_augment", create_preprocessor("spec_augment", **cfg.spec_augment)))
         return stages

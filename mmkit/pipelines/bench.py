@@ -80,7 +80,7 @@ def bench_audio(device: torch.device, seconds: float, batch: int = 64) -> dict[s
 
         pcm = torch.stack([clips[i % len(clips)][0] for i in range(batch)])
         pcm = pcm.pin_memory() if device.type == "cuda" else pcm
-        log_mel = create_preprocessor("log_mel", sample_rate=cfg.sample_rate).to(device)
+        log_mel = create_preprocessor("log_mel", **cfg.log_mel_params()).to(device)
 
         def features() -> int:
             with torch.no_grad():

@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import mmkit
-from mmkit.config import TrainConfig
+from mmkit.configs import MMConfig
 from mmkit.data.captions import CaptionOptions
 from mmkit.data.store import Store
 from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
@@ -61,44 +61,6 @@ __all__ = ["MMConfig", "evaluate", "load_clip", "prepare", "sim", "summary", "tr
 
 DEFAULT_PROMPT = "a photo of a {}"
 IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))
-
-
-@dataclass
-class MMConfig(TrainConfig):
-    """``mmkit mm train`` options (also the keys of an ``examples/mm/*.yaml`` file)."""
-
-    out: str = "runs/mm"
-    backbone: str = "clip_lite"
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    patience: int = 10
-    image_size: int | None = None
-    context_length: int | None = None
-    model: str | None = None
-    pretrained: str | None = None
-    prompt: str | None = None
-    crop_scale: tuple[float, float] = (0.85, 1.0)
-    image_column: str | None = None
-    text_column: str | None = None
-    hf_split: str | None = None
-
-    def validate(self) -> None:
-        super().validate()
-        if self.image_size is not None and self.image_size < 8:
-            raise UserInputError(f"--image-size must be >= 8 pixels, got {self.image_size}")
-        if self.context_length is not None and self.context_length < 3:
-            raise UserInputError(f"--context-length must be >= 3, got {self.context_length}")
-        if self.pretrained and not self.model:
-            raise UserInputError("--pretrained needs --model (an open_clip architecture)")
-        if self.prompt is not None and "{}" not in self.prompt:
-            raise UserInputError(
-                f"--prompt must contain '{{}}' for the class name: {self.prompt!r}"
-            )
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise UserInputError(f"crop_scale must satisfy 0 < min <= max <= 1, got {lo}, {hi}")
 
 
 def caption_options(cfg: MMConfig) -> CaptionOptions:

@@ -11,7 +11,6 @@ spaced clips (``uniform``: one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,61 +19,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import mmkit.data.ucf101  # noqa: F401 - registers the UCF101 layout
-from mmkit.config import TrainConfig
+from mmkit.configs import VideoConfig
 from mmkit.data.sources import SourceData
 from mmkit.data.store import Store
-from mmkit.errors import UserInputError
 from mmkit.io.video import VIDEO_EXTENSIONS, even_indices, probe, read_video
 from mmkit.pipelines import classify
 from mmkit.registry import create_preprocessor
-
-SAMPLINGS = ("random", "uniform")
-
-
-@dataclass
-class VideoConfig(TrainConfig):
-    """``mmkit video train`` options (also the keys of an ``examples/video/*.yaml`` file)."""
-
-    out: str = "runs/video"
-    backbone: str = "video_r3d"
-    epochs: int = 30
-    batch_size: int = 16
-    lr: float = 2e-3
-    frames: int = 16
-    size: int = 64
-    sampling: str = "random"
-    frame_interval: int = 1
-    num_clips: int = 3
-    store_frames: int = 64
-    hflip: bool = False
-    fold: int = 1
-    video_column: str | None = None
-    hf_split: str | None = None
-
-    def validate(self) -> None:
-        super().validate()
-        if self.sampling not in SAMPLINGS:
-            raise UserInputError(
-                f"--sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}"
-            )
-        for name in ("frames", "size", "frame_interval", "num_clips", "store_frames"):
-            if getattr(self, name) < 1:
-                raise UserInputError(
-                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
-                )
-        if self.size < 16:
-            raise UserInputError(f"--size must be >= 16 pixels, got {self.size}")
-
-    @property
-    def media_column(self) -> str | None:
-        return self.video_column
-
-    @property
-    def short_side(self) -> int:
-        return round(self.size * 8 / 7)
-
-    def source_extra(self) -> dict[str, Any]:
-        return {"fold": self.fold}
 
 
 def _square(frames: np.ndarray) -> np.ndarray:
