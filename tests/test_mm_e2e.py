@@ -280,3 +280,19 @@ def test_errors_are_one_line(
     assert run_cli("mm", "sim", image, "-k", str(trained)).returncode == 2  # no text
     proc = run_cli("mm", "eval", "--dataset", str(scene_set.layouts["csv"]))
     assert proc.returncode == 2
+
+
+def test_eval_of_a_split_less_manifest_scores_every_image(
+    trained: Path, scene_set: SceneSet, tmp_path: Path
+) -> None:
+    from mmkit.testing.image_layouts import write_csv_manifest
+
+    held_out = scene_set.split("test")
+    manifest = write_csv_manifest(tmp_path / "nosplit", held_out, with_split=False)
+    proc = run_cli("mm", "eval", "--checkpoint", str(trained), "--dataset", str(manifest),
+                   "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["split"], report["num_images"]) == ("all", len(held_out))
+    assert report["num_pairs"] == sum(len(r.captions) for r in held_out)
+    assert f"scoring all {len(held_out)} items" in proc.stderr
