@@ -15,9 +15,7 @@ renamed into place, so an interrupted ``prepare`` never leaves a half store behi
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mmkit.errors import UserInputError
+from mmkit.io.atomic import recover_dir, replace_dir, temp_dir_for
 
 MANIFEST = "mmkit_store.json"
 FORMAT_VERSION = 1
@@ -59,7 +58,8 @@ class StoreWriter:
     ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", dir=self.out_dir.parent))
+        recover_dir(self.out_dir)
+        self._tmp = temp_dir_for(self.out_dir)
         self._data = open(self._tmp / "data.bin", "wb")  # noqa: SIM115 - closed in commit/abort
         self.dtype = np.dtype(dtype)
         self.item_shape = tuple(item_shape)
@@ -111,17 +111,6 @@ class StoreWriter:
     def abort(self) -> None:
         self._data.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing any old ``dst`` with two renames (never a half copy)."""
-    old = dst.with_name(f".{dst.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 class Store:

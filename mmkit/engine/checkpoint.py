@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from mmkit.data.store import replace_dir
 from mmkit.errors import CheckpointError, MmkitError
+from mmkit.io.atomic import old_of, replace_dir, temp_dir_for
 from mmkit.io.weights import read_safetensors, safetensors_shapes
 from mmkit.spec import CheckpointSpec
 
@@ -41,7 +40,7 @@ def save_checkpoint(
     """Write a checkpoint directory atomically and return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = temp_dir_for(path)
     try:
         # each tensor saved on its own: tied weights are stored twice, views become whole tensors
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -61,14 +60,21 @@ def save_checkpoint(
 
 
 def resolve_checkpoint_dir(path: str | Path, *, prefer: str = "best") -> Path:
-    """A checkpoint dir as given, or a run dir's ``best`` (falling back to ``last``)."""
+    """A checkpoint dir as given, or a run dir's ``best`` (falling back to ``last``). A kill in
+    the middle of replacing one leaves it parked as ``.best.old`` / ``.last.old``: that complete
+    copy is read instead (the next training start puts it back)."""
     path = Path(path).expanduser()
-    candidates = [path, path / prefer, path / ("last" if prefer == "best" else "best")]
+    other = "last" if prefer == "best" else "best"
+    candidates = [path]
+    for name in (prefer, other):
+        candidates += [path / name, old_of(path / name)]
     for c in candidates:
         if (c / CONFIG_FILE).is_file() and (c / MODEL_FILE).is_file():
             return c
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file; --checkpoint takes a run or checkpoint directory")
     raise CheckpointError(f"{path} is not a checkpoint or run directory (no {CONFIG_FILE})")
 
 
@@ -175,13 +181,59 @@ def load_resume_state(path: str | Path) -> ResumeState:
     path = Path(path)
     if not (path / STATE_FILE).is_file() or not (path / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{path} has no trainer state to resume from")
+    source = path / STATE_FILE
     try:
-        state = json.loads((path / STATE_FILE).read_text())
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read the trainer state ({exc})") from exc
+        state = json.loads(source.read_text(), parse_constant=_no_constant)
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: cannot read the trainer state ({exc})") from exc
+    _check_trainer_state(state, source)
     tensors = read_safetensors(path / OPTIMIZER_FILE, what="optimizer state")
+    try:
+        optimizer = _unflatten_optimizer(tensors, state.pop("optimizer"))
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path / OPTIMIZER_FILE}: not an mmkit optimizer state") from exc
     _restore_rng(tensors)
-    return ResumeState(state, _unflatten_optimizer(tensors, state.pop("optimizer")))
+    return ResumeState(state, optimizer)
+
+
+_STATE_INTS = ("epoch", "step_in_epoch", "global_step", "best_epoch", "bad_epochs")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _check_trainer_state(state: Any, source: Path) -> None:
+    """The fields :class:`~mmkit.engine.trainer.Trainer` resumes from, with their types."""
+
+    def bad(key: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{source}: {key} must be {what}")
+
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: must be a JSON object")
+    for key in _STATE_INTS:
+        value = state.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+            raise bad(key, "an integer")
+    for key, optional in (("best", True), ("epoch_loss_sum", False)):
+        value = state.get(key)
+        if not (optional and value is None) and (
+            not isinstance(value, int | float) or isinstance(value, bool)
+        ):
+            raise bad(key, "a number")
+    history = state.get("history")
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise bad("history", "a list of JSON objects")
+    if not isinstance(state.get("scheduler"), dict):
+        raise bad("scheduler", "a JSON object")
+    opt = state.get("optimizer")
+    if (
+        not isinstance(opt, dict)
+        or not isinstance(opt.get("param_groups"), list)
+        or not all(isinstance(g, dict) for g in opt["param_groups"])
+        or not isinstance(opt.get("scalars"), dict)
+    ):
+        raise bad("optimizer", "a JSON object with param_groups and scalars")
 
 
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,18 +18,60 @@ from mmkit.data.splits import MIN_ITEMS_TO_CARVE, VALIDATION_FRACTION, carve_val
 from mmkit.data.store import Store
 from mmkit.engine.events import Progress
 from mmkit.errors import UserInputError
+from mmkit.io.atomic import recover_dir, write_text_atomic
+
+LOCK_FILE = ".lock"
+CHECKPOINT_DIRS = ("last", "best")
 
 
-def start_run(out: str | Path, config: dict[str, Any], *, resume: bool) -> Path:
-    """Check ``out`` against ``--resume`` and write the resolved ``config.yaml`` into it."""
+@contextmanager
+def start_run(out: str | Path, config: dict[str, Any], *, resume: bool) -> Iterator[Path]:
+    """Hold the run directory ``out`` for one training job.
+
+    Takes an exclusive lock (a second job on the same ``--out`` gets one line naming the
+    holder), puts back a checkpoint that a kill left mid-swap (:func:`~mmkit.io.atomic.
+    recover_dir`), checks ``out`` against ``--resume`` and writes the resolved ``config.yaml``.
+    Under ``torchrun`` only rank 0 locks and writes.
+    """
     run_dir = Path(out)
-    if resume and not (run_dir / "last").is_dir():
-        raise UserInputError(f"--resume: {run_dir / 'last'} does not exist")
-    if not resume and (run_dir / "last").is_dir():
-        raise UserInputError(f"{run_dir} already holds a run; use --resume or another --out")
+    main = int(os.environ.get("RANK", "0")) == 0
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return run_dir
+    with _locked(run_dir) if main else nullcontext():
+        if main:
+            for name in CHECKPOINT_DIRS:
+                recover_dir(run_dir / name)
+        if resume and not (run_dir / "last").is_dir():
+            raise UserInputError(f"--resume: {run_dir / 'last'} does not exist")
+        if not resume and (run_dir / "last").is_dir():
+            raise UserInputError(f"{run_dir} already holds a run; use --resume or another --out")
+        if main and not resume:  # leftovers of a run killed before its first last/ was saved
+            shutil.rmtree(run_dir / "best", ignore_errors=True)
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        if main:
+            text = yaml.safe_dump(config, sort_keys=False)
+            write_text_atomic(run_dir / "config.yaml", text)
+        yield run_dir
+
+
+@contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``run_dir/.lock`` (released by the kernel if the process dies);
+    the file names the holder for whoever finds it taken."""
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise UserInputError(
+                f"{run_dir} is in use by {holder}; wait for it or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 @dataclass(frozen=True)

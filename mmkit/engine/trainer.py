@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mmkit.config import TrainConfig
 from mmkit.engine.checkpoint import load_resume_state, save_checkpoint
 from mmkit.engine.events import NullProgress, Progress
-from mmkit.errors import MmkitError, UserInputError
+from mmkit.errors import CheckpointError, MmkitError, UserInputError
+from mmkit.io.atomic import write_text_atomic
 
 
 class Task(Protocol):
@@ -224,9 +225,18 @@ class Trainer:
         from mmkit.engine.checkpoint import load_weights
 
         load_weights(self.model, last, self.device)
-        self.optimizer.load_state_dict(rs.optimizer_state)
-        self.scheduler.load_state_dict(rs.trainer_state.pop("scheduler"))
+        try:
+            self.optimizer.load_state_dict(rs.optimizer_state)
+            self.scheduler.load_state_dict(rs.trainer_state.pop("scheduler"))
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(
+                f"{last}: the saved optimizer/scheduler state does not fit this run ({reason})"
+            ) from exc
         self.state.update(rs.trainer_state)
+        if self.is_main:  # rows of epochs after `last` (a kill before it was saved) go away
+            rows = "".join(json.dumps(r) + "\n" for r in self.state["history"])
+            write_text_atomic(self.run_dir / "metrics.jsonl", rows)
 
     def _save(self, name: str, metrics: dict[str, Any] | None = None) -> Path:
         config = dict(self.checkpoint_config(), metrics=metrics or {}, epoch=self.state["epoch"])

@@ -221,29 +221,31 @@ def train(
 ) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-    run_dir = start_run(cfg.out, cfg.to_dict(), resume=resume)
-    seed_everything(cfg.seed)
-    store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
-    splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
-    stages = modality.stages(cfg, store)
-    model = Classifier(
-        nn.Sequential(*(m for _, m in stages)),
-        mmkit.create_backbone(cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs),
-    )
-    ckpt_config = checkpoint_spec(modality, cfg, store, stages, splits.info).to_json()
-    trainer = Trainer(
-        model,
-        ClassificationTask(store.labels),
-        modality.train_set(store, splits.train, cfg),
-        modality.eval_set(store, splits.validation, cfg),
-        cfg,
-        run_dir,
-        checkpoint_config=lambda: ckpt_config,
-        progress=progress,
-    )
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+    with start_run(cfg.out, cfg.to_dict(), resume=resume) as run_dir:
+        seed_everything(cfg.seed)
+        store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
+        splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
+        stages = modality.stages(cfg, store)
+        model = Classifier(
+            nn.Sequential(*(m for _, m in stages)),
+            mmkit.create_backbone(
+                cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs
+            ),
+        )
+        ckpt_config = checkpoint_spec(modality, cfg, store, stages, splits.info).to_json()
+        trainer = Trainer(
+            model,
+            ClassificationTask(store.labels),
+            modality.train_set(store, splits.train, cfg),
+            modality.eval_set(store, splits.validation, cfg),
+            cfg,
+            run_dir,
+            checkpoint_config=lambda: ckpt_config,
+            progress=progress,
+        )
+        if resume:
+            trainer.resume()
+        return trainer.fit()
 
 
 @dataclass

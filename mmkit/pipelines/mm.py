@@ -238,47 +238,47 @@ def prepare(
 def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-    run_dir = start_run(cfg.out, cfg.to_dict(), resume=resume)
-    seed_everything(cfg.seed)
-    name, kwargs = model_spec(cfg)
-    pipeline, spec = create_pipeline(
-        name,
-        kwargs,
-        pretrained=None if resume else pretrained_for(cfg),
-        crop_scale=cfg.crop_scale if cfg.augment else None,
-        seed=cfg.seed,
-    )
-    store = prepare(cfg, params=spec["data"]["params"], out=cfg.prepared, progress=progress)
-    splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
-    text = spec["preprocess"]["text"]
-    task = ContrastiveTask(
-        create_preprocessor(text["name"], **text["params"]), cfg.prompt or DEFAULT_PROMPT
-    )
-    ckpt_config = pipeline_spec(
-        spec,
-        labels=class_names(store),
-        prompt=cfg.prompt or DEFAULT_PROMPT,
-        data={
-            "fingerprint": store.meta.get("fingerprint"),
-            "dataset": cfg.dataset,
-            "store": str(store.path),
-            "validation": splits.info,
-        },
-        train=_without_locations(cfg.to_dict(), kwargs),
-    ).to_json()
-    trainer = Trainer(
-        pipeline,
-        task,
-        CaptionPairs(store, splits.train, seed=cfg.seed),
-        CaptionImages(store, splits.validation),
-        cfg,
-        run_dir,
-        checkpoint_config=lambda: ckpt_config,
-        progress=progress,
-    )
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+    with start_run(cfg.out, cfg.to_dict(), resume=resume) as run_dir:
+        seed_everything(cfg.seed)
+        name, kwargs = model_spec(cfg)
+        pipeline, spec = create_pipeline(
+            name,
+            kwargs,
+            pretrained=None if resume else pretrained_for(cfg),
+            crop_scale=cfg.crop_scale if cfg.augment else None,
+            seed=cfg.seed,
+        )
+        store = prepare(cfg, params=spec["data"]["params"], out=cfg.prepared, progress=progress)
+        splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
+        text = spec["preprocess"]["text"]
+        task = ContrastiveTask(
+            create_preprocessor(text["name"], **text["params"]), cfg.prompt or DEFAULT_PROMPT
+        )
+        ckpt_config = pipeline_spec(
+            spec,
+            labels=class_names(store),
+            prompt=cfg.prompt or DEFAULT_PROMPT,
+            data={
+                "fingerprint": store.meta.get("fingerprint"),
+                "dataset": cfg.dataset,
+                "store": str(store.path),
+                "validation": splits.info,
+            },
+            train=_without_locations(cfg.to_dict(), kwargs),
+        ).to_json()
+        trainer = Trainer(
+            pipeline,
+            task,
+            CaptionPairs(store, splits.train, seed=cfg.seed),
+            CaptionImages(store, splits.validation),
+            cfg,
+            run_dir,
+            checkpoint_config=lambda: ckpt_config,
+            progress=progress,
+        )
+        if resume:
+            trainer.resume()
+        return trainer.fit()
 
 
 def _without_locations(train: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,31 @@
+"""The ``mmkit`` console entry point: signal handling first, then the CLI.
+
+Installed before anything heavy is imported, so that Ctrl-C or SIGTERM at any moment of start-up
+(importing torch, reading a dataset) ends the process with exit code 130 and one line, never a
+traceback or death by signal. During training the trainer takes both signals over to save a
+resumable ``last/`` first (:class:`mmkit.engine.trainer.Trainer`).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+INTERRUPTED = 130
+
+
+def _as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run(argv: list[str] | None = None) -> None:
+    """``mmkit ...``: the CLI with SIGTERM treated like Ctrl-C."""
+    signal.signal(signal.SIGTERM, _as_interrupt)
+    try:
+        from mmkit.cli.main import main
+
+        main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(INTERRUPTED)
