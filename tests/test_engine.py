@@ -507,9 +507,9 @@ def test_optimizer_and_rng_round_trip_without_pickle(tmp_path, monkeypatch):
         model(torch.randn(4, DIM)).sum().backward()
         opt.step()
     rng = torch.get_rng_state()
-    ckpt.save_checkpoint(
-        tmp_path / "last", model, {}, optimizer=opt, trainer_state={"epoch": 2, "x": [1, 2]}
-    )
+    state = {"epoch": 2, "step_in_epoch": 0, "global_step": 6, "best": 0.5, "best_epoch": 1,
+             "bad_epochs": 1, "epoch_loss_sum": 0.0, "history": [{"epoch": 1}], "scheduler": {}}
+    ckpt.save_checkpoint(tmp_path / "last", model, {}, optimizer=opt, trainer_state=state)
     torch.manual_seed(12345)  # move the RNG away
 
     def refuse(*args, **kwargs):
@@ -520,7 +520,7 @@ def test_optimizer_and_rng_round_trip_without_pickle(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", refuse)
     rs = ckpt.load_resume_state(tmp_path / "last")
     assert torch.equal(torch.get_rng_state(), rng)  # RNG restored
-    assert rs.trainer_state == {"epoch": 2, "x": [1, 2]}
+    assert rs.trainer_state == state
 
     fresh = torch.optim.AdamW(make_model(1).parameters(), lr=0.5)
     fresh.load_state_dict(rs.optimizer_state)
@@ -538,3 +538,20 @@ def test_optimizer_and_rng_round_trip_without_pickle(tmp_path, monkeypatch):
 def test_public_load_checkpoint_missing_path_is_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError):
         mmkit.load_checkpoint(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("epoch", "2"), ("best", [1]), ("history", {"a": 1}), ("scheduler", None), ("global_step", 1.5)],
+)
+def test_trainer_state_with_a_wrong_type_is_one_line(tmp_path, key, value):
+    model = make_model(0)
+    opt = torch.optim.AdamW(model.parameters())
+    state = {"epoch": 2, "step_in_epoch": 0, "global_step": 6, "best": 0.5, "best_epoch": 1,
+             "bad_epochs": 1, "epoch_loss_sum": 0.0, "history": [], "scheduler": {}}
+    ckpt.save_checkpoint(tmp_path / "last", model, {}, optimizer=opt, trainer_state=state)
+    saved = json.loads((tmp_path / "last" / "trainer_state.json").read_text())
+    saved[key] = value
+    (tmp_path / "last" / "trainer_state.json").write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match=f"trainer_state.json: {key} must be"):
+        ckpt.load_resume_state(tmp_path / "last")
