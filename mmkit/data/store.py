@@ -44,6 +44,88 @@ def is_store(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+_DTYPES = ("<i2", "|u1", "<f4")
+_MAX_MANIFEST_BYTES = 2 * 1024**3
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A store manifest, checked key by key (one-line :class:`UserInputError` naming the file
+    and the key): a damaged or hand-edited store never reaches numpy as garbage."""
+
+    def bad(key: str, what: str) -> UserInputError:
+        return UserInputError(f"{path}: {key} {what}")
+
+    try:
+        if path.stat().st_size > _MAX_MANIFEST_BYTES:
+            raise bad("file", "is too large for a store manifest")
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"{path}: not a readable store manifest ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise bad("the top level", "must be a JSON object")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise bad("format_version", f"is {meta.get('format_version')!r}, not {FORMAT_VERSION}")
+    if meta.get("dtype") not in _DTYPES:
+        raise bad("dtype", f"must be one of {', '.join(_DTYPES)}")
+    shape = meta.get("item_shape")
+    if not isinstance(shape, list) or not all(_count(d) for d in shape) or len(shape) > 4:
+        raise bad("item_shape", "must be a short list of non-negative integers")
+    for key in ("modality",):
+        if not isinstance(meta.get(key), str):
+            raise bad(key, "must be a string")
+    for key, kind in (("params", dict), ("labels", list), ("items", list), ("skipped", list)):
+        if not isinstance(meta.get(key), kind):
+            raise bad(key, f"must be a JSON {'object' if kind is dict else 'list'}")
+    labels = meta["labels"]
+    if not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+        raise bad("labels", "must be distinct strings")
+    total = meta.get("total_length")
+    if not _count(total):
+        raise bad("total_length", "must be a non-negative integer")
+    known = set(labels)
+    for n, item in enumerate(meta["items"]):
+        if (
+            not isinstance(item, dict)
+            or set(item) != {"name", "label", "split", "group", "offset", "length"}
+            or not all(isinstance(item[k], str) for k in ("name", "label", "split", "group"))
+            or not _count(item["offset"])
+            or not _count(item["length"])
+        ):
+            raise bad(f"items[{n}]", "is not a store item")
+        if item["offset"] + item["length"] > total:
+            raise bad(f"items[{n}]", f"reaches past total_length {total}")
+        if item["label"] not in known:
+            raise bad(f"items[{n}].label", f"{item['label']!r} is not in labels")
+    extras = meta.get("extras", {})
+    if not isinstance(extras, dict) or not all(
+        isinstance(k, str) and k.isidentifier() for k in extras
+    ):
+        raise bad("extras", "must map plain names to arrays")
+    return meta
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def open_cached(path: Path, fingerprint: str, progress: Any) -> Store | None:
+    """The store at ``path`` if it was built from the same source (``fingerprint``); None when
+    there is none, it is stale, or it is damaged (then it is rebuilt, with a note)."""
+    if not is_store(path):
+        return None
+    try:
+        store = Store(path)
+    except UserInputError as exc:
+        progress.message(f"preparing again: the cached store is damaged ({exc})")
+        return None
+    if store.meta.get("fingerprint") != fingerprint:
+        return None
+    skipped = len(store.skipped)
+    note = f"; {skipped} files were skipped when it was built" if skipped else ""
+    progress.message(f"using prepared store {path}{note}")
+    return store
+
+
 class StoreWriter:
     """Append decoded arrays, then :meth:`commit` to move the finished store into place."""
 
@@ -120,18 +202,22 @@ class Store:
         self.path = Path(path)
         if not is_store(self.path):
             raise UserInputError(f"{self.path} is not a prepared mmkit store (no {MANIFEST})")
-        self.meta: dict[str, Any] = json.loads((self.path / MANIFEST).read_text())
-        if self.meta.get("format_version") != FORMAT_VERSION:
-            raise UserInputError(f"{self.path}: store format {self.meta.get('format_version')}")
+        self.meta = read_manifest(self.path / MANIFEST)
         self.items = [StoreItem(**i) for i in self.meta["items"]]
         self.labels: list[str] = self.meta["labels"]
         self.item_shape = tuple(self.meta["item_shape"])
         total = int(self.meta["total_length"])
         dtype = np.dtype(self.meta["dtype"])
-        if total:
-            self.data = np.memmap(
-                self.path / "data.bin", dtype=dtype, mode="r", shape=(total, *self.item_shape)
+        data = self.path / "data.bin"
+        needed = total * dtype.itemsize * int(np.prod(self.item_shape, dtype=np.int64))
+        size = data.stat().st_size if data.is_file() else -1
+        if size < needed:
+            raise UserInputError(
+                f"{data}: holds {max(size, 0)} bytes but {MANIFEST} describes {needed}; "
+                "the store is damaged (delete it and prepare again)"
             )
+        if total:
+            self.data = np.memmap(data, dtype=dtype, mode="r", shape=(total, *self.item_shape))
         else:
             self.data = np.zeros((0, *self.item_shape), dtype=dtype)
         index = {name: i for i, name in enumerate(self.labels)}

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 import mmkit
 from mmkit.config import TrainConfig, from_dict
 from mmkit.data.sources import SourceData, SourceOptions, resolve
-from mmkit.data.store import Store, StoreWriter, is_store
+from mmkit.data.store import Store, StoreWriter, is_store, open_cached
 from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.run import eval_selection, start_run, training_splits
@@ -131,11 +131,9 @@ def prepare(
     data = resolve(cfg.dataset, source_options(modality, cfg))
     fp = _fingerprint(cfg.dataset, data, params, modality.name)
     out = Path(out) if out else cache_dir() / "prepared" / f"{modality.name}-{fp}"
-    if is_store(out):
-        store = Store(out)
-        if store.meta.get("fingerprint") == fp:
-            progress.message(f"using prepared store {out}")
-            return store
+    cached = open_cached(out, fp, progress)
+    if cached is not None:
+        return cached
     writer = StoreWriter(
         out,
         modality=modality.name,

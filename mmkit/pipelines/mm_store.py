@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mmkit.data.captions import CaptionData, CaptionOptions, resolve_captions
-from mmkit.data.store import Store, StoreWriter, is_store
+from mmkit.data.store import Store, StoreWriter, is_store, open_cached
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.errors import UserInputError
 from mmkit.io.image import RESIZE_DEFAULTS, ImageSource, load_image_array
@@ -75,9 +75,9 @@ def prepare_store(
     data = resolve_captions(dataset, options)
     fp = _fingerprint(data, params)
     out = Path(out) if out else cache_dir() / "prepared" / f"mm-{fp}"
-    if is_store(out) and Store(out).meta.get("fingerprint") == fp:
-        progress.message(f"using prepared store {out}")
-        return Store(out)
+    cached = open_cached(out, fp, progress)
+    if cached is not None:
+        return cached
     size = int(params["image_size"])
     writer = StoreWriter(
         out, modality="mm", dtype="uint8", item_shape=(size, size, 3), params=params
