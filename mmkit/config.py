@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -158,20 +159,64 @@ def field_default(cls: type, name: str) -> Any:
     return _default({f.name: f for f in dataclasses.fields(cls)}[name])
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_VALUES = 100_000  # scalars and containers, counted as the tree YAML aliases expand to
+MAX_CONFIG_DEPTH = 32
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML/JSON experiment file as ``{option: value}``, bounded: at most 1 MiB of text and
+    100,000 values once YAML aliases are expanded (an alias bomb is one line, not 4 GB)."""
     path = Path(path)
     if not path.is_file():
-        raise UserInputError(f"config file not found: {path}")
+        raise UserInputError(f"config file not found: {_short(path)}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserInputError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB")
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise UserInputError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UserInputError(f"{path}: not a UTF-8 text file") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserInputError(f"{path}: expected a mapping of option names to values")
+    check_plain(data, str(path))
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def check_plain(data: Any, source: str) -> None:
+    """Refuse config data that is not small plain data: more than :data:`MAX_CONFIG_VALUES`
+    values as the tree that YAML aliases expand to, deeper than :data:`MAX_CONFIG_DEPTH`,
+    non-finite numbers, NUL characters, or YAML-only types (dates, sets, bytes)."""
+    count = 0
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, key, depth = stack.pop()
+        count += 1
+        where = f"{source}: {key}" if key else source
+        if count > MAX_CONFIG_VALUES or depth > MAX_CONFIG_DEPTH:
+            raise UserInputError(
+                f"{source}: expands to more than {MAX_CONFIG_VALUES:,} values or "
+                f"{MAX_CONFIG_DEPTH} levels (YAML aliases?)"
+            )
+        if isinstance(value, dict):
+            stack.extend((v, f"{key}.{k}" if key else str(k), depth + 1) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, f"{key}[{i}]", depth + 1) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise UserInputError(f"{where} must be a finite number, got {value}")
+        elif isinstance(value, str) and "\x00" in value:
+            raise UserInputError(f"{where} contains a NUL character")
+        elif value is not None and not isinstance(value, bool | int | float | str):
+            raise UserInputError(f"{where}: {type(value).__name__} values are not allowed")
+
+
+def _short(path: Path, limit: int = 120) -> str:
+    text = str(path)
+    return text if len(text) <= limit else f"...{text[-limit:]}"
 
 
 def from_dict(
@@ -190,6 +235,7 @@ def from_dict(
     kwargs = {}
     for key, value in values.items():
         where = (sources or {}).get(key, source)
+        check_plain(value, f"{where}: {key}")
         if key not in fields:
             raise UserInputError(f"{where}: unknown option {key!r}{_did_you_mean(key, fields)}")
         kwargs[key] = _coerce(key, value, hints[key], where)
@@ -224,6 +270,8 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
         name = getattr(origin, "__name__", str(origin))
         raise UserInputError(f"{source}: {key} must be {name}, got {value!r}")
     if origin is float:
+        if not math.isfinite(value):
+            raise UserInputError(f"{source}: {key} must be a finite number, got {value}")
         return float(value)
     if origin is str:
         return str(value)
@@ -243,9 +291,11 @@ def _coerce_tuple(key: str, value: Any, hint: Any, source: str) -> tuple:
             not numeric
             or all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         )
+        if ok and numeric:
+            ok = all(math.isfinite(v) for v in value)
         if not ok:
             raise UserInputError(
-                f"{source}: {key} must be {len(inner)} numbers, got {list(value)!r}"
+                f"{source}: {key} must be {len(inner)} finite numbers, got {list(value)!r}"
             )
         return tuple(float(v) for v in value) if numeric else tuple(value)
     return tuple(value)

@@ -263,3 +263,22 @@ def test_train_refuses_to_overwrite_a_run(
         "audio", "train", "--dataset", str(speech_sources["csv"]), "--out", str(trained_run)
     )
     assert proc.returncode == 1 and "--resume" in proc.stderr
+
+
+def test_train_and_eval_report_skipped_files(speech_set, audio_variants, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "words"
+    shutil.copytree(speech_set.root, root, ignore=shutil.ignore_patterns("*.csv", "*.jsonl"))
+    (root / "yes" / "bad.wav").write_bytes(audio_variants["corrupt"].path.read_bytes())
+    args = ["--dataset", str(root), "--backbone", "audio_cnn_test", "--epochs", "1",
+            "--n-mels", "32", "--json"]
+    first = run_cli("audio", "train", *args, "--out", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    assert [s["name"] for s in json.loads(first.stdout)["skipped"]] == ["yes/bad.wav"]
+    again = run_cli("audio", "train", *args, "--out", str(tmp_path / "b"))  # cached store
+    assert [s["name"] for s in json.loads(again.stdout)["skipped"]] == ["yes/bad.wav"]
+    assert "1 files were skipped when it was built" in again.stderr
+    human = run_cli("audio", "eval", "-k", str(tmp_path / "a"), "-d", str(root))
+    assert human.returncode == 0, human.stderr
+    assert "1 files skipped" in human.stdout and "yes/bad.wav" in human.stdout

@@ -229,8 +229,8 @@ def test_precedence_file_then_set_then_flags(tmp_path):
         ("backbone_kwargs.=3", "--set expects key=value"),
         ("epochs.x=1", "--set: epochs is not a mapping, so 'epochs.x' cannot be set"),
         ("epochs=ten", "--set: epochs must be int, got 'ten'"),
-        ("noise_snr=[1, 2, 3]", "--set: noise_snr must be 2 numbers, got [1, 2, 3]"),
-        ("noise_snr=[a, 2]", "--set: noise_snr must be 2 numbers"),
+        ("noise_snr=[1, 2, 3]", "--set: noise_snr must be 2 finite numbers, got [1, 2, 3]"),
+        ("noise_snr=[a, 2]", "--set: noise_snr must be 2 finite numbers"),
     ],
 )
 def test_set_errors_name_the_key(item, expected):
@@ -310,3 +310,45 @@ def test_example_experiment_files_are_valid_configs(path):
     cls = {"audio": AudioConfig, "video": VideoConfig, "mm": MMConfig}[path.parent.name]
     cfg = build_config(cls, path, {"dataset": "d"})
     assert cfg.epochs >= 1
+
+
+_BOMB = "\n".join(
+    [r'a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 6)]
+    + ["backbone_kwargs: {w: *a5}"]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_BOMB, "expands to more than 100,000 values"),  # 468 bytes that expand to 1e6 values
+        ("duration: .inf\n", "duration must be a finite number, got inf"),
+        ("lr: .nan\n", "lr must be a finite number, got nan"),
+        ("noise_snr: [1, 2, 3]\n", "noise_snr must be 2 finite numbers"),
+        ("noise_snr: [1, .inf]\n", r"noise_snr\[1\] must be a finite number"),
+        ("backbone_kwargs: {w: .inf}\n", r"backbone_kwargs.w must be a finite number"),
+        ("spec_augment: {when: 2024-01-01}\n", "date values are not allowed"),
+        ("dataset: \"a\\0b\"\n", "contains a NUL character"),
+    ],
+)
+def test_bad_yaml_values_are_one_line(tmp_path, text, message):
+    path = _yaml(tmp_path, text)
+    with pytest.raises(UserInputError, match=message) as err:
+        build_config(AudioConfig, path, {"dataset": "x"} if "dataset" not in text else {})
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_binary_garbage_and_huge_files_are_one_line(tmp_path):
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(UserInputError, match=r"not a UTF-8 text file|not valid YAML"):
+        read_config_file(garbage)
+    huge = _yaml(tmp_path, "# x\n" * 400_000, name="huge.yaml")
+    with pytest.raises(UserInputError, match="larger than 1024 KiB"):
+        read_config_file(huge)
+
+
+def test_nan_flag_is_refused():
+    with pytest.raises(UserInputError, match="lr must be a finite number"):
+        build_config(AudioConfig, None, {"dataset": "x", "lr": float("nan")})

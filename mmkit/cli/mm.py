@@ -108,8 +108,7 @@ def prepare(
     o.out.print(o.table("images and captions per split", ["split", "images", "captions"], rows))
     if summary["labels"]:
         o.out.print(f"classes: {', '.join(summary['labels'])}", highlight=False)
-    for s in summary["skipped"]:
-        o.out.print(f"[yellow]skipped[/yellow] {s['name']}: {s['reason']}", highlight=False)
+    o.render_skipped(summary["skipped"], show=len(summary["skipped"]))
 
 
 @command(
@@ -195,6 +194,7 @@ def eval_(
     rows = [[d, *(result[d][n] for n in names)] for d in ("image_to_text", "text_to_image")]
     title = f"{result['split']}: {result['num_images']} images, {result['num_pairs']} captions"
     o.out.print(o.table(title, ["direction", *names], rows))
+    o.render_skipped(result.get("skipped", []))
     if "zero_shot_accuracy" in result:
         prompt_used = result["zero_shot"]["prompt"]
         o.out.print(

@@ -212,6 +212,18 @@ def render_train(result: dict[str, Any], json_mode: bool) -> None:
     out.print(f"best checkpoint: {result['best_checkpoint']}", highlight=False)
     run = Path(result["run_dir"])
     out.print(f"curves: {run / 'curves.png'}   metrics: {run / 'metrics.jsonl'}", highlight=False)
+    render_skipped(result.get("skipped", []))
+
+
+def render_skipped(skipped: list[dict[str, str]], show: int = 10) -> None:
+    """How many files the data step left out, and why (the first ``show`` of them)."""
+    if not skipped:
+        return
+    out.print(f"[yellow]{len(skipped)} files skipped[/yellow] (unreadable):", highlight=False)
+    for s in skipped[:show]:
+        out.print(f"  {s['name']}: {s['reason']}", highlight=False, markup=False)
+    if len(skipped) > show:
+        out.print(f"  ... and {len(skipped) - show} more (all of them in --json)", highlight=False)
 
 
 def render_eval(result: dict[str, Any], json_mode: bool) -> None:
@@ -230,6 +242,7 @@ def render_eval(result: dict[str, Any], json_mode: bool) -> None:
     out.print(table("per class", ["label", "precision", "recall", "f1", "support"], rows))
     if "confusion_png" in result:
         out.print(f"confusion matrix: {result['confusion_png']}", highlight=False)
+    render_skipped(result.get("skipped", []))
 
 
 def render_infer(results: list[dict[str, Any]], json_mode: bool) -> None:
@@ -272,5 +285,4 @@ def render_prepare(summary: dict[str, Any], json_mode: bool) -> None:
     if "seconds" in summary:
         rows.append(["seconds", *(f"{summary['seconds'].get(s, 0.0):.1f}" for s in splits)])
     out.print(table("files per class and split", ["label", *splits], rows))
-    for s in summary["skipped"]:
-        out.print(f"[yellow]skipped[/yellow] {s['name']}: {s['reason']}", highlight=False)
+    render_skipped(summary["skipped"], show=len(summary["skipped"]))

@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,6 +53,7 @@ class TrainResult:
     epochs: int
     best_metric: dict[str, float]
     history: list[dict[str, Any]]
+    skipped: list[dict[str, str]] = field(default_factory=list)  # files the data step left out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class TrainResult:
             "best_checkpoint": str(self.best_checkpoint),
             "epochs": self.epochs,
             "best_metric": self.best_metric,
+            "skipped": self.skipped,
         }
 
 

@@ -243,7 +243,7 @@ def train(
         )
         if resume:
             trainer.resume()
-        return trainer.fit()
+        return replace(trainer.fit(), skipped=store.skipped)
 
 
 @dataclass

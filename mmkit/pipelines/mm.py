@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -278,7 +278,7 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
         )
         if resume:
             trainer.resume()
-        return trainer.fit()
+        return replace(trainer.fit(), skipped=store.skipped)
 
 
 def _without_locations(train: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
