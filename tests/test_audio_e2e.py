@@ -53,7 +53,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, speech_sources: dict[s
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"run_dir", "best_checkpoint", "epochs", "best_metric"}
+    assert set(result) == {"run_dir", "best_checkpoint", "epochs", "best_metric", "skipped"}
     assert Path(result["best_checkpoint"], "model.safetensors").is_file()
     return out
 

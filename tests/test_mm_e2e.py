@@ -66,7 +66,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, scene_set: SceneSet) -> Pa
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"run_dir", "best_checkpoint", "epochs", "best_metric"}
+    assert set(result) == {"run_dir", "best_checkpoint", "epochs", "best_metric", "skipped"}
     assert result["epochs"] == EPOCHS and set(result["best_metric"]) == {"mean_recall"}
     return out
 
