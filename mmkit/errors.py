@@ -28,3 +28,7 @@ class UnknownPluginError(UserInputError, KeyError):
 
 class CheckpointError(MmkitError):
     """A checkpoint directory that is missing, incomplete or from an incompatible version."""
+
+
+class TrainingInterrupted(MmkitError):
+    """Raised after an interrupt once ``last/`` holds everything needed to resume (exit 130)."""

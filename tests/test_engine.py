@@ -191,6 +191,7 @@ def test_training_improves_the_metric(trained_run):
         "best_checkpoint": str(run / "best"),
         "epochs": 4,
         "best_metric": {"accuracy": result.best_metric["accuracy"]},
+        "skipped": [],
     }
 
 

@@ -17,7 +17,7 @@ from mmkit.cli import audio, mm, plugins, video
 from mmkit.cli.binding import command, show_config_defaults
 from mmkit.cli.common import Device, Json
 from mmkit.cli.output import err, mapping_tables, out, print_json, progress_for, table
-from mmkit.errors import MmkitError
+from mmkit.errors import MmkitError, TrainingInterrupted
 
 MODALITIES = ("audio", "video", "mm")
 
@@ -119,13 +119,6 @@ def build_command() -> Any:
     return root
 
 
-def _interrupted(exc: MmkitError) -> bool:
-    """A :class:`TrainingInterrupted`, checked without importing the trainer (and torch): only
-    a loaded trainer can have raised one."""
-    trainer = sys.modules.get("mmkit.engine.trainer")
-    return trainer is not None and isinstance(exc, trainer.TrainingInterrupted)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit 0 ok, 1 user/media error (one line), 2 usage error, 130 interrupted.
 
@@ -135,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         build_command().main(args=argv, prog_name="mmkit", standalone_mode=True)
     except MmkitError as exc:
-        if _interrupted(exc):
+        if isinstance(exc, TrainingInterrupted):
             err.print(f"interrupted: {exc}", highlight=False, markup=False, soft_wrap=True)
             sys.exit(130)
         if os.environ.get("MMKIT_DEBUG", "0") not in ("", "0"):

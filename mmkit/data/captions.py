@@ -1,4 +1,4 @@
-"""Resolve ``--dataset SRC`` into captioned images for image-text models (DESIGN §4).
+"""Resolve ``--dataset SRC`` into captioned images for image-text models (docs/design.md).
 
 A local path is read by its layout, anything else is a Hugging Face hub id:
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mmkit.data.sources import Record, SourceData, SourceOptions
+from mmkit.data.records import Record, SourceData, SourceOptions
 from mmkit.data.splits import normalize_split
 from mmkit.errors import UserInputError
 

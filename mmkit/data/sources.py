@@ -1,108 +1,44 @@
-"""Resolve ``--dataset SRC`` into labelled records (DESIGN §4), for audio and video classification.
+"""Resolve ``--dataset SRC`` into labelled records, for audio and video classification.
+
+See docs/design.md for the contract.
 
 Order: a known alias, then a local path (prepared store, HF ``save_to_disk`` dir, parquet, a layout
 such as Speech Commands or UCF101, a folder per class, a CSV/JSONL manifest), else a Hugging Face
-hub id. Modality-specific layouts and aliases register themselves with :func:`register_layout` and
-:func:`register_alias`.
+hub id. Layouts and aliases register themselves in :mod:`mmkit.data.records`; the built-in ones
+are imported here.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmkit.data.splits import hash_split, normalize_split, split_source_of
+from mmkit.data import hf, speech_commands, ucf101  # noqa: F401 - the built-in layouts register
+from mmkit.data.records import Record, SourceData, SourceOptions, alias, layouts
+from mmkit.data.splits import normalize_split
 from mmkit.errors import UserInputError
-
-
-@dataclass(frozen=True)
-class Record:
-    """One labelled media item: a file path or the encoded bytes of one."""
-
-    source: str | bytes
-    label: str
-    name: str
-    split: str | None = None
-    group: str | None = None
-
-
-@dataclass
-class SourceData:
-    """What a source resolves to: records with splits, the label order and extras."""
-
-    records: list[Record]
-    labels: list[str]
-    kind: str
-    noise_files: list[str] = field(default_factory=list)
-    split_source: str = "dataset"  # or "hash": no record named a split; mmkit hashed them
-
-    def with_splits(self) -> SourceData:
-        """Give every record without a split a deterministic hash split (by group, else name)."""
-        records = [
-            r
-            if r.split
-            else Record(r.source, r.label, r.name, hash_split(r.group or r.name), r.group)
-            for r in self.records
-        ]
-        return SourceData(
-            records, self.labels, self.kind, self.noise_files, split_source_of(self.records)
-        )
-
-
-@dataclass(frozen=True)
-class SourceOptions:
-    """How to read a source: which files count, and HF column names."""
-
-    modality: str
-    extensions: tuple[str, ...]
-    hf_config: str | None = None
-    hf_split: str | None = None
-    media_column: str | None = None
-    label_column: str = "label"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-Detector = Callable[[Path, SourceOptions], bool]
-Reader = Callable[[Path, SourceOptions], SourceData]
-_LAYOUTS: list[tuple[str, str | None, Detector, Reader]] = []
-_ALIASES: dict[str, tuple[str, Callable[[SourceOptions], Path]]] = {}
-
-
-def register_layout(name: str, modality: str | None, detect: Detector, read: Reader) -> None:
-    """Add a directory layout, tried before the generic folder-per-class reader."""
-    _LAYOUTS.append((name, modality, detect, read))
-
-
-def register_alias(name: str, modality: str, fetch: Callable[[SourceOptions], Path]) -> None:
-    """Add a dataset alias: ``fetch`` returns a local path (downloading it when needed)."""
-    _ALIASES[name] = (modality, fetch)
 
 
 def resolve(src: str, options: SourceOptions) -> SourceData:
     """Turn ``--dataset SRC`` into records; every record gets a split."""
-    if src in _ALIASES and _ALIASES[src][0] == options.modality:
-        return resolve(str(_ALIASES[src][1](options)), options)
+    fetch = alias(src, options.modality)
+    if fetch is not None:
+        return resolve(str(fetch(options)), options)
     path = Path(src).expanduser()
     if path.exists():
         data = read_local(path, options)
     elif src.startswith((".", "/", "~")) or src.endswith((".csv", ".jsonl", ".json")):
         raise UserInputError(f"dataset not found: {src}")
     else:
-        from mmkit.data.hf import read_hub
-
-        data = read_hub(src, options)
+        data = hf.read_hub(src, options)
     if not data.records:
         raise UserInputError(f"no {options.modality} files found in {src}")
     return data.with_splits()
 
 
 def read_local(path: Path, options: SourceOptions) -> SourceData:
-    from mmkit.data import hf
-
     if path.is_file():
         if path.suffix.lower() in (".csv", ".jsonl"):
             return read_manifest(path, options)
@@ -116,7 +52,7 @@ def read_local(path: Path, options: SourceOptions) -> SourceData:
     parquet = sorted(path.rglob("*.parquet"))
     if parquet:
         return hf.read_parquet(parquet, options, root=path)
-    for _name, modality, detect, read in _LAYOUTS:
+    for _name, modality, detect, read in layouts():
         if modality in (None, options.modality) and detect(path, options):
             return read(path, options)
     return read_folder(path, options)

@@ -1,4 +1,4 @@
-"""Checkpoints: a directory of ``model.safetensors`` + ``config.json`` (DESIGN §5).
+"""Checkpoints: a directory of ``model.safetensors`` + ``config.json`` (docs/design.md).
 
 For resume, ``trainer_state.json`` (step, epoch, scheduler, early-stopping state) and
 ``optimizer.safetensors`` (optimizer tensors and RNG states) sit beside them. Everything is written

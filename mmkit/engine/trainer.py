@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mmkit.config import TrainConfig
 from mmkit.engine.checkpoint import load_resume_state, save_checkpoint
 from mmkit.engine.events import NullProgress, Progress
-from mmkit.errors import CheckpointError, MmkitError, UserInputError
+from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted, UserInputError
 from mmkit.io.atomic import write_text_atomic
 
 
@@ -39,10 +39,6 @@ class Task(Protocol):
     def evaluate(
         self, model: torch.nn.Module, loader: DataLoader, device: torch.device
     ) -> dict[str, float]: ...
-
-
-class TrainingInterrupted(MmkitError):
-    """Raised after an interrupt once ``last/`` holds everything needed to resume."""
 
 
 @dataclass

@@ -40,7 +40,7 @@ def _check_indices(name: str, values: torch.Tensor, num_classes: int) -> None:
 def classification_report(
     targets: torch.Tensor, preds: torch.Tensor, labels: list[str]
 ) -> dict[str, Any]:
-    """The eval JSON of DESIGN §3: accuracy, macro_f1, per_class, confusion_matrix.
+    """The eval JSON of docs/design.md: accuracy, macro_f1, per_class, confusion_matrix.
 
     Args:
         targets: ``[N]`` true class indices.

@@ -13,9 +13,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-import mmkit.data.speech_commands  # noqa: F401 - registers the layout and the alias
 from mmkit.configs import AudioConfig
-from mmkit.data.sources import SourceData
+from mmkit.data.records import SourceData
 from mmkit.data.store import Store
 from mmkit.errors import MediaError
 from mmkit.io.audio import (

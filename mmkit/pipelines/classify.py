@@ -23,8 +23,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import mmkit
+from mmkit.cache import cache_dir
 from mmkit.config import TrainConfig, from_dict
-from mmkit.data.sources import SourceData, SourceOptions, resolve
+from mmkit.data.records import SourceData, SourceOptions
+from mmkit.data.sources import resolve
 from mmkit.data.store import Store, StoreWriter, is_store, open_cached
 from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
@@ -72,10 +74,6 @@ class Modality(Protocol):
     def file_views(self, path: str, cfg: Any) -> tuple[torch.Tensor, list[dict]]:
         """A file as ``[K, ...]`` views plus one info dict per view (e.g. window times), shaped
         by ``cfg``, the checkpoint's :func:`trained_config`."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MMKIT_CACHE", Path.home() / ".cache" / "mmkit"))
 
 
 def source_options(modality: Modality, cfg: Any) -> SourceOptions:
@@ -355,7 +353,7 @@ def infer(
     device: str = "auto",
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Top-k labels per file (DESIGN §3 infer JSON); several views are averaged."""
+    """Top-k labels per file (docs/design.md infer JSON); several views are averaged."""
     progress = progress or NullProgress()
     loaded = load_classifier(checkpoint, modality, device)
     labels = loaded.labels

@@ -345,7 +345,7 @@ def sim(
     logit scale), best first:
 
     - one image, one or more texts: ``{"image", "scores": [{"text", "similarity",
-      "probability"}]}`` (DESIGN §3);
+      "probability"}]}`` (docs/design.md);
     - several images (folders expand to their images), one text: ``{"text", "scores":
       [{"image", "similarity", "probability"}]}``;
     - several images and several texts: a list with one ``{"image", "scores"}`` per image.

@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmkit.cache import cache_dir
 from mmkit.data.captions import CaptionData, CaptionOptions, resolve_captions
 from mmkit.data.store import Store, StoreWriter, is_store, open_cached
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.errors import UserInputError
 from mmkit.io.image import RESIZE_DEFAULTS, ImageSource, load_image_array
-from mmkit.pipelines.classify import cache_dir, decode_all, source_stamp
+from mmkit.pipelines.classify import decode_all, source_stamp
 from mmkit.registry import create_preprocessor
 from mmkit.tasks.contrastive import class_names
 

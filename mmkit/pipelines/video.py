@@ -18,9 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-import mmkit.data.ucf101  # noqa: F401 - registers the UCF101 layout
 from mmkit.configs import VideoConfig
-from mmkit.data.sources import SourceData
+from mmkit.data.records import SourceData
 from mmkit.data.store import Store
 from mmkit.io.video import VIDEO_EXTENSIONS, even_indices, probe, read_video
 from mmkit.pipelines import classify

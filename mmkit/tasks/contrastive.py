@@ -251,7 +251,7 @@ class ContrastiveTask:
 
     @torch.no_grad()
     def report(self, model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
-        """The ``mm eval`` JSON (DESIGN §3) for the images of ``loader.dataset``."""
+        """The ``mm eval`` JSON (docs/design.md) for the images of ``loader.dataset``."""
         model = _inner(model).eval()
         data: CaptionImages = loader.dataset
         images = torch.cat([model.encode_images(b.to(device)).float().cpu() for b in loader])

@@ -1,6 +1,7 @@
 """Write a spoken-word set (a list of :class:`~mmkit.testing.speech.SpeechItem`) in every source
-layout mmkit reads (DESIGN §4): split folders, the Speech Commands raw layout, CSV/JSONL manifests,
-and Hugging Face parquet / ``save_to_disk`` directories in the ``google/speech_commands`` schema.
+layout mmkit reads (docs/design.md): split folders, the Speech Commands raw layout, CSV/JSONL
+manifests, and Hugging Face parquet / ``save_to_disk`` directories in the
+``google/speech_commands`` schema.
 
 Every writer takes ``voice_splits``: voice id -> ``"train"`` | ``"validation"`` | ``"test"``
 (:meth:`~mmkit.testing.speech.VoiceSplit.mapping`); voices not in it count as ``"train"``.
