@@ -192,7 +192,7 @@ def test_store_is_per_resize(odd_files: list[Path], tmp_path: Path) -> None:
         stored = np.asarray(a[rows_by_name[path.name]][0])
         assert np.array_equal(stored, decode_image(path, squash))
         assert not np.array_equal(stored, decode_image(path, shortest))
-    with pytest.raises(UserInputError, match="this model needs an mm store"):
+    with pytest.raises(UserInputError, match="this model needs"):
         prepare_store(str(a.path), CaptionOptions(), shortest)
 
 

@@ -6,17 +6,21 @@ import fcntl
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from torch.utils.data import Dataset
 
+from mmkit.config import TrainConfig
 from mmkit.data.splits import MIN_ITEMS_TO_CARVE, VALIDATION_FRACTION, carve_validation
 from mmkit.data.store import Store
 from mmkit.engine.events import Progress
+from mmkit.engine.trainer import Task, Trainer, TrainResult, seed_everything
 from mmkit.errors import UserInputError
 from mmkit.io.atomic import recover_dir, write_text_atomic
 
@@ -168,3 +172,38 @@ def eval_selection(
     else:
         note = f"scoring the {name} split ({len(indices)} items)"
     return EvalSelection(name, indices, note)
+
+
+@dataclass
+class Job:
+    """What one training run needs, built once its run directory is held (see :func:`fit`)."""
+
+    model: torch.nn.Module
+    task: Task
+    train_set: Dataset
+    val_set: Dataset
+    checkpoint: dict[str, Any]  # the config.json of the run's checkpoints (CheckpointSpec JSON)
+    skipped: list[dict[str, str]]  # files the data step left out
+
+
+def fit(
+    cfg: TrainConfig, setup: Callable[[], Job], *, resume: bool, progress: Progress
+) -> TrainResult:
+    """The one training entry of every modality: hold the run directory, seed, ``setup()`` the
+    job (prepare the data, build the model), train it (or continue with ``resume``)."""
+    with start_run(cfg.out, cfg.to_dict(), resume=resume) as run_dir:
+        seed_everything(cfg.seed)
+        job = setup()
+        trainer = Trainer(
+            job.model,
+            job.task,
+            job.train_set,
+            job.val_set,
+            cfg,
+            run_dir,
+            checkpoint_config=lambda: job.checkpoint,
+            progress=progress,
+        )
+        if resume:
+            trainer.resume()
+        return replace(trainer.fit(), skipped=job.skipped)

@@ -8,11 +8,8 @@ metrics — is the same for every modality and lives here or below.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,17 +20,24 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import mmkit
-from mmkit.cache import cache_dir
 from mmkit.config import TrainConfig, from_dict
 from mmkit.data.records import SourceData, SourceOptions
 from mmkit.data.sources import resolve
-from mmkit.data.store import Store, StoreWriter, is_store, open_cached
+from mmkit.data.store import Store, StoreWriter
 from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
-from mmkit.engine.run import eval_selection, start_run, training_splits
-from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
-from mmkit.errors import CheckpointError, MediaError, UserInputError
+from mmkit.engine.run import Job, eval_selection, fit, training_splits
+from mmkit.engine.trainer import TrainResult, resolve_device
+from mmkit.errors import CheckpointError, UserInputError
 from mmkit.metrics.classification import classification_report
+from mmkit.pipelines.store_builder import (
+    StoreRecipe,
+    build_store,
+    default_out,
+    fingerprint,
+    given_store,
+    record_line,
+)
 from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks.classify import (
     ClassificationTask,
@@ -88,28 +92,6 @@ def source_options(modality: Modality, cfg: Any) -> SourceOptions:
     )
 
 
-def source_stamp(source: str | bytes) -> str:
-    """What identifies a media source's content for a store fingerprint (hash, or path+stat)."""
-    if isinstance(source, bytes):
-        return hashlib.sha1(source).hexdigest()
-    try:
-        st = os.stat(source)
-        return f"{source}:{st.st_size}:{st.st_mtime_ns}"
-    except OSError:
-        return f"{source}:missing"
-
-
-def _fingerprint(src: str, data: SourceData, params: dict[str, Any], modality: str) -> str:
-    h = hashlib.sha1(
-        json.dumps([modality, params, data.labels, data.kind, data.split_source]).encode()
-    )
-    for r in data.records:
-        h.update(f"{r.name}|{r.label}|{r.split}|{source_stamp(r.source)}\n".encode())
-    for f in data.noise_files:
-        h.update(f.encode())
-    return h.hexdigest()[:16]
-
-
 def prepare(
     modality: Modality,
     cfg: Any,
@@ -119,72 +101,33 @@ def prepare(
     workers: int | None = None,
 ) -> Store:
     """Decode every file of ``cfg.dataset`` once into a prepared store (reused when unchanged)."""
-    progress = progress or NullProgress()
-    if is_store(cfg.dataset):
-        store = Store(cfg.dataset)
-        if store.modality != modality.name:
-            raise UserInputError(f"{cfg.dataset} is a {store.modality} store, not {modality.name}")
-        return store
+    given = given_store(cfg.dataset, modality.name)
+    if given is not None:
+        return given
     params = modality.store_params(cfg)
     data = resolve(cfg.dataset, source_options(modality, cfg))
-    fp = _fingerprint(cfg.dataset, data, params, modality.name)
-    out = Path(out) if out else cache_dir() / "prepared" / f"{modality.name}-{fp}"
-    cached = open_cached(out, fp, progress)
-    if cached is not None:
-        return cached
-    writer = StoreWriter(
-        out,
-        modality=modality.name,
-        dtype=modality.dtype,
-        item_shape=modality.item_shape(params),
-        params=params,
+    head = [modality.name, params, data.labels, data.kind, data.split_source]
+    fp = fingerprint(head, [*(record_line(r) for r in data.records), *data.noise_files])
+    recipe = StoreRecipe(
+        modality.name, modality.dtype, modality.item_shape(params), params, modality.decode
     )
-    try:
-        progress.start("prepare", len(data.records))
-        for record, result in decode_all(modality, data.records, params, workers):
-            if isinstance(result, str):
-                writer.skip(record.name, result)
-                progress.message(f"skipped {record.name}: {result}")
-            else:
-                writer.add(
-                    result,
-                    name=record.name,
-                    label=record.label,
-                    split=record.split or "train",
-                    group=record.group or "",
-                )
-            progress.advance(1)
+
+    def finish(writer: StoreWriter) -> None:
         for key, array in modality.extras(data, params).items():
             writer.add_extra(key, array)
-        store = writer.commit(
-            data.labels,
-            fingerprint=fp,
-            dataset=cfg.dataset,
-            source_kind=data.kind,
-            split_source=data.split_source,
-        )
-    except BaseException:
-        writer.abort()
-        raise
-    progress.end(items=len(store), skipped=len(store.skipped))
-    return store
 
-
-def decode_all(
-    modality: Any, records: Sequence[Any], params: dict[str, Any], workers: int | None
-) -> Iterable[tuple[Any, np.ndarray | str]]:
-    """``(record, array or skip reason)`` for each record, in order, decoded on a thread pool by
-    ``modality.decode(record.source, params)`` (any record type with a ``source``)."""
-
-    def one(record: Any) -> np.ndarray | str:
-        try:
-            return modality.decode(record.source, params)
-        except MediaError as exc:
-            return str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
-
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:
-        yield from zip(records, pool.map(one, records), strict=True)
+    info = {"dataset": cfg.dataset, "source_kind": data.kind, "split_source": data.split_source}
+    return build_store(
+        recipe,
+        data.records,
+        fp=fp,
+        out=Path(out) if out else default_out(modality.name, fp),
+        labels=lambda writer: data.labels,
+        info=info,
+        progress=progress,
+        workers=workers,
+        finish=finish,
+    )
 
 
 def checkpoint_spec(
@@ -217,31 +160,24 @@ def train(
 ) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-    with start_run(cfg.out, cfg.to_dict(), resume=resume) as run_dir:
-        seed_everything(cfg.seed)
+
+    def setup() -> Job:
         store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
         splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
         stages = modality.stages(cfg, store)
-        model = Classifier(
-            nn.Sequential(*(m for _, m in stages)),
-            mmkit.create_backbone(
-                cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs
-            ),
+        backbone = mmkit.create_backbone(
+            cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs
         )
-        ckpt_config = checkpoint_spec(modality, cfg, store, stages, splits.info).to_json()
-        trainer = Trainer(
-            model,
+        return Job(
+            Classifier(nn.Sequential(*(m for _, m in stages)), backbone),
             ClassificationTask(store.labels),
             modality.train_set(store, splits.train, cfg),
             modality.eval_set(store, splits.validation, cfg),
-            cfg,
-            run_dir,
-            checkpoint_config=lambda: ckpt_config,
-            progress=progress,
+            checkpoint_spec(modality, cfg, store, stages, splits.info).to_json(),
+            store.skipped,
         )
-        if resume:
-            trainer.resume()
-        return replace(trainer.fit(), skipped=store.skipped)
+
+    return fit(cfg, setup, resume=resume, progress=progress)
 
 
 @dataclass

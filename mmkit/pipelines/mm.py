@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,8 @@ from mmkit.data.captions import CaptionOptions
 from mmkit.data.store import Store
 from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
-from mmkit.engine.run import eval_selection, start_run, training_splits
-from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
+from mmkit.engine.run import Job, eval_selection, fit, training_splits
+from mmkit.engine.trainer import TrainResult, resolve_device
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
 from mmkit.pipelines.classify import expand_paths
@@ -238,24 +238,20 @@ def prepare(
 def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-    with start_run(cfg.out, cfg.to_dict(), resume=resume) as run_dir:
-        seed_everything(cfg.seed)
+
+    def setup() -> Job:
         name, kwargs = model_spec(cfg)
-        pipeline, spec = create_pipeline(
+        pipeline, parts = create_pipeline(
             name,
             kwargs,
             pretrained=None if resume else pretrained_for(cfg),
             crop_scale=cfg.crop_scale if cfg.augment else None,
             seed=cfg.seed,
         )
-        store = prepare(cfg, params=spec["data"]["params"], out=cfg.prepared, progress=progress)
+        store = prepare(cfg, params=parts["data"]["params"], out=cfg.prepared, progress=progress)
         splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
-        text = spec["preprocess"]["text"]
-        task = ContrastiveTask(
-            create_preprocessor(text["name"], **text["params"]), cfg.prompt or DEFAULT_PROMPT
-        )
-        ckpt_config = pipeline_spec(
-            spec,
+        spec = pipeline_spec(
+            parts,
             labels=class_names(store),
             prompt=cfg.prompt or DEFAULT_PROMPT,
             data={
@@ -265,20 +261,19 @@ def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = No
                 "validation": splits.info,
             },
             train=_without_locations(cfg.to_dict(), kwargs),
-        ).to_json()
-        trainer = Trainer(
+        )
+        (text,) = spec.stages("text")
+        tokenizer = create_preprocessor(text.name, **text.params)
+        return Job(
             pipeline,
-            task,
+            ContrastiveTask(tokenizer, spec.prompt or DEFAULT_PROMPT),
             CaptionPairs(store, splits.train, seed=cfg.seed),
             CaptionImages(store, splits.validation),
-            cfg,
-            run_dir,
-            checkpoint_config=lambda: ckpt_config,
-            progress=progress,
+            spec.to_json(),
+            store.skipped,
         )
-        if resume:
-            trainer.resume()
-        return replace(trainer.fit(), skipped=store.skipped)
+
+    return fit(cfg, setup, resume=resume, progress=progress)
 
 
 def _without_locations(train: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
