@@ -29,15 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmkit.backbones.clip_base import MAX_LOGIT_SCALE, ClipModel
 from mmkit.errors import UserInputError
 from mmkit.preprocess.image import CLIP_MEAN, CLIP_STD
 from mmkit.registry import BACKBONES, register_backbone, variant
 
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
-MAX_LOGIT_SCALE = 100.0
 
 
-class ClipLite(nn.Module):
+class ClipLite(ClipModel):
     """Image tower + text tower, each linearly projected to ``embed_dim``; CLIP's temperature.
 
     ``logit_scale`` starts at ``log(1 / 0.07)``; the scale used (``exp(logit_scale)``) is clamped
@@ -89,41 +89,6 @@ class ClipLite(nn.Module):
         """``LongTensor [N, L]`` (from ``clip_tokenizer``) -> ``[N, embed_dim]``."""
         features = self.text_projection(self.text_tower.forward_features(tokens))
         return F.normalize(features, dim=-1) if normalize else features
-
-    def scale(self) -> torch.Tensor:
-        """``exp(logit_scale)`` clamped at ``max_logit_scale`` (differentiable below the cap)."""
-        return self.logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
-
-    @torch.no_grad()
-    def clamp_logit_scale_(self) -> None:
-        """Clamp the parameter in place to ``[0, log(max_logit_scale)]``."""
-        self.logit_scale.clamp_(0.0, math.log(self.max_logit_scale))
-
-    def forward(
-        self, images: torch.Tensor, tokens: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised image and text features and the logit scale, for ``ContrastiveLoss``."""
-        return self.encode_image(images), self.encode_text(tokens), self.scale()
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encode_image(images)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return features
-
-    def preprocessors(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        """The registered preprocessors (name, params) that produce this model's inputs."""
-        return {
-            "image": (
-                "image_transform",
-                {
-                    "size": self.image_size,
-                    "mean": list(self.image_mean),
-                    "std": list(self.image_std),
-                },
-            ),
-            "text": ("clip_tokenizer", {"context_length": self.context_length}),
-        }
 
 
 def _tower(name: str, modality: str, kwargs: dict[str, Any]) -> nn.Module:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,15 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmkit.backbones.clip_base import MAX_LOGIT_SCALE, ClipModel
 from mmkit.backbones.open_clip_sources import clean_preprocess_cfg, resolve_pretrained
 from mmkit.errors import UserInputError
 from mmkit.io.weights import read_state_dict
 from mmkit.registry import register_backbone
 
-MAX_LOGIT_SCALE = 100.0
 
-
-class OpenClipModel(nn.Module):
+class OpenClipModel(ClipModel):
     """An open_clip ``CLIP`` / ``CustomTextCLIP`` with ClipLite's interface.
 
     Attributes:
@@ -103,27 +101,6 @@ class OpenClipModel(nn.Module):
         """``LongTensor [N, context_length]`` from :attr:`tokenizer` (or ``clip_tokenizer``)."""
         return self.model.encode_text(tokens, normalize=normalize)
 
-    def scale(self) -> torch.Tensor:
-        """``exp(logit_scale)`` clamped at ``max_logit_scale``."""
-        return self.model.logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
-
-    @torch.no_grad()
-    def clamp_logit_scale_(self) -> None:
-        """Clamp the parameter in place to ``[0, log(max_logit_scale)]``."""
-        self.model.logit_scale.clamp_(0.0, math.log(self.max_logit_scale))
-
-    def forward(
-        self, images: torch.Tensor, tokens: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised image and text features and the (clamped) logit scale."""
-        return self.encode_image(images), self.encode_text(tokens), self.scale()
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encode_image(images)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return features
-
     @property
     def image_resize(self) -> dict[str, Any]:
         """How images are fitted into ``image_size`` when decoded (the prepared store's params,
@@ -140,22 +117,9 @@ class OpenClipModel(nn.Module):
         ``preprocess_cfg`` argument takes to rebuild this model with the same preprocessing."""
         return {"mean": list(self.image_mean), "std": list(self.image_std), **self.image_resize}
 
-    def preprocessors(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        """The registered preprocessors (name, params) that produce this model's inputs."""
-        return {
-            "image": (
-                "image_transform",
-                {
-                    "size": self.image_size,
-                    "mean": list(self.image_mean),
-                    "std": list(self.image_std),
-                },
-            ),
-            "text": (
-                "clip_tokenizer",
-                {"context_length": self.context_length, "model_name": self.name},
-            ),
-        }
+    @property
+    def tokenizer_name(self) -> str:  # type: ignore[override]
+        return self.name
 
 
 _ARCH_KEYS = frozenset(
