@@ -27,6 +27,7 @@ from mmkit.engine.checkpoint import load_resume_state, save_checkpoint
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted, UserInputError
 from mmkit.io.atomic import write_text_atomic
+from mmkit.seeds import epoch_seed
 
 
 class Task(Protocol):
@@ -75,7 +76,7 @@ class EpochSampler(Sampler[int]):
     def _order(self) -> list[int]:
         if not self.shuffle:
             return list(range(self.n))
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         return torch.randperm(self.n, generator=g).tolist()
 
     def __iter__(self) -> Iterator[int]:
@@ -149,27 +150,56 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress or NullProgress()
         self.checkpoint_config = checkpoint_config
+        self.train_set = train_set
+        self._join_process_group()
+        self._place_model(model)
+        self._build_loaders(train_set, val_set, collate_fn)
+        self._build_optimizer()
+        self._stop = _StopOnSignal()
+        self.state: dict[str, Any] = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "best": None,
+            "best_epoch": -1,
+            "bad_epochs": 0,
+            "epoch_loss_sum": 0.0,
+            "history": [],
+        }
+
+    # -- set-up steps ------------------------------------------------------------------------
+    def _join_process_group(self) -> None:
+        """Under ``torchrun`` (``WORLD_SIZE`` > 1): join the process group, pick this rank's
+        device."""
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         if self.world > 1 and not torch.distributed.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             torch.distributed.init_process_group(backend)
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(self.cfg.device)
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(self.device)
+        self.use_amp = self.cfg.amp and self.device.type == "cuda"
+
+    def _place_model(self, model: torch.nn.Module) -> None:
+        """The model on this rank's device, wrapped in DDP when there are several ranks."""
         self.model = model.to(self.device)
         self.ddp_model: torch.nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        pin = self.device.type == "cuda"
+
+    def _build_loaders(
+        self, train_set: Dataset, val_set: Dataset, collate_fn: Callable[[list[Any]], Any] | None
+    ) -> None:
+        """Train and validation loaders. Workers draw their seeds from the loader's own
+        generator, never the global RNG, so the augmentation stream is the same with and
+        without a resume in between."""
+        cfg, pin = self.cfg, self.device.type == "cuda"
         self.sampler = EpochSampler(
             len(train_set), seed=cfg.seed, shuffle=True, rank=self.rank, world=self.world
         )
-        self.train_set = train_set
-        # loaders draw worker seeds from their own generator, never from the global RNG, so that
-        # the augmentation RNG stream is the same with and without a resume in between
         self.loader_generator = torch.Generator()
         self.train_loader = DataLoader(
             train_set,
@@ -195,21 +225,14 @@ class Trainer:
             steps = min(steps, cfg.max_steps_per_epoch)
         self.steps_per_epoch = max(1, steps)
         self.total_steps = self.steps_per_epoch * cfg.epochs
+
+    def _build_optimizer(self) -> None:
+        """AdamW (no decay on biases and norms) with linear warmup then cosine decay."""
+        cfg = self.cfg
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
-        warmup = int(cfg.warmup * self.total_steps)
-        self.scheduler = _scheduler(self.optimizer, self.total_steps, warmup)
-        self.use_amp = cfg.amp and self.device.type == "cuda"
-        self._stop = _StopOnSignal()
-        self.state: dict[str, Any] = {
-            "epoch": 0,
-            "step_in_epoch": 0,
-            "global_step": 0,
-            "best": None,
-            "best_epoch": -1,
-            "bad_epochs": 0,
-            "epoch_loss_sum": 0.0,
-            "history": [],
-        }
+        self.scheduler = _scheduler(
+            self.optimizer, self.total_steps, int(cfg.warmup * self.total_steps)
+        )
 
     @property
     def is_main(self) -> bool:
@@ -288,7 +311,7 @@ class Trainer:
         if set_epoch:
             set_epoch(epoch)
         self.sampler.set_epoch(epoch, start * self.cfg.batch_size)
-        self.loader_generator.manual_seed(self.cfg.seed * 100_003 + epoch)
+        self.loader_generator.manual_seed(epoch_seed(self.cfg.seed, epoch))
         self.ddp_model.train()
         self.progress.start(f"epoch {epoch + 1}/{self.cfg.epochs}", self.steps_per_epoch)
         if start:

@@ -24,6 +24,7 @@ from mmkit.data.store import Store
 from mmkit.io.video import VIDEO_EXTENSIONS, even_indices, probe, read_video
 from mmkit.pipelines import classify
 from mmkit.registry import create_preprocessor
+from mmkit.seeds import item_seed
 
 
 def _square(frames: np.ndarray) -> np.ndarray:
@@ -131,7 +132,7 @@ class VideoClips(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         idx = self.indices[i]
         frames = self.store[idx]
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + idx)
+        g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, idx))
         order = self.sampler(len(frames), generator=g)
         if self.views and order.ndim == 1:
             order = order[None]

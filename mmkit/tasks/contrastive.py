@@ -29,6 +29,7 @@ from mmkit.io.image import RESIZE_DEFAULTS, check_resize
 from mmkit.losses import ContrastiveLoss
 from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
+from mmkit.seeds import item_seed
 from mmkit.spec import CheckpointSpec
 
 DIRECTIONS = ("image_to_text", "text_to_image")
@@ -146,10 +147,6 @@ def build_contrastive(spec: CheckpointSpec, source: str = "config.json") -> Clip
     return ClipPipeline(transform, model)
 
 
-def _aug_seed(seed: int, epoch: int, index: int) -> int:
-    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**31
-
-
 class CaptionPairs(Dataset):
     """(image, one of its captions, crop seed) per image of ``indices``; the caption and the crop
     are drawn from generators seeded by (seed, epoch, image index), so they are the same with any
@@ -172,7 +169,7 @@ class CaptionPairs(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         idx = self.indices[i]
-        seed = _aug_seed(self.seed, self.epoch, idx)
+        seed = item_seed(self.seed, self.epoch, idx)
         options = self.captions_of[idx]
         pick = int(options[torch.randint(len(options), (1,), generator=_gen(seed)).item()])
         image = torch.from_numpy(np.array(self.store[idx][0]))
