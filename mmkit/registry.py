@@ -111,11 +111,12 @@ class Registry:
             ) from None
 
     def create(self, name: str, **kwargs: Any) -> Any:
+        """Build plugin ``name``. Arguments are bound to the factory's signature first: an unknown
+        or missing argument is a :class:`UserInputError` naming it; a ``TypeError`` raised inside
+        the factory is a bug and keeps its traceback."""
         spec = self.get(name)
-        try:
-            return spec.factory(**kwargs)
-        except TypeError as exc:
-            raise UserInputError(f"{self.kind} {name!r}: {exc}") from exc
+        bind_arguments(spec, kwargs)
+        return spec.factory(**kwargs)
 
     def check_config(self, name: Any, kwargs: Any, *, source: str) -> PluginSpec:
         """The plugin a checkpoint names, once its arguments pass :func:`check_config_kwargs`."""
@@ -138,6 +139,7 @@ class Registry:
         """
         spec = self.check_config(name, kwargs, source=source)
         try:
+            bind_arguments(spec, {**kwargs, **fixed})
             return spec.factory(**kwargs, **fixed)
         except UserInputError as exc:
             raise CheckpointError(f"{source}: {exc}") from exc
@@ -186,6 +188,26 @@ def register_preprocessor(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``factory(**params) -> nn.Module`` (batched, runs on the training device)."""
     return PREPROCESSORS.register(name, modality=modality, tags=tags, loads=loads)
+
+
+def bind_arguments(spec: PluginSpec, kwargs: dict[str, Any]) -> None:
+    """Check ``kwargs`` against ``spec``'s factory signature (one line naming the argument)."""
+    signature = inspect.signature(spec.factory)
+    params = signature.parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    named = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    where = f"{spec.kind} {spec.name!r}"
+    for key in kwargs:
+        if key not in params and not takes_any:
+            close = difflib.get_close_matches(key, named, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserInputError(
+                f"{where}: unexpected keyword argument {key!r}{hint}; it takes {', '.join(named)}"
+            )
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        raise UserInputError(f"{where}: {exc}") from None
 
 
 # -- what a checkpoint's config may pass to a factory ------------------------------------------

@@ -101,18 +101,21 @@ def _tower(name: str, modality: str, kwargs: dict[str, Any]) -> nn.Module:
     return BACKBONES.create(name, num_classes=0, **kwargs)
 
 
-def build_clip_lite(
+@register_backbone("clip_lite", modality="mm")
+def clip_lite(
     *,
     num_classes: int = 0,
-    embed_dim: int,
-    image_tower: str,
-    image_kwargs: dict | None,
-    text_tower: str,
-    text_kwargs: dict | None,
-    init_logit_scale: float,
-    max_logit_scale: float,
+    embed_dim: int = 128,
+    image_tower: str = "image_vit",
+    image_kwargs: dict | None = None,
+    text_tower: str = "text_transformer",
+    text_kwargs: dict | None = None,
+    init_logit_scale: float = INIT_LOGIT_SCALE,
+    max_logit_scale: float = MAX_LOGIT_SCALE,
 ) -> ClipLite:
-    """Build the towers from the registry and join them; ``model.config`` holds the kwargs."""
+    """Small CLIP: registered image + text towers, projections, learnable temperature.
+
+    The towers are built from the registry; ``model.config`` holds the kwargs."""
     if num_classes != 0:
         raise UserInputError(
             f"image-text models take no num_classes (got {num_classes}); use zero-shot prompts"
@@ -133,31 +136,6 @@ def build_clip_lite(
         init_logit_scale=config["init_logit_scale"],
         max_logit_scale=config["max_logit_scale"],
         config=config,
-    )
-
-
-@register_backbone("clip_lite", modality="mm")
-def clip_lite(
-    *,
-    num_classes: int = 0,
-    embed_dim: int = 128,
-    image_tower: str = "image_vit",
-    image_kwargs: dict | None = None,
-    text_tower: str = "text_transformer",
-    text_kwargs: dict | None = None,
-    init_logit_scale: float = INIT_LOGIT_SCALE,
-    max_logit_scale: float = MAX_LOGIT_SCALE,
-) -> ClipLite:
-    """Small CLIP: registered image + text towers, projections, learnable temperature."""
-    return build_clip_lite(
-        num_classes=num_classes,
-        embed_dim=embed_dim,
-        image_tower=image_tower,
-        image_kwargs=image_kwargs,
-        text_tower=text_tower,
-        text_kwargs=text_kwargs,
-        init_logit_scale=init_logit_scale,
-        max_logit_scale=max_logit_scale,
     )
 
 

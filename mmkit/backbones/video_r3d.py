@@ -42,8 +42,11 @@ class BasicBlock3d(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
+@register_backbone("video_r3d", modality="video")
 class VideoR3D(nn.Module):
-    """Small 3D ResNet: stem, ``len(widths)`` stages of ``depths[i]`` blocks, mean+max pool."""
+    """Small 3D ResNet (~0.5M parameters), the default video backbone; fast on CPU at 16x64x64.
+
+    A stem, ``len(widths)`` stages of ``depths[i]`` residual blocks, and mean+max pooling."""
 
     def __init__(
         self,
@@ -111,30 +114,9 @@ class VideoR3D(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_backbone("video_r3d", modality="video")
-def video_r3d(
-    *,
-    num_classes: int,
-    in_channels: int = 3,
-    stem_width: int = 16,
-    widths: Sequence[int] = (24, 48, 96),
-    depths: Sequence[int] = (1, 1, 1),
-    dropout: float = 0.2,
-) -> VideoR3D:
-    """Small 3D ResNet (~0.5M parameters), the default video backbone; fast on CPU at 16x64x64."""
-    return VideoR3D(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem_width=stem_width,
-        widths=widths,
-        depths=depths,
-        dropout=dropout,
-    )
-
-
 video_r3d_test = register_backbone("video_r3d_test", modality="video")(
     variant(
-        video_r3d,
+        VideoR3D,
         "Tiny 3D ResNet (~14k parameters) for fast end-to-end tests.",
         stem_width=4,
         widths=(8, 16),
