@@ -51,6 +51,7 @@ class TrainConfig:
     num_workers: int = 0
     max_steps_per_epoch: int = 0
     augment: bool = True
+    logger: str = "auto"
     prepared: str | None = None
     hf_config: str | None = None
     label_column: str = "label"
@@ -69,6 +70,10 @@ class TrainConfig:
             raise UserInputError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if not 0 <= self.warmup < 1:
             raise UserInputError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
+        if self.logger not in ("auto", "tensorboard", "csv", "none"):
+            raise UserInputError(
+                f"--logger must be auto, tensorboard, csv or none, got {self.logger!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

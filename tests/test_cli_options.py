@@ -153,7 +153,7 @@ def test_eval_takes_config_and_set(tmp_path):
         (["--set", "epoch=3"], ["--set: unknown key 'epoch'", "did you mean 'epochs'?"]),
         (["--set", "epochs"], ["--set expects key=value, got 'epochs'"]),
         (["--set", "epochs.x=1"], ["--set: epochs is not a mapping"]),
-        (["--set", "noise_snr=[1, 2, 3]"], ["--set: noise_snr must be 2 numbers"]),
+        (["--set", "noise_snr=[1, 2, 3]"], ["--set: noise_snr must be 2 finite numbers"]),
         (["--set", "lr=fast"], ["--set: lr must be float, got 'fast'"]),
         (["--win-length", "1024"], ["--win-length must be in [1, --n-fft (512)], got 1024"]),
         (["--f-max", "9000"], ["f_min < f_max <= 8000 Hz", "got 20, 9000"]),

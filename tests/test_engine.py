@@ -22,7 +22,7 @@ from mmkit.config import TrainConfig
 from mmkit.engine import checkpoint as ckpt
 from mmkit.engine import plots
 from mmkit.engine.trainer import EpochSampler, Trainer, TrainingInterrupted, seed_everything
-from mmkit.errors import CheckpointError
+from mmkit.errors import CheckpointError, UserInputError
 
 CLASSES = 3
 DIM = 8
@@ -557,3 +557,34 @@ def test_trainer_state_with_a_wrong_type_is_one_line(tmp_path, key, value):
     (tmp_path / "last" / "trainer_state.json").write_text(json.dumps(saved))
     with pytest.raises(CheckpointError, match=f"trainer_state.json: {key} must be"):
         ckpt.load_resume_state(tmp_path / "last")
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "csv", "none"])
+def test_loggers_write_one_row_per_epoch_beside_metrics_jsonl(tmp_path, kind):
+    from mmkit.engine.loggers import make_logger
+
+    history = [{"epoch": 1, "train_loss": 2.0, "val_accuracy": 0.5}]
+    logger = make_logger(kind, tmp_path, history)
+    logger.log({"epoch": 2, "train_loss": 1.0, "val_accuracy": 0.75})
+    logger.close()
+    if kind == "csv":
+        import csv
+
+        rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+        assert [(r["epoch"], r["val_accuracy"]) for r in rows] == [("1", "0.5"), ("2", "0.75")]
+    elif kind == "tensorboard":
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "tensorboard"))
+        events.Reload()
+        assert [(e.step, e.value) for e in events.Scalars("val/accuracy")] == [(2, 0.75)]
+        assert [e.step for e in events.Scalars("train/train_loss")] == [2]
+    else:
+        assert not (tmp_path / "metrics.csv").exists() and not (tmp_path / "tensorboard").exists()
+
+
+def test_unknown_logger_is_one_line(tmp_path):
+    from mmkit.engine.loggers import make_logger
+
+    with pytest.raises(UserInputError, match="--logger must be one of"):
+        make_logger("wandb", tmp_path, [])

@@ -118,6 +118,7 @@ def train(
     f_min: FMin = None,
     f_max: FMax = None,
     num_workers: c.Workers = None,
+    logger: c.Logger = None,
     hf_config: c.HfConfig = None,
     audio_column: AudioColumn = None,
     label_column: c.LabelColumn = None,

@@ -82,6 +82,14 @@ Patience = Annotated[
 Workers = Annotated[
     int | None, typer.Option(help="DataLoader worker processes.", show_default=False, min=0)
 ]
+Logger = Annotated[
+    Literal["auto", "tensorboard", "csv", "none"] | None,
+    typer.Option(
+        help="Per-epoch metrics besides metrics.jsonl and curves.png: TensorBoard events "
+        "(run_dir/tensorboard), metrics.csv, or none; auto = tensorboard when installed.",
+        show_default=False,
+    ),
+]
 Resume = Annotated[
     bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
 ]

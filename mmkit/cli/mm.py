@@ -138,6 +138,7 @@ def train(
     prompt: Prompt = None,
     augment: c.Augment = None,
     num_workers: c.Workers = None,
+    logger: c.Logger = None,
     hf_config: c.HfConfig = None,
     image_column: ImageColumn = None,
     text_column: TextColumn = None,

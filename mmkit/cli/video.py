@@ -101,6 +101,7 @@ def train(
     hflip: Hflip = None,
     fold: Fold = None,
     num_workers: c.Workers = None,
+    logger: c.Logger = None,
     hf_config: c.HfConfig = None,
     video_column: VideoColumn = None,
     label_column: c.LabelColumn = None,

@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mmkit.config import TrainConfig
 from mmkit.engine.checkpoint import load_resume_state, save_checkpoint
 from mmkit.engine.events import NullProgress, Progress
+from mmkit.engine.loggers import NoLogger, make_logger
 from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted, UserInputError
 from mmkit.io.atomic import write_text_atomic
 from mmkit.seeds import epoch_seed
@@ -276,7 +278,12 @@ class Trainer:
         ``last/`` and raise :class:`TrainingInterrupted`; ``--resume`` continues from there."""
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        with _StopOnSignal() as stop:
+        self.logger = (
+            make_logger(self.cfg.logger, self.run_dir, self.state["history"])
+            if self.is_main
+            else NoLogger()
+        )
+        with _StopOnSignal() as stop, closing(self.logger):
             self._stop = stop
             while self.state["epoch"] < self.cfg.epochs and not self._stopped_early():
                 self._train_epoch()
@@ -368,6 +375,7 @@ class Trainer:
         self.state["history"].append(row)
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        self.logger.log(row)
         if improved:
             self._save("best", metrics)
         self._save("last", metrics)
