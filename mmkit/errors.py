@@ -28,3 +28,7 @@ class UnknownPluginError(UserInputError, KeyError):
 
 class CheckpointError(MmkitError):
     """A checkpoint directory that is missing, incomplete or from an incompatible version."""
+
+
+class ExportError(MmkitError):
+    """A model (or a part of it) that cannot be exported, or whose export does not match it."""
