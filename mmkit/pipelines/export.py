@@ -313,29 +313,40 @@ def _image_preprocessing(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+CLEANING = {
+    "_clean_lower": "ftfy fix + HTML unescape, whitespace collapsed, lower-cased",
+    "_clean_whitespace": "ftfy fix + HTML unescape, whitespace collapsed (case kept)",
+    "_clean_canonicalize": "ftfy fix + HTML unescape, punctuation removed, lower-cased",
+}
+
+
 def _tokenizer_info(tokenizer: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
-    inner = getattr(tokenizer, "tokenizer", None)
-    model_name = str(params.get("model_name", "") or "")
+    """What turns a caption into the text graph's token ids."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    inner = tokenizer.tokenizer
     info: dict[str, Any] = {
         "name": "clip_tokenizer",
         "params": dict(params),
         "context_length": int(tokenizer.context_length),
-        "implementation": (
-            f"open_clip.get_tokenizer({model_name!r})"
-            if model_name
-            else "open_clip.tokenizer.SimpleTokenizer (the OpenAI CLIP byte-pair encoding, "
-            "bpe_simple_vocab_16e6.txt.gz shipped with open_clip)"
-        ),
+        "implementation": f"{type(inner).__module__}.{type(inner).__qualname__}",
         "vocab_size": int(tokenizer.vocab_size),
-        "pad_token_id": 0,
-        "truncation": "ids beyond context_length are cut; the last kept id is the end token",
     }
-    for key in ("sot_token_id", "eot_token_id"):
-        value = getattr(inner, key, None)
-        if isinstance(value, int):
-            info[key] = value
-    if not model_name:
-        info["text_cleaning"] = "ftfy fix + HTML unescape, whitespace collapsed, lower-cased"
+    if isinstance(inner, SimpleTokenizer):
+        clean = getattr(getattr(inner, "clean_fn", None), "__name__", "")
+        info.update(
+            encoding="the OpenAI CLIP byte-pair encoding (bpe_simple_vocab_16e6.txt.gz, shipped "
+            "with open_clip)",
+            text_cleaning=CLEANING.get(clean, clean),
+            sot_token_id=int(inner.sot_token_id),
+            eot_token_id=int(inner.eot_token_id),
+            pad_token_id=0,
+            truncation="ids beyond context_length are cut; the last kept id is the end token",
+        )
+    else:
+        hub = getattr(getattr(inner, "tokenizer", None), "name_or_path", None)
+        if hub:
+            info["hf_tokenizer"] = str(hub)
     return info
 
 
