@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,19 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> d
     spec = read_spec(ckpt)
     parts = ("model",) if spec.task == "classify" else ("image", "text")
     files, sidecar = output_paths(ckpt, fmt, out, parts)
-    if spec.task == "classify":
-        meta = _export_classifier(ckpt, spec, fmt, files)
-    else:
-        meta = _export_clip(ckpt, spec, fmt, files)
+    # every graph is written aside first: one that fails leaves the previous export whole
+    staged = {part: path.with_name(f".{path.name}.partial") for part, path in files.items()}
+    try:
+        if spec.task == "classify":
+            meta = _export_classifier(ckpt, spec, fmt, staged)
+        else:
+            meta = _export_clip(ckpt, spec, fmt, staged)
+        for part, path in files.items():
+            meta["models"][part]["file"] = path.name
+            os.replace(staged[part], path)
+    finally:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
     meta = {
         "mmkit_version": mmkit.__version__,
         "format": fmt,
@@ -87,7 +97,11 @@ def output_paths(
 ) -> tuple[dict[str, Path], Path]:
     """The graph file of each part and the sidecar path, their folder created."""
     ext = FORMATS[fmt]
-    base = Path(out).expanduser() if out else ckpt.parent / "export" / f"model{ext}"
+    base = (
+        Path(out).expanduser().absolute()
+        if out
+        else ckpt.absolute().parent / "export" / f"model{ext}"
+    )
     if base.suffix == ".json":
         raise UserInputError(f"--out {base}: name the model file; the sidecar .json goes beside it")
     if not base.suffix:
