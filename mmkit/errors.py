@@ -32,3 +32,7 @@ class CheckpointError(MmkitError):
 
 class TrainingInterrupted(MmkitError):
     """Raised after an interrupt once ``last/`` holds everything needed to resume (exit 130)."""
+
+
+class ExportError(MmkitError):
+    """A model (or a part of it) that cannot be exported, or whose export does not match it."""

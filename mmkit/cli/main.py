@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from mmkit import __version__
-from mmkit.cli import audio, mm, plugins, video
+from mmkit.cli import audio, export, mm, plugins, video
 from mmkit.cli.binding import command, show_config_defaults
 from mmkit.cli.common import Device, Json
 from mmkit.cli.output import err, mapping_tables, out, print_json, progress_for, table
@@ -33,6 +33,7 @@ app.add_typer(audio.app, name="audio")
 app.add_typer(video.app, name="video")
 app.add_typer(mm.app, name="mm")
 plugins.register(app)
+export.register(app)
 
 
 def _version(value: bool) -> None:
