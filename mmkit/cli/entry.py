@@ -8,6 +8,7 @@ resumable ``last/`` first (:class:`mmkit.engine.trainer.Trainer`).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any
@@ -20,8 +21,11 @@ def _as_interrupt(signum: int, frame: Any) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
-    """``mmkit ...``: the CLI with SIGTERM treated like Ctrl-C."""
+    """``mmkit ...``: the CLI with SIGTERM treated like Ctrl-C. Under ``torchrun`` only rank 0
+    prints results (one JSON document with ``--json``); the other ranks keep stderr for errors."""
     signal.signal(signal.SIGTERM, _as_interrupt)
+    if int(os.environ.get("RANK", "0")) > 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:
         from mmkit.cli.main import main
 

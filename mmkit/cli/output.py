@@ -4,6 +4,7 @@ progress and notes on stderr (rich bars on a terminal, plain unwrapped lines any
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -198,6 +199,10 @@ class MessagesOnly:
 def progress_for(json_mode: bool) -> Any:
     """Only the notes under ``--json``; rich bars when stderr is a terminal; plain lines
     otherwise."""
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 reports for everyone
+        from mmkit.engine.events import NullProgress
+
+        return NullProgress()
     if json_mode:
         return MessagesOnly()
     return RichProgress() if err.is_terminal else PlainProgress()

@@ -36,8 +36,11 @@ def save_checkpoint(
     *,
     optimizer: torch.optim.Optimizer | None = None,
     trainer_state: dict[str, Any] | None = None,
+    rng: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically and return its path."""
+    """Write a checkpoint directory atomically and return its path. With ``optimizer`` and
+    ``trainer_state`` it can be resumed; ``rng`` (default: this process's, :func:`rng_states`)
+    holds every rank's random-number state."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_for(path)
@@ -48,7 +51,7 @@ def save_checkpoint(
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
         if optimizer is not None and trainer_state is not None:
             tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-            tensors.update(_rng_tensors())
+            tensors.update(rng or rng_states())
             save_file(tensors, str(tmp / OPTIMIZER_FILE))
             state = dict(trainer_state, optimizer=opt_meta)
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -176,8 +179,9 @@ class ResumeState:
     optimizer_state: dict[str, Any]
 
 
-def load_resume_state(path: str | Path) -> ResumeState:
-    """Trainer state and optimizer state of a ``last`` checkpoint; restores the RNG states."""
+def load_resume_state(path: str | Path, *, rank: int = 0) -> ResumeState:
+    """Trainer state and optimizer state of a ``last`` checkpoint; restores rank ``rank``'s
+    RNG states."""
     path = Path(path)
     if not (path / STATE_FILE).is_file() or not (path / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{path} has no trainer state to resume from")
@@ -192,7 +196,7 @@ def load_resume_state(path: str | Path) -> ResumeState:
         optimizer = _unflatten_optimizer(tensors, state.pop("optimizer"))
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path / OPTIMIZER_FILE}: not an mmkit optimizer state") from exc
-    _restore_rng(tensors)
+    _restore_rng(tensors, rank)
     return ResumeState(state, optimizer)
 
 
@@ -259,17 +263,25 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _rng_tensors() -> dict[str, torch.Tensor]:
-    out = {"rng.cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"rng.cuda.{i}"] = s
+def rng_states() -> dict[str, torch.Tensor]:
+    """Every rank's CPU (and current CUDA device's) RNG state, keyed ``rng.rank<r>.cpu`` /
+    ``.cuda``; a collective under torchrun (every rank must call it)."""
+    from mmkit.engine import distributed
+
+    out = {}
+    for r, state in enumerate(distributed.gather_objects(torch.get_rng_state())):
+        out[f"rng.rank{r}.cpu"] = state
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = torch.cuda.get_rng_state()
+        for r, state in enumerate(distributed.gather_objects(cuda)):
+            out[f"rng.rank{r}.cuda"] = state
     return out
 
 
-def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
-    if "rng.cpu" in tensors:
-        torch.set_rng_state(tensors["rng.cpu"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+def _restore_rng(tensors: dict[str, torch.Tensor], rank: int) -> None:
+    cpu = tensors.get(f"rng.rank{rank}.cpu", tensors.get("rng.cpu") if rank == 0 else None)
+    if cpu is not None:
+        torch.set_rng_state(cpu)
+    cuda = tensors.get(f"rng.rank{rank}.cuda")
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)

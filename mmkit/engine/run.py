@@ -19,8 +19,9 @@ from torch.utils.data import Dataset
 from mmkit.config import TrainConfig
 from mmkit.data.splits import MIN_ITEMS_TO_CARVE, VALIDATION_FRACTION, carve_validation
 from mmkit.data.store import Store
+from mmkit.engine import distributed
 from mmkit.engine.events import Progress
-from mmkit.engine.trainer import Task, Trainer, TrainResult, seed_everything
+from mmkit.engine.trainer import Task, Trainer, TrainResult, resolve_device, seed_everything
 from mmkit.errors import UserInputError
 from mmkit.io.atomic import recover_dir, write_text_atomic
 
@@ -38,7 +39,7 @@ def start_run(out: str | Path, config: dict[str, Any], *, resume: bool) -> Itera
     Under ``torchrun`` only rank 0 locks and writes.
     """
     run_dir = Path(out)
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = distributed.is_main()
     run_dir.mkdir(parents=True, exist_ok=True)
     with _locked(run_dir) if main else nullcontext():
         if main:
@@ -191,9 +192,11 @@ def fit(
 ) -> TrainResult:
     """The one training entry of every modality: hold the run directory, seed, ``setup()`` the
     job (prepare the data, build the model), train it (or continue with ``resume``)."""
+    distributed.init(resolve_device(cfg.device))  # torchrun: join before any rank waits
     with start_run(cfg.out, cfg.to_dict(), resume=resume) as run_dir:
         seed_everything(cfg.seed)
-        job = setup()
+        with distributed.main_first():  # rank 0 prepares the store, the others then open it
+            job = setup()
         trainer = Trainer(
             job.model,
             job.task,

@@ -11,7 +11,7 @@ What is modality-specific lives in the :class:`Task` (how a batch becomes a loss
 from __future__ import annotations
 
 import json
-import os
+import math
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mmkit.config import TrainConfig
-from mmkit.engine.checkpoint import load_resume_state, save_checkpoint
+from mmkit.engine import distributed
+from mmkit.engine.checkpoint import load_resume_state, rng_states, save_checkpoint
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.loggers import NoLogger, make_logger
 from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted, UserInputError
@@ -42,6 +43,9 @@ class Task(Protocol):
     def evaluate(
         self, model: torch.nn.Module, loader: DataLoader, device: torch.device
     ) -> dict[str, float]: ...
+
+
+LOG_EVERY = 20  # steps between host syncs of the running loss (and its finiteness check)
 
 
 @dataclass
@@ -171,17 +175,9 @@ class Trainer:
 
     # -- set-up steps ------------------------------------------------------------------------
     def _join_process_group(self) -> None:
-        """Under ``torchrun`` (``WORLD_SIZE`` > 1): join the process group, pick this rank's
-        device."""
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not torch.distributed.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            torch.distributed.init_process_group(backend)
-        self.device = resolve_device(self.cfg.device)
-        if self.world > 1 and self.device.type == "cuda":
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(self.device)
+        """Under ``torchrun``: join the process group and take this rank's device."""
+        self.device = distributed.init(resolve_device(self.cfg.device))
+        self.rank, self.world = distributed.rank(), distributed.world()
         self.use_amp = self.cfg.amp and self.device.type == "cuda"
 
     def _place_model(self, model: torch.nn.Module) -> None:
@@ -216,7 +212,7 @@ class Trainer:
         self.val_loader = DataLoader(
             val_set,
             batch_size=cfg.batch_size,
-            shuffle=False,
+            sampler=distributed.shard(range(len(val_set))),  # gathered back by the task
             num_workers=cfg.num_workers,
             pin_memory=pin,
             collate_fn=collate_fn,
@@ -244,7 +240,13 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``run_dir/last`` exactly where it stopped."""
         last = self.run_dir / "last"
-        rs = load_resume_state(last)
+        rs = load_resume_state(last, rank=self.rank)
+        saved_world = rs.trainer_state.pop("world", 1)
+        if saved_world != self.world:
+            self.progress.message(
+                f"resuming a {saved_world}-process run with {self.world}: the data order "
+                "differs from an uninterrupted run from here on"
+            )
         from mmkit.engine.checkpoint import load_weights
 
         load_weights(self.model, last, self.device)
@@ -261,15 +263,21 @@ class Trainer:
             rows = "".join(json.dumps(r) + "\n" for r in self.state["history"])
             write_text_atomic(self.run_dir / "metrics.jsonl", rows)
 
-    def _save(self, name: str, metrics: dict[str, Any] | None = None) -> Path:
+    def _save(self, name: str, metrics: dict[str, Any] | None = None) -> None:
+        """Write ``best``/``last`` (rank 0). Every rank calls it: each one's RNG state is
+        gathered into ``last`` so a resumed DDP run continues exactly."""
+        rng = rng_states() if name == "last" else {}
+        if not self.is_main:
+            return
         config = dict(self.checkpoint_config(), metrics=metrics or {}, epoch=self.state["epoch"])
-        state = dict(self.state, scheduler=self.scheduler.state_dict())
-        return save_checkpoint(
+        state = dict(self.state, world=self.world, scheduler=self.scheduler.state_dict())
+        save_checkpoint(
             self.run_dir / name,
             self.model,
             config,
             optimizer=self.optimizer if name == "last" else None,
             trainer_state=state if name == "last" else None,
+            rng=rng,
         )
 
     # -- loop --------------------------------------------------------------------------------
@@ -285,21 +293,20 @@ class Trainer:
         )
         with _StopOnSignal() as stop, closing(self.logger):
             self._stop = stop
+            self._stopping = False
             while self.state["epoch"] < self.cfg.epochs and not self._stopped_early():
                 self._train_epoch()
-                if stop.requested:
+                if self._stopping:
                     break
                 self._end_epoch()
-        if stop.requested:
-            if self.is_main:
-                self._save("last")
+        if self._stopping:
+            self._save("last")
             raise TrainingInterrupted(
                 f"interrupted at epoch {self.state['epoch'] + 1}, step "
                 f"{self.state['step_in_epoch']}; continue with --resume (state in "
                 f"{self.run_dir / 'last'})"
             )
-        if self.world > 1:
-            torch.distributed.barrier()
+        distributed.barrier()
         return TrainResult(
             self.run_dir,
             self.run_dir / "best",
@@ -324,36 +331,58 @@ class Trainer:
         if start:
             self.progress.advance(start)
         t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)  # summed on the device: no per-step sync
+        synced = self.state["step_in_epoch"]  # steps already counted in epoch_loss_sum
         for batch in self.train_loader:
-            if self.state["step_in_epoch"] >= self.steps_per_epoch or self._stop.requested:
+            (self._stopping,) = distributed.any_rank(self._stop.requested)
+            if self.state["step_in_epoch"] >= self.steps_per_epoch or self._stopping:
                 break
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
                 loss = self.task.loss(self.ddp_model, batch, self.device)
-            if not torch.isfinite(loss):
-                raise MmkitError(
-                    f"loss is {loss.item()} at step {self.state['global_step']}; "
-                    "lower --lr or check the data"
-                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
+            loss_sum += loss.detach().float()
             self.state["step_in_epoch"] += 1
             self.state["global_step"] += 1
-            self.state["epoch_loss_sum"] += loss.item()
+            if self.state["step_in_epoch"] % LOG_EVERY and self.state["step_in_epoch"] < (
+                self.steps_per_epoch
+            ):
+                self.progress.advance(1)
+                continue
+            synced = self._sync_loss(loss_sum, synced)
+            loss_sum.zero_()
             mean = self.state["epoch_loss_sum"] / self.state["step_in_epoch"]
             self.progress.advance(1, loss=mean, lr=self.scheduler.get_last_lr()[0])
+        self._sync_loss(loss_sum, synced)
+        (self._stopping,) = distributed.any_rank(self._stop.requested)  # asked on the last step
         mean = self.state["epoch_loss_sum"] / max(1, self.state["step_in_epoch"])
         self._epoch_train = {"train_loss": mean, "train_seconds": time.perf_counter() - t0}
 
+    def _sync_loss(self, loss_sum: torch.Tensor, synced: int) -> int:
+        """Fold the device-side loss sum into the state (one host sync); stop every rank on a
+        non-finite loss. Returns the step count now synced."""
+        if self.state["step_in_epoch"] == synced:
+            return synced
+        value = float(loss_sum)
+        (bad,) = distributed.any_rank(not math.isfinite(value))
+        if bad:
+            raise MmkitError(
+                f"the loss became {value} by step {self.state['global_step']}; "
+                "lower --lr or check the data"
+            )
+        self.state["epoch_loss_sum"] += value
+        return self.state["step_in_epoch"]
+
     def _end_epoch(self) -> None:
-        metrics: dict[str, Any] = {}
-        if self.is_main:
-            self.ddp_model.eval()
-            with torch.no_grad():
-                metrics = self.task.evaluate(self.model, self.val_loader, self.device)
+        """Validate (each rank its shard; the task gathers the outputs, so every rank gets the
+        same metrics and takes the same early-stopping decision), then rank 0 writes."""
+        self.ddp_model.eval()
+        with torch.no_grad():
+            metrics = self.task.evaluate(self.model, self.val_loader, self.device)
         self.state["epoch"] += 1
         self.state["step_in_epoch"] = 0
         self.state["epoch_loss_sum"] = 0.0
@@ -363,9 +392,6 @@ class Trainer:
             **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
         }
         self.progress.end(**row)
-        if not self.is_main:
-            torch.distributed.barrier()
-            return
         value = metrics[self.task.monitor]
         improved = self.state["best"] is None or value > self.state["best"]
         if improved:
@@ -373,17 +399,17 @@ class Trainer:
         else:
             self.state["bad_epochs"] += 1
         self.state["history"].append(row)
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        self.logger.log(row)
+        if self.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            self.logger.log(row)
         if improved:
             self._save("best", metrics)
         self._save("last", metrics)
-        from mmkit.engine.plots import plot_curves
+        if self.is_main:
+            from mmkit.engine.plots import plot_curves
 
-        plot_curves(self.state["history"], self.run_dir / "curves.png", self.task.monitor)
-        if self.world > 1:
-            torch.distributed.barrier()
+            plot_curves(self.state["history"], self.run_dir / "curves.png", self.task.monitor)
 
 
 class _StopOnSignal:

@@ -24,6 +24,7 @@ from mmkit.config import TrainConfig, from_dict
 from mmkit.data.records import SourceData, SourceOptions
 from mmkit.data.sources import resolve
 from mmkit.data.store import Store, StoreWriter
+from mmkit.engine import distributed
 from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.run import Job, eval_selection, fit, training_splits
@@ -217,7 +218,7 @@ def load_classifier(
             "classification"
         )
     trained = trained_config(modality, spec, str(path / "config.json"))
-    dev = resolve_device(device)
+    dev = distributed.init(resolve_device(device))  # torchrun: eval is sharded over ranks
     loaded = load_checkpoint(path, dev)
     return LoadedClassifier(loaded.model, spec, trained, path, dev)
 
@@ -238,7 +239,8 @@ def evaluate(
     progress = progress or NullProgress()
     loaded = load_classifier(checkpoint, modality, getattr(cfg, "device", "auto"))
     cfg = replace(cfg, **{k: getattr(loaded.trained, k) for k in modality.shape_keys})
-    store = prepare(modality, cfg, progress=progress)
+    with distributed.main_first():
+        store = prepare(modality, cfg, progress=progress)
     selection = eval_selection(store, split, loaded.spec.fingerprint)
     progress.message(selection.note)
     indices, split = selection.indices, selection.split
@@ -247,10 +249,14 @@ def evaluate(
     if unknown:
         raise UserInputError(f"labels not in the checkpoint: {', '.join(unknown[:5])}")
     remap = torch.tensor([labels.index(x) if x in labels else -1 for x in store.labels])
-    loader = torch.utils.data.DataLoader(modality.eval_set(store, indices, cfg), batch_size=32)
+    eval_set = modality.eval_set(store, indices, cfg)
+    shard = distributed.shard(range(len(eval_set)))  # predict() gathers every rank's part
+    loader = torch.utils.data.DataLoader(eval_set, batch_size=32, sampler=shard)
     targets, probs = predict(loaded.model, loader, loaded.device)
     result = classification_report(remap[targets], probs.argmax(1), labels)
     result.update(split=split, split_note=selection.note, skipped=store.skipped)
+    if not distributed.is_main():
+        return result
     out_dir = loaded.path.parent / "eval"
     out_dir.mkdir(exist_ok=True)
     stem = f"{Path(str(cfg.dataset)).name or 'dataset'}-{split}"

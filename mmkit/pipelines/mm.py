@@ -37,6 +37,7 @@ import mmkit
 from mmkit.configs import MMConfig
 from mmkit.data.captions import CaptionOptions
 from mmkit.data.store import Store
+from mmkit.engine import distributed
 from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.run import Job, eval_selection, fit, training_splits
@@ -168,7 +169,7 @@ def load_clip(
     """An mm checkpoint (run dir or checkpoint dir), or open_clip ``model`` + ``pretrained``."""
     if (checkpoint is None) == (model is None):
         raise UserInputError("give either --checkpoint or --model (with --pretrained)")
-    dev = resolve_device(device)
+    dev = distributed.init(resolve_device(device))  # torchrun: eval is sharded over ranks
     path = None
     if checkpoint is not None:
         path = resolve_checkpoint_dir(checkpoint)
@@ -307,18 +308,20 @@ def evaluate(
         device=cfg.device,
     )
     progress = progress or NullProgress()
-    store = prepare(cfg, params=loaded.store_params, progress=progress)
+    with distributed.main_first():
+        store = prepare(cfg, params=loaded.store_params, progress=progress)
     trained_fp = loaded.spec.fingerprint if loaded.path else None
     selection = eval_selection(store, split, trained_fp)
     progress.message(selection.note)
     indices, split = selection.indices, selection.split
     prompt = cfg.prompt or loaded.spec.prompt or DEFAULT_PROMPT
-    loader = DataLoader(CaptionImages(store, indices), batch_size=64)
+    images = CaptionImages(store, indices)
+    loader = DataLoader(images, batch_size=64, sampler=distributed.shard(range(len(images))))
     result = ContrastiveTask(loaded.tokenizer, prompt).report(
         loaded.pipeline, loader, loaded.device
     )
     result.update(split=split, split_note=selection.note, skipped=store.skipped)
-    if loaded.path is not None:
+    if loaded.path is not None and distributed.is_main():
         out_dir = loaded.path.parent / "eval"
         out_dir.mkdir(exist_ok=True)
         stem = f"{Path(str(cfg.dataset)).name or 'dataset'}-{split}"

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mmkit.engine import distributed
 from mmkit.errors import CheckpointError
 from mmkit.metrics.classification import classification_report
 from mmkit.registry import BACKBONES, PREPROCESSORS
@@ -108,7 +109,11 @@ def predict(
     for views, y in loader:
         probs.append(model.predict_proba(views.to(device, non_blocking=True)).cpu())
         targets.append(y)
-    return torch.cat(targets), torch.cat(probs)
+    total = len(loader.dataset)  # under torchrun each rank saw a shard: gather all of them
+    return (
+        distributed.gather_rows(torch.cat(targets), total),
+        distributed.gather_rows(torch.cat(probs), total),
+    )
 
 
 def top_k(probs: torch.Tensor, labels: list[str], k: int) -> list[dict[str, Any]]:

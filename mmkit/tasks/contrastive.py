@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mmkit.data.store import Store
+from mmkit.engine import distributed
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.image import RESIZE_DEFAULTS, check_resize
 from mmkit.losses import ContrastiveLoss
@@ -251,13 +252,19 @@ class ContrastiveTask:
         """The ``mm eval`` JSON (docs/design.md) for the images of ``loader.dataset``."""
         model = _inner(model).eval()
         data: CaptionImages = loader.dataset
+        # under torchrun each rank encodes its shard of the images (the loader's sampler) and
+        # of the captions; the rows are gathered back in order on every rank
         images = torch.cat([model.encode_images(b.to(device)).float().cpu() for b in loader])
+        images = distributed.gather_rows(images, len(data))
+        tokens = data.tokens[distributed.shard(range(len(data.tokens)))]
         texts = torch.cat(
             [
-                model.encode_texts(data.tokens[i : i + 256].to(device)).float().cpu()
-                for i in range(0, len(data.tokens), 256)
+                model.encode_texts(tokens[i : i + 256].to(device)).float().cpu()
+                for i in range(0, len(tokens), 256)
             ]
+            or [torch.zeros(0, images.shape[1])]
         )
+        texts = distributed.gather_rows(texts, len(data.tokens))
         result: dict[str, Any] = retrieval_metrics(images, texts, data.caption_image)
         result["num_images"] = len(data)
         result["mean_recall"] = float(
