@@ -373,14 +373,17 @@ def check_finite(
 def view_batches(
     modality: Modality, path: str, cfg: Any, batch_size: int
 ) -> Iterable[tuple[torch.Tensor, list[dict]]]:
-    """A file's views ``batch_size`` at a time: the modality's own ``view_batches`` when it
-    streams (audio), else its :meth:`Modality.file_views` cut into batches."""
+    """A file's views ``batch_size`` at a time with their infos: the modality's own
+    ``view_batches`` when it streams (audio), else its :meth:`Modality.file_views` cut into
+    batches (test-time clips of a video share one info: it goes with the first batch)."""
     if hasattr(modality, "view_batches"):
         yield from modality.view_batches(path, cfg, batch_size)
         return
     views, infos = modality.file_views(path, cfg)
+    per_view = len(infos) == len(views)
     for i in range(0, len(views), batch_size):
-        yield views[i : i + batch_size], infos[i : i + batch_size]
+        batch_infos = infos[i : i + batch_size] if per_view else (infos if i == 0 else [])
+        yield views[i : i + batch_size], batch_infos
 
 
 def infer(
@@ -409,11 +412,11 @@ def infer(
             check_finite(probs, loaded.model, loaded.path, f)
             total += probs.sum(0)
             count += len(probs)
-            windows.extend(
-                dict(info, top_k=top_k(p, labels, k))
-                for info, p in zip(infos, probs, strict=True)
-                if "start" in info
-            )
+            if any("start" in info for info in infos):  # one info per view: time windows
+                windows.extend(
+                    dict(info, top_k=top_k(p, labels, k))
+                    for info, p in zip(infos, probs, strict=True)
+                )
         entry: dict[str, Any] = {"path": f, "top_k": top_k(total / count, labels, k)}
         if windows:
             entry["windows"] = windows
