@@ -95,11 +95,12 @@ def hub_offline_reason() -> str | None:
     """``None`` when the Hugging Face hub can be used; else why not, with the hub's offline
     mode switched on for this process.
 
-    Offline mode is on when ``HF_HUB_OFFLINE`` says so; otherwise one ``HEAD`` request to the hub
-    endpoint (through ``huggingface_hub``'s own HTTP client, so proxies apply; at most
-    ``_PROBE_SECONDS``, once per process) decides. Without that, ``datasets`` and
-    ``huggingface_hub`` retry every request with back-off, printing a warning each time, for
-    about half a minute before they fail."""
+    Anything that fetches from the hub (``datasets``, open_clip's ``hf-hub:`` models) should
+    ask this first. Offline mode is on when ``HF_HUB_OFFLINE`` says so; otherwise one ``HEAD``
+    request to the hub endpoint (through ``huggingface_hub``'s own HTTP client, so proxies
+    apply; at most ``_PROBE_SECONDS``, once per process) decides. Without that, ``datasets``
+    and ``huggingface_hub`` retry every request with back-off, printing a warning each time,
+    for about half a minute before they fail."""
     from huggingface_hub import constants
 
     if _offline_now(constants):
@@ -148,14 +149,17 @@ def _probe(endpoint: str) -> str | None:
 
 
 def _go_offline(constants: Any) -> None:
-    """The hub's offline mode, for ``huggingface_hub``, ``datasets`` and child processes."""
+    """The hub's offline mode, for ``huggingface_hub``, ``datasets`` (now, or when it is
+    imported later: it reads the variable then) and child processes."""
     import os
+    import sys
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     constants.HF_HUB_OFFLINE = True
-    config = _datasets().config
-    config.HF_HUB_OFFLINE = True
-    config.HF_DATASETS_OFFLINE = True
+    config = sys.modules.get("datasets.config")
+    if config is not None:
+        config.HF_HUB_OFFLINE = True
+        config.HF_DATASETS_OFFLINE = True
 
 
 def _split_of(relative: Path) -> str | None:
