@@ -203,9 +203,13 @@ def _interrupt_after(steps: int):
 
     class Interrupter(NullProgress):
         count = 0
+        training = False
+
+        def start(self, task: str, total: int | None) -> None:
+            Interrupter.training = task.startswith("epoch")
 
         def advance(self, n: int = 1, **fields: object) -> None:
-            if "loss" in fields:
+            if Interrupter.training:
                 Interrupter.count += n
                 if Interrupter.count == steps:
                     os.kill(os.getpid(), signal.SIGINT)

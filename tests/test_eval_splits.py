@@ -49,13 +49,18 @@ def test_carve_by_item_without_groups() -> None:
 
 
 def _store(tmp_path: Path, splits: list[str], *, source: str, fingerprint: str = "fp"):
-    writer = StoreWriter(tmp_path / "store", modality="audio", dtype="int16", item_shape=(),
-                         params={})
+    writer = StoreWriter(
+        tmp_path / "store", modality="audio", dtype="int16", item_shape=(), params={}
+    )
     for i, split in enumerate(splits):
-        writer.add(np.full(10, i, np.int16), name=f"f{i}.wav", label=f"c{i % 2}", split=split,
-                   group=f"g{i % 7}")
-    return writer.commit(["c0", "c1"], fingerprint=fingerprint, split_source=source,
-                         dataset="data")
+        writer.add(
+            np.full(10, i, np.int16),
+            name=f"f{i}.wav",
+            label=f"c{i % 2}",
+            split=split,
+            group=f"g{i % 7}",
+        )
+    return writer.commit(["c0", "c1"], fingerprint=fingerprint, split_source=source, dataset="data")
 
 
 def test_validation_is_carved_from_train_never_test(tmp_path: Path) -> None:
@@ -105,16 +110,34 @@ def test_eval_selection_rules(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, speech_sources: dict[str, Path],
-        speech_set) -> Path:
+def run(
+    tmp_path_factory: pytest.TempPathFactory, speech_sources: dict[str, Path], speech_set
+) -> Path:
     """A tiny audio run trained on a train/ + test/ folder dataset (no validation folder)."""
     root = tmp_path_factory.mktemp("splits")
-    folders = write_split_folders(root / "data", speech_set.items, speech_set.split.mapping(),
-                                  split_dirs={"validation": "train"})
+    folders = write_split_folders(
+        root / "data",
+        speech_set.items,
+        speech_set.split.mapping(),
+        split_dirs={"validation": "train"},
+    )
     assert sorted(p.name for p in folders.iterdir()) == ["test", "train"]
     out = root / "run"
-    proc = run_cli("audio", "train", "--dataset", str(folders), "--out", str(out),
-                   "--backbone", "audio_cnn_test", "--epochs", "1", "--n-mels", "32", "--json")
+    proc = run_cli(
+        "audio",
+        "train",
+        "--dataset",
+        str(folders),
+        "--out",
+        str(out),
+        "--backbone",
+        "audio_cnn_test",
+        "--epochs",
+        "1",
+        "--n-mels",
+        "32",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "no validation split: validating on" in proc.stderr
     return out
@@ -147,8 +170,17 @@ def test_eval_of_a_split_less_manifest_scores_every_file(
     result = json.loads(proc.stdout)
     rows = [r for r in speech_sources["csv"].read_text().splitlines()[1:] if r.endswith(",test")]
     assert (result["split"], result["num_samples"]) == ("test", len(rows))
-    proc = run_cli("audio", "eval", "-k", str(run), "-d", str(speech_sources["csv"]),
-                   "--split", "all", "--json")
+    proc = run_cli(
+        "audio",
+        "eval",
+        "-k",
+        str(run),
+        "-d",
+        str(speech_sources["csv"]),
+        "--split",
+        "all",
+        "--json",
+    )
     assert json.loads(proc.stdout)["num_samples"] == files
 
 
@@ -157,8 +189,21 @@ def test_eval_on_the_training_dataset_scores_its_held_back_part(
 ) -> None:
     manifest = speech_sources["csv_nosplit"]
     out = tmp_path / "run"
-    proc = run_cli("audio", "train", "--dataset", str(manifest), "--out", str(out), "--backbone",
-                   "audio_cnn_test", "--epochs", "1", "--n-mels", "32", "--json")
+    proc = run_cli(
+        "audio",
+        "train",
+        "--dataset",
+        str(manifest),
+        "--out",
+        str(out),
+        "--backbone",
+        "audio_cnn_test",
+        "--epochs",
+        "1",
+        "--n-mels",
+        "32",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("audio", "eval", "-k", str(out), "-d", str(manifest), "--json")
     assert proc.returncode == 0, proc.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -233,7 +232,9 @@ def sim(
     Several of both: a list with one {"image", "scores"} per image.
     """
     _one_source(checkpoint, model)
-    n_images = next((i for i, a in enumerate(args) if i and not Path(a).exists()), len(args))
+    from mmkit.io.files import path_exists  # False for a caption too long to be a file name
+
+    n_images = next((i for i, a in enumerate(args) if i and not path_exists(a)), len(args))
     images, texts = args[:n_images], args[n_images:]
     if not texts:
         raise typer.BadParameter("give an image and at least one text", param_hint="IMAGE TEXT...")

@@ -250,6 +250,10 @@ def render_eval(result: dict[str, Any], json_mode: bool) -> None:
     render_skipped(result.get("skipped", []))
 
 
+MAX_SEGMENTS = 20
+"""Lines of windows a long file shows in the human ``infer`` output (``--json`` has them all)."""
+
+
 def render_infer(results: list[dict[str, Any]], json_mode: bool) -> None:
     if json_mode:
         print_json(results)
@@ -257,12 +261,31 @@ def render_infer(results: list[dict[str, Any]], json_mode: bool) -> None:
     for r in results:
         best = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["top_k"])
         out.print(f"[bold]{r['path']}[/bold]: {best}", highlight=False)
-        for w in r.get("windows", []):
+        windows = r.get("windows", [])
+        segments = _segments(windows)
+        for start, end, label, score, count in segments[:MAX_SEGMENTS]:
+            more = f" ({count} windows)" if count > 1 else ""
+            out.print(f"  {start:7.2f}-{end:<7.2f} {label} {score:.3f}{more}", highlight=False)
+        if len(segments) > MAX_SEGMENTS:
             out.print(
-                f"  {w['start']:7.2f}-{w['end']:<7.2f} {w['top_k'][0]['label']} "
-                f"{w['top_k'][0]['score']:.3f}",
+                f"  ... {len(segments) - MAX_SEGMENTS} more segments ({len(windows)} windows in "
+                "all; --json lists every window)",
                 highlight=False,
             )
+
+
+def _segments(windows: list[dict[str, Any]]) -> list[tuple[float, float, str, float, int]]:
+    """Runs of consecutive windows with the same best label: ``(start, end, label, mean best
+    score, windows)``, so an hour of one speaker is one line, not 7,200."""
+    runs: list[tuple[float, float, str, float, int]] = []
+    for w in windows:
+        label, score = w["top_k"][0]["label"], w["top_k"][0]["score"]
+        if runs and runs[-1][2] == label:
+            start, _, _, total, count = runs[-1]
+            runs[-1] = (start, w["end"], label, total + score, count + 1)
+        else:
+            runs.append((w["start"], w["end"], label, score, 1))
+    return [(a, b, label, total / n, n) for a, b, label, total, n in runs]
 
 
 def split_source_line(source: str) -> str:

@@ -11,6 +11,7 @@ are imported here.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from mmkit.data import hf, speech_commands, ucf101  # noqa: F401 - the built-in 
 from mmkit.data.records import Record, SourceData, SourceOptions, alias, layouts
 from mmkit.data.splits import normalize_split
 from mmkit.errors import UserInputError
+from mmkit.io.files import file_problem, read_text, short_path, stat_problem
 
 
 def resolve(src: str, options: SourceOptions) -> SourceData:
@@ -26,8 +28,8 @@ def resolve(src: str, options: SourceOptions) -> SourceData:
     fetch = alias(src, options.modality)
     if fetch is not None:
         return resolve(str(fetch(options)), options)
-    path = Path(src).expanduser()
-    if path.exists():
+    path = local_path(src)
+    if path is not None:
         data = read_local(path, options)
     elif src.startswith((".", "/", "~")) or src.endswith((".csv", ".jsonl", ".json")):
         raise UserInputError(f"dataset not found: {src}")
@@ -36,6 +38,24 @@ def resolve(src: str, options: SourceOptions) -> SourceData:
     if not data.records:
         raise UserInputError(f"no {options.modality} files found in {src}")
     return data.with_splits()
+
+
+def local_path(src: str) -> Path | None:
+    """``src`` as an existing local path (``~`` expanded), ``None`` when nothing is there; a
+    name the system refuses (too long, a loop of links) is a one-line :class:`UserInputError`,
+    as is anything there that is neither a folder nor a regular file (a FIFO would block)."""
+    try:
+        path = Path(src).expanduser()
+    except RuntimeError:  # ~user of an unknown user
+        path = Path(src)
+    problem = stat_problem(path)
+    if problem == "no such file":
+        return None
+    if problem is None and not path.is_dir():
+        problem = file_problem(path)
+    if problem is not None:
+        raise UserInputError(f"dataset {short_path(src)}: {problem}")
+    return path
 
 
 def read_local(path: Path, options: SourceOptions) -> SourceData:
@@ -59,12 +79,14 @@ def read_local(path: Path, options: SourceOptions) -> SourceData:
 
 
 def media_files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
-    """Media files below ``root`` (hidden entries skipped), sorted for determinism."""
+    """Media files below ``root`` (hidden entries skipped), sorted for determinism. Entries
+    that are not regular files (a FIFO, a dangling link) are listed too, so that decoding
+    refuses them with their reason instead of leaving them out unsaid."""
     return sorted(
         p
         for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in extensions
+        if p.suffix.lower() in extensions
+        and not p.is_dir()
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
 
@@ -86,42 +108,67 @@ def read_folder(root: Path, options: SourceOptions) -> SourceData:
 
 
 def read_manifest(path: Path, options: SourceOptions) -> SourceData:
-    """CSV or JSONL with ``path,label[,split][,group]``; paths relative to the manifest."""
-    rows = _read_rows(path)
+    """CSV or JSONL with ``path,label[,split][,group]``; paths relative to the manifest. A row
+    with an empty path or label is a one-line :class:`UserInputError` naming the line."""
     records = []
-    for n, row in enumerate(rows, start=2 if path.suffix.lower() == ".csv" else 1):
+    for n, row in read_rows(path):
+        where = f"{path}:{n}"
         if "path" not in row or "label" not in row:
-            raise UserInputError(f"{path}:{n}: a manifest row needs 'path' and 'label' columns")
-        media = Path(str(row["path"]))
-        media = media if media.is_absolute() else path.parent / media
-        split = row.get("split") or None
+            raise UserInputError(f"{where}: a manifest row needs 'path' and 'label' columns")
+        name = row_value(row, "path", where)
+        label = row_value(row, "label", where, subject=name)
+        split = row_value(row, "split", where, required=False)
         if split is not None and normalize_split(split) is None:
-            raise UserInputError(f"{path}:{n}: unknown split {split!r}")
-        records.append(
-            Record(
-                str(media),
-                str(row["label"]),
-                str(row["path"]),
-                normalize_split(split),
-                str(row["group"]) if row.get("group") else None,
-            )
-        )
+            raise UserInputError(f"{where}: unknown split {split!r}")
+        media = Path(name)
+        media = media if media.is_absolute() else path.parent / media
+        group = row_value(row, "group", where, required=False)
+        records.append(Record(str(media), label, name, normalize_split(split), group))
     labels = sorted({r.label for r in records})
     return SourceData(records, labels, "manifest")
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        if path.suffix.lower() == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
-                return list(csv.DictReader(f))
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise UserInputError(f"{path}:{n}: invalid JSON: {exc.msg}") from exc
-        return rows
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserInputError(f"cannot read manifest {path}: {exc}") from exc
+def row_value(
+    row: dict[str, Any], key: str, where: str, *, required: bool = True, subject: str = ""
+) -> str | None:
+    """``row[key]`` as text: a string or an integer (a JSONL label may be a class number).
+    Missing or blank is ``None``, or a :class:`UserInputError` naming ``where`` when
+    ``required``; any other JSON value (a list, ``true``, ``1.5``) is an error."""
+    value = row.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if not required:
+            return None
+        about = f" for {subject}" if subject else ""
+        raise UserInputError(f"{where}: empty {key!r}{about}")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        shown = json.dumps(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise UserInputError(f"{where}: {key!r} must be text, got {shown}")
+    return str(value)
+
+
+def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, row)`` of a CSV (a header line first) or JSONL (one JSON object a line)
+    manifest, read as UTF-8 with a leading byte-order mark dropped (Excel writes one). Anything
+    else (a line that is ``5`` or ``null``, broken quoting, bytes that are not UTF-8) is a
+    one-line :class:`UserInputError` naming the file and line."""
+    text = read_text(path, "manifest")
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        try:
+            return [(reader.line_num, row) for row in reader]
+        except csv.Error as exc:
+            raise UserInputError(f"{path}:{reader.line_num}: {exc}") from None
+    rows = []
+    for n, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{path}:{n}: invalid JSON: {exc.msg}") from exc
+        if not isinstance(row, dict):
+            shown = line.strip() if len(line.strip()) <= 40 else line.strip()[:37] + "..."
+            raise UserInputError(f"{path}:{n}: expected a JSON object, got {shown}")
+        rows.append((n, row))
+    return rows

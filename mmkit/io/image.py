@@ -18,9 +18,10 @@ import os
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmkit.errors import MediaError, UserInputError
+from mmkit.io.files import file_problem, os_reason, short_path
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | BinaryIO
 
@@ -51,7 +52,7 @@ def _source_name(source: ImageSource) -> str:
     if isinstance(source, bytes | bytearray):
         return "<bytes>"
     if isinstance(source, str | os.PathLike):
-        return os.fspath(source)
+        return short_path(source)
     return str(getattr(source, "name", "<stream>"))
 
 
@@ -87,6 +88,10 @@ def load_image(source: ImageSource) -> Image.Image:
         MediaError: ``cannot decode <path>: <reason>`` for a missing, truncated or unknown file.
     """
     name = _source_name(source)
+    if isinstance(source, str | os.PathLike):
+        problem = file_problem(source)  # opening a FIFO would block forever
+        if problem is not None:
+            raise MediaError(f"cannot decode {name}: {problem}")
     try:
         if isinstance(source, bytes | bytearray):
             stream: BinaryIO = io.BytesIO(bytes(source))
@@ -103,11 +108,13 @@ def load_image(source: ImageSource) -> Image.Image:
         finally:
             if isinstance(source, str | os.PathLike):
                 stream.close()
-    except FileNotFoundError:
-        raise MediaError(f"cannot decode {name}: no such file") from None
-    except IsADirectoryError:
-        raise MediaError(f"cannot decode {name}: is a directory") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError as exc:  # its message repeats the whole file name
+        raise MediaError(f"cannot decode {name}: not an image format Pillow reads") from exc
+    except OSError as exc:
+        if exc.errno is not None:  # from the file system, not from a decoder
+            raise MediaError(f"cannot decode {name}: {os_reason(exc)}") from None
+        raise MediaError(f"cannot decode {name}: {exc or type(exc).__name__}") from exc
+    except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         reason = str(exc) or type(exc).__name__
         raise MediaError(f"cannot decode {name}: {reason}") from exc
     return image

@@ -33,6 +33,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from mmkit.errors import MediaError, UserInputError
+from mmkit.io.files import file_problem, short_path
 
 # fmt: off
 VIDEO_EXTENSIONS = frozenset({
@@ -97,11 +98,14 @@ def _as_path(source: VideoSource) -> Iterator[tuple[str, str]]:
                 os.unlink(tmp)
         return
     path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise MediaError(f"cannot decode {path}: no such file")
+    name = short_path(path)
+    problem = file_problem(path)  # a FIFO would block ffmpeg forever
+    if problem is not None:
+        raise MediaError(f"cannot decode {name}: {problem}")
     if os.path.getsize(path) == 0:
-        raise MediaError(f"cannot decode {path}: empty file")
-    yield path, path
+        raise MediaError(f"cannot decode {name}: empty file")
+    # ffmpeg reads "name:rest" as protocol "name" (http:, concat:, ...): say it is a file
+    yield f"file:{os.path.abspath(path)}", name
 
 
 def _reason(stderr: str) -> str:

@@ -11,29 +11,15 @@ from __future__ import annotations
 
 import os
 import pickle
-import stat
 import struct
 from pathlib import Path
 
 import torch
 
-from mmkit.errors import CheckpointError, UserInputError
+from mmkit.errors import CheckpointError
+from mmkit.io.files import regular_file, short_path
 
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
-
-
-def regular_file(path: str | os.PathLike[str], what: str) -> Path:
-    """``path`` if it is a regular file (FIFOs, devices and folders are refused: reading a FIFO
-    blocks forever); raises :class:`UserInputError` naming ``what`` otherwise."""
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        raise UserInputError(f"{what}: no such file: {_short(path)}") from None
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise UserInputError(f"{what}: {_short(path)} is {kind}")
-    return path
 
 
 def is_safetensors(path: Path) -> bool:
@@ -129,8 +115,7 @@ def read_state_dict(
 
 
 def _short(path: Path, limit: int = 120) -> str:
-    text = str(path)
-    return text if len(text) <= limit else f"...{text[-limit:]}"
+    return short_path(path, limit)
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:

@@ -5,7 +5,8 @@ classification pipeline with :class:`AudioModality` plugged in.
 
 from __future__ import annotations
 
-from pathlib import Path
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,21 +21,26 @@ from mmkit.errors import MediaError
 from mmkit.io.audio import (
     AUDIO_EXTENSIONS,
     from_int16,
+    iter_windows,
     load_audio,
     pad_or_crop,
-    sliding_windows,
+    stream_audio,
     to_int16,
 )
+from mmkit.io.files import path_exists
 from mmkit.pipelines import classify
 from mmkit.registry import create_preprocessor
 
 
 def _split_fragment(source: str | bytes) -> tuple[str | bytes, tuple[float, float] | None]:
     """``file.wav#t=3,4`` (a W3C media fragment) -> (``file.wav``, (3.0, 4.0))."""
-    if isinstance(source, bytes) or "#t=" not in source or Path(source).exists():
+    if isinstance(source, bytes) or "#t=" not in source or path_exists(source):
         return source, None
     path, frag = source.rsplit("#t=", 1)
-    start, end = (float(x) for x in frag.split(","))
+    try:
+        start, end = (float(x) for x in frag.split(","))
+    except ValueError:  # not a start,end pair: a file name that happens to hold "#t="
+        return source, None
     return path, (start, end)
 
 
@@ -98,15 +104,33 @@ class AudioModality:
 
     def file_views(self, path: str, cfg: AudioConfig) -> tuple[torch.Tensor, list[dict]]:
         """Clips longer than the training duration are cut into half-overlapping windows."""
+        batches = list(self.view_batches(path, cfg, batch_size=64))
+        return torch.cat([v for v, _ in batches]), [i for _, infos in batches for i in infos]
+
+    def view_batches(
+        self, path: str, cfg: AudioConfig, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, list[dict]]]:
+        """:meth:`file_views` ``batch_size`` views at a time, decoded block by block
+        (:func:`~mmkit.io.audio.stream_audio`), so an hours-long file needs bounded memory.
+        A clip no longer than the training duration is one zero-padded view without times."""
         sr, length = cfg.sample_rate, cfg.num_samples
-        wave = load_audio(path, sr)
-        if wave.numel() <= length:
-            return pad_or_crop(wave, length, mode="center")[None], [{}]
-        windows = sliding_windows(wave, length, max(1, length // 2))
-        infos = [
-            {"start": round(s / sr, 3), "end": round((s + length) / sr, 3)} for s, _ in windows
-        ]
-        return torch.stack([w for _, w in windows]), infos
+        blocks = stream_audio(path, sr)
+        head: list[torch.Tensor] = []
+        seen = 0
+        for block in blocks:
+            head.append(block)
+            seen += block.numel()
+            if seen > length:
+                break
+        if seen <= length:
+            yield pad_or_crop(torch.cat(head), length, mode="center")[None], [{}]
+            return
+        windows = iter_windows(itertools.chain(head, blocks), length, max(1, length // 2))
+        while batch := list(itertools.islice(windows, batch_size)):
+            infos = [
+                {"start": round(s / sr, 3), "end": round((s + length) / sr, 3)} for s, _ in batch
+            ]
+            yield torch.stack([w for _, w in batch]), infos
 
 
 class AudioClips(Dataset):

@@ -9,7 +9,7 @@ metrics — is the same for every modality and lives here or below.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.run import Job, eval_selection, fit, training_splits
 from mmkit.engine.trainer import TrainResult, resolve_device
 from mmkit.errors import CheckpointError, UserInputError
+from mmkit.io.files import short_path, stat_problem
 from mmkit.metrics.classification import classification_report
 from mmkit.pipelines.store_builder import (
     StoreRecipe,
@@ -253,6 +254,7 @@ def evaluate(
     shard = distributed.shard(range(len(eval_set)))  # predict() gathers every rank's part
     loader = torch.utils.data.DataLoader(eval_set, batch_size=32, sampler=shard)
     targets, probs = predict(loaded.model, loader, loaded.device)
+    check_finite(probs, loaded.model, loaded.path, str(cfg.dataset))
     result = classification_report(remap[targets], probs.argmax(1), labels)
     result.update(split=split, split_note=selection.note, skipped=store.skipped)
     if not distributed.is_main():
@@ -268,22 +270,60 @@ def evaluate(
 
 
 def expand_paths(paths: Sequence[str], extensions: tuple[str, ...]) -> list[str]:
-    """Files as given; folders become every media file inside them."""
+    """Files as given; folders become every media file inside them. A name that is not there
+    (or that the system refuses, such as one too long) is one :class:`UserInputError`; what is
+    there but not a regular file (a FIFO) is refused by the decoder, with its reason."""
     from mmkit.data.sources import media_files
 
     out: list[str] = []
     for p in paths:
+        problem = stat_problem(p)
+        if problem is not None:
+            detail = "" if problem == "no such file" else f" ({problem})"
+            raise UserInputError(f"file not found: {short_path(p)}{detail}")
         path = Path(p)
         if path.is_dir():
             found = media_files(path, extensions)
             if not found:
                 raise UserInputError(f"no media files in {p}")
             out.extend(str(f) for f in found)
-        elif path.exists():
-            out.append(str(path))
         else:
-            raise UserInputError(f"file not found: {p}")
+            out.append(str(path))
     return out
+
+
+def check_finite(
+    scores: torch.Tensor, model: nn.Module, checkpoint: Path | None, item: str
+) -> None:
+    """A :class:`CheckpointError` when a model's ``scores`` for ``item`` hold NaN or inf (they
+    would make no sense, and are not even valid JSON), saying whether its weights do."""
+    if bool(torch.isfinite(scores).all()):
+        return
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    broken = sum(not bool(torch.isfinite(t).all()) for t in tensors)
+    where = f"checkpoint {checkpoint}" if checkpoint is not None else "the model"
+    cause = (
+        f"{broken} of {len(tensors)} weight tensors hold NaN or inf values"
+        if broken
+        else "its weights are finite, the computation overflowed"
+    )
+    raise CheckpointError(f"{where} gives non-finite scores for {short_path(item)}: {cause}")
+
+
+def view_batches(
+    modality: Modality, path: str, cfg: Any, batch_size: int
+) -> Iterable[tuple[torch.Tensor, list[dict]]]:
+    """A file's views ``batch_size`` at a time with their infos: the modality's own
+    ``view_batches`` when it streams (audio), else its :meth:`Modality.file_views` cut into
+    batches (test-time clips of a video share one info: it goes with the first batch)."""
+    if hasattr(modality, "view_batches"):
+        yield from modality.view_batches(path, cfg, batch_size)
+        return
+    views, infos = modality.file_views(path, cfg)
+    per_view = len(infos) == len(views)
+    for i in range(0, len(views), batch_size):
+        batch_infos = infos[i : i + batch_size] if per_view else (infos if i == 0 else [])
+        yield views[i : i + batch_size], batch_infos
 
 
 def infer(
@@ -295,7 +335,9 @@ def infer(
     device: str = "auto",
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Top-k labels per file (docs/design.md infer JSON); several views are averaged."""
+    """Top-k labels per file (docs/design.md); several views are averaged. Views are
+    scored a batch at a time as the modality makes them, so memory does not grow with a file's
+    length (a 3-hour recording is thousands of windows); only each window's top-k is kept."""
     progress = progress or NullProgress()
     loaded = load_classifier(checkpoint, modality, device)
     labels = loaded.labels
@@ -303,19 +345,21 @@ def infer(
     results = []
     progress.start("infer", len(files))
     for f in files:
-        views, infos = modality.file_views(f, loaded.trained)
-        with torch.no_grad():
-            probs = torch.cat(
-                [
-                    loaded.model(views[i : i + 64].to(loaded.device)).float().softmax(-1)
-                    for i in range(0, len(views), 64)
-                ]
-            ).cpu()
-        entry: dict[str, Any] = {"path": f, "top_k": top_k(probs.mean(0), labels, k)}
-        if any("start" in info for info in infos):
-            entry["windows"] = [
-                dict(info, top_k=top_k(p, labels, k)) for info, p in zip(infos, probs, strict=True)
-            ]
+        total, count, windows = torch.zeros(len(labels)), 0, []
+        for views, infos in view_batches(modality, f, loaded.trained, 64):
+            with torch.no_grad():
+                probs = loaded.model(views.to(loaded.device)).float().softmax(-1).cpu()
+            check_finite(probs, loaded.model, loaded.path, f)
+            total += probs.sum(0)
+            count += len(probs)
+            if any("start" in info for info in infos):  # one info per view: time windows
+                windows.extend(
+                    dict(info, top_k=top_k(p, labels, k))
+                    for info, p in zip(infos, probs, strict=True)
+                )
+        entry: dict[str, Any] = {"path": f, "top_k": top_k(total / count, labels, k)}
+        if windows:
+            entry["windows"] = windows
         results.append(entry)
         progress.advance(1)
     progress.end()

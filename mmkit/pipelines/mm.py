@@ -44,7 +44,7 @@ from mmkit.engine.run import Job, eval_selection, fit, training_splits
 from mmkit.engine.trainer import TrainResult, resolve_device
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
-from mmkit.pipelines.classify import expand_paths
+from mmkit.pipelines.classify import check_finite, expand_paths
 from mmkit.pipelines.mm_store import decode_image, prepare_store, summary
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
 from mmkit.spec import CheckpointSpec, Stage
@@ -360,6 +360,8 @@ def sim(
     text_f = loaded.pipeline.encode_texts(tokens).float().cpu()
     sims = image_f @ text_f.T
     scale = float(loaded.pipeline.model.scale())
+    scores = torch.cat([sims.flatten(), torch.tensor([scale])])  # NaN here is NaN in the JSON
+    check_finite(scores, loaded.pipeline, loaded.path, files[0] if len(files) == 1 else images[0])
     if len(files) > 1 and len(texts) == 1:
         return {"text": texts[0], "scores": _ranked(sims[:, 0], scale, files, "image")}
     ranked = [
