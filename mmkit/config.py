@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import yaml
 
 from mmkit.errors import UserInputError
+from mmkit.io.files import file_problem, short_path
 
 C = TypeVar("C", bound="TrainConfig")
 
@@ -173,8 +174,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML/JSON experiment file as ``{option: value}``, bounded: at most 1 MiB of text and
     100,000 values once YAML aliases are expanded (an alias bomb is one line, not 4 GB)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"config file not found: {_short(path)}")
+    problem = file_problem(path)
+    if problem == "no such file":
+        raise UserInputError(f"config file not found: {short_path(path)}")
+    if problem is not None:
+        raise UserInputError(f"config file {short_path(path)}: {problem}")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UserInputError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB")
     try:
@@ -217,11 +221,6 @@ def check_plain(data: Any, source: str) -> None:
             raise UserInputError(f"{where} contains a NUL character")
         elif value is not None and not isinstance(value, bool | int | float | str):
             raise UserInputError(f"{where}: {type(value).__name__} values are not allowed")
-
-
-def _short(path: Path, limit: int = 120) -> str:
-    text = str(path)
-    return text if len(text) <= limit else f"...{text[-limit:]}"
 
 
 def from_dict(

@@ -16,7 +16,16 @@ class UserInputError(MmkitError, ValueError):
 
 
 class MediaError(MmkitError):
-    """A media file that cannot be read or decoded."""
+    """A media file that cannot be read or decoded. ``reason`` is the cause alone (what a
+    prepared store lists for a skipped file), the message names the file too."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+    @classmethod
+    def cannot_decode(cls, name: object, reason: str) -> MediaError:
+        return cls(f"cannot decode {name}: {reason}", reason=reason)
 
 
 class UnknownPluginError(UserInputError, KeyError):

@@ -141,7 +141,7 @@ class Registry:
         try:
             bind_arguments(spec, {**kwargs, **fixed})
             return spec.factory(**kwargs, **fixed)
-        except UserInputError as exc:
+        except (UserInputError, ValueError) as exc:  # values a factory refuses
             raise CheckpointError(f"{source}: {exc}") from exc
 
     def names(self, modality: str | None = None) -> list[str]:

@@ -167,13 +167,67 @@ CASES = [
         prepare("audio", "long_csv"),
         1,
         r"dataset .*: file name too long",
-        xfail="mmkit.data.store.is_store raises OSError(ENAMETOOLONG): use io.files.file_problem",
     ),
     Case(
         "long-name-in-manifest",
         prepare("audio", "long_manifest"),
         0,
         r"skipped x{300}\.wav: file name too long",
+    ),
+    Case("long-name-checkpoint", infer("audio", "yes_wav", "long_csv"), 1, r"file name too long"),
+    Case(
+        "long-name-config",
+        ("audio", "train", "--dataset", "{good_csv}", "--config", "{long_csv}"),
+        1,
+        r"config file .*: file name too long",
+    ),
+    # -- 2. every file mmkit reads is checked: one line naming the file and the key ------------
+    *(
+        Case(f"config-json-{name}", infer("audio", "yes_wav", f"ck_{name}"), 1, message)
+        for name, message in (
+            ("list", r"config\.json: the top level must be a JSON object, got list"),
+            ("no-labels", r"config\.json: labels is empty"),
+            ("no-preprocess", r"config\.json: preprocess is missing"),
+            ("sample-rate-0", r"config\.json: train: --sample-rate must be >= 1000 Hz, got 0"),
+            ("duration-minus-1", r"config\.json: train: --duration must be in"),
+            ("absurd-widths", r"config\.json describes a model whose weights do not match"),
+            ("newer-format", r"format_version is 99: made by a newer mmkit"),
+            ("nan-in-json", r"config\.json: invalid JSON \(NaN is not a number JSON allows"),
+        )
+    ),
+    Case(
+        "trainer-state-wrong-type",
+        ("audio", "train", "--dataset", "{train_csv}", "--out", "{bad_run}", "--resume",
+         "--backbone", "audio_cnn_test", "--json"),
+        1,
+        r"trainer_state\.json: epoch must be an integer",
+        notes=r"^warning: no validation split",
+    ),
+    Case(
+        "store-claims-more-data",
+        ("audio", "train", "--dataset", "{short_store}", "--out", "{out}", "--json"),
+        1,
+        r"data\.bin: holds \d+ bytes but mmkit_store\.json describes \d+",
+    ),
+    *(
+        Case(f"yaml-{name}", ("audio", "train", "--dataset", "{good_csv}", "--config",
+                              f"{{yaml_{name}}}"), 1, message)
+        for name, message in (
+            ("garbage", r"not a UTF-8 text file|not valid YAML"),
+            ("wrong-shape", r"noise_snr must be 2 finite numbers, got \[1, 2, 3\]"),
+            ("inf-duration", r"duration must be a finite number, got inf"),
+            ("alias-bomb", r"expands to more than 100,000 values"),
+            ("python-object", r"not valid YAML/JSON"),
+        )
+    ),
+    Case("lr-nan", ("audio", "train", "--dataset", "{good_csv}", "--lr", "nan"), 1,
+         r"lr must be a finite number, got nan"),
+    Case(
+        "mm-eval-nan-checkpoint",
+        ("mm", "eval", "--checkpoint", "{mm_nan}", "--dataset", "{caps_bom_csv}", "--json"),
+        1,
+        r"gives non-finite scores for the images: \d+ of \d+ weight tensors hold NaN",
+        notes=r"the dataset has no splits of its own",
     ),
     # -- 2. captions of any length: truncated to the context length, as open_clip does -------
     Case("sim-caption-10000-words", sim("red_png", "{words_10000}"), 0, r"\A\Z", r"similarity"),
@@ -259,6 +313,65 @@ def write_checkpoints(root: Path) -> dict[str, Path]:
     return out
 
 
+def write_bad_files(root: Path, good: Path, manifest: Path) -> dict[str, Path]:
+    """Damaged copies of what mmkit reads: checkpoint configs, a trainer state, a store
+    manifest that claims more data than its data.bin, and experiment YAML files."""
+    import shutil
+
+    from mmkit.pipelines import audio
+
+    root.mkdir(parents=True)
+    out: dict[str, Path] = {}
+    good_config = json.loads((good / "config.json").read_text())
+    edits = {
+        "list": lambda c: [c],
+        "no-labels": lambda c: {**c, "labels": []},
+        "no-preprocess": lambda c: {k: v for k, v in c.items() if k != "preprocess"},
+        "sample-rate-0": lambda c: {**c, "train": {**c["train"], "sample_rate": 0}},
+        "duration-minus-1": lambda c: {**c, "train": {**c["train"], "duration": -1}},
+        "absurd-widths": lambda c: {
+            **c, "backbone": {"name": "audio_cnn", "kwargs": {"widths": [10**6] * 4}}
+        },
+        "newer-format": lambda c: {**c, "format_version": 99},
+    }
+    for name, edit in edits.items():
+        ck = shutil.copytree(good, root / f"ck_{name}")
+        (ck / "config.json").write_text(json.dumps(edit(good_config)))
+        out[f"ck_{name}"] = ck
+    ck = shutil.copytree(good, root / "ck_nan-in-json")
+    nan = json.dumps({**good_config, "epoch": 0}).replace('"epoch": 0', '"epoch": NaN')
+    (ck / "config.json").write_text(nan)
+    out["ck_nan-in-json"] = ck
+    out["train_csv"] = root / "train.csv"
+    rows = [f"{manifest.parent / 'yes.wav'},{word},train\n" for word in ("yes", "no")]
+    out["train_csv"].write_text("path,label,split\n" + "".join(rows))
+    run = root / "bad_run"
+    model = torch.nn.Linear(2, 2)
+    save_checkpoint(run / "last", model, good_config, optimizer=torch.optim.AdamW(
+        model.parameters()), trainer_state={"epoch": "2"})
+    out["bad_run"] = run
+    store = audio.prepare(audio.AudioConfig(dataset=str(manifest)), out=root / "short_store")
+    data = store.path / "data.bin"
+    data.write_bytes(data.read_bytes()[:10])
+    out["short_store"] = store.path
+    bomb = "\n".join(
+        [r'a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+        + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 6)]
+        + ["backbone_kwargs: {w: *a5}"]
+    )
+    yamls = {
+        "garbage": bytes(range(256)) * 2,
+        "wrong-shape": b"noise_snr: [1, 2, 3]\n",
+        "inf-duration": b"duration: .inf\n",
+        "alias-bomb": bomb.encode(),
+        "python-object": b"epochs: !!python/object/apply:os.getcwd []\n",
+    }
+    for name, data_ in yamls.items():
+        out[f"yaml_{name}"] = root / f"{name}.yaml"
+        out[f"yaml_{name}"].write_bytes(data_)
+    return out
+
+
 def write_mp3_variants(root: Path, speech: torch.Tensor) -> dict[str, Path]:
     """A real MP3 cut in half (decodes, with mpg123 warnings), one with 3 kB of noise in the
     middle (mpg123 gives up), and 4 kB of random bytes named ``junk.mp3``."""
@@ -338,6 +451,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     os.mkfifo(folder / "yes" / "fifo.wav")
     (folder / "no" / "junk.mp3").write_bytes(Path(out["junk_mp3"]).read_bytes())
     out["bad_folder"] = folder
+    out.update(write_bad_files(root / "bad_files", Path(out["audio_ck"]), Path(out["good_csv"])))
     out["mm_yaml"] = root / "mm_test.yaml"
     out["mm_yaml"].write_text("backbone: clip_lite_test\n")
     out["out"] = root / "store"

@@ -139,6 +139,9 @@ def fetch_hub_file(repo: str, filename: str) -> str:
     """A file of hub repo ``repo`` in the local cache (downloaded when online), or one line."""
     from huggingface_hub import hf_hub_download
 
+    from mmkit.data.hf import hub_offline_reason
+
+    hub_offline_reason()  # no network: offline mode, so the cache answers at once (no retries)
     try:
         return hf_hub_download(repo_id=repo, filename=filename)
     except Exception as exc:  # offline, missing repo or file, HTTP errors: many types
@@ -224,6 +227,9 @@ def resolve_pretrained(
             ) from exc
     tag_cfg = get_pretrained_cfg(name, pretrained)
     if tag_cfg:
+        from mmkit.data.hf import hub_offline_reason
+
+        hub_offline_reason()  # no network: fail (or use the cache) at once, without retries
         try:
             path = download_pretrained(tag_cfg, cache_dir=cache_dir)
         except Exception as exc:  # huggingface_hub / urllib raise many types offline

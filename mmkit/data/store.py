@@ -24,6 +24,7 @@ import numpy as np
 
 from mmkit.errors import UserInputError
 from mmkit.io.atomic import recover_dir, replace_dir, temp_dir_for
+from mmkit.io.files import file_problem
 
 MANIFEST = "mmkit_store.json"
 FORMAT_VERSION = 1
@@ -41,7 +42,8 @@ class StoreItem:
 
 
 def is_store(path: str | Path) -> bool:
-    return (Path(path) / MANIFEST).is_file()
+    """Whether ``path`` is a prepared store (any name, even one the system refuses, answers)."""
+    return file_problem(Path(path) / MANIFEST) is None
 
 
 _DTYPES = ("<i2", "|u1", "<f4")

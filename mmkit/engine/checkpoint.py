@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from mmkit.errors import CheckpointError, MmkitError
 from mmkit.io.atomic import old_of, replace_dir, temp_dir_for
+from mmkit.io.files import file_problem, short_path, stat_problem
 from mmkit.io.weights import read_safetensors, safetensors_shapes
 from mmkit.spec import CheckpointSpec
 
@@ -72,13 +73,20 @@ def resolve_checkpoint_dir(path: str | Path, *, prefer: str = "best") -> Path:
     for name in (prefer, other):
         candidates += [path / name, old_of(path / name)]
     for c in candidates:
-        if (c / CONFIG_FILE).is_file() and (c / MODEL_FILE).is_file():
+        if file_problem(c / CONFIG_FILE) is None and file_problem(c / MODEL_FILE) is None:
             return c
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    problem = stat_problem(path)
+    if problem == "no such file":
+        raise CheckpointError(f"checkpoint not found: {short_path(path)}")
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {short_path(path)}: {problem}")
     if not path.is_dir():
-        raise CheckpointError(f"{path} is a file; --checkpoint takes a run or checkpoint directory")
-    raise CheckpointError(f"{path} is not a checkpoint or run directory (no {CONFIG_FILE})")
+        raise CheckpointError(
+            f"{short_path(path)} is a file; --checkpoint takes a run or checkpoint directory"
+        )
+    raise CheckpointError(
+        f"{short_path(path)} is not a checkpoint or run directory (no {CONFIG_FILE})"
+    )
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

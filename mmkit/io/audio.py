@@ -73,14 +73,14 @@ def _open(source: AudioSource) -> tuple[str | BinaryIO, bool]:
     if isinstance(source, str | Path):
         problem = file_problem(source)
         if problem is not None:
-            raise MediaError(f"cannot decode {_describe(source)}: {problem}")
+            raise MediaError.cannot_decode(_describe(source), problem)
         if Path(source).suffix.lower() in _MPEG_SUFFIXES:
             return str(source), True
         try:
             with open(source, "rb") as f:
                 return str(source), _looks_mpeg(f.read(4))
         except OSError as exc:
-            raise MediaError(f"cannot decode {_describe(source)}: {os_reason(exc)}") from None
+            raise MediaError.cannot_decode(_describe(source), os_reason(exc)) from None
     head = b""
     with contextlib.suppress(Exception):  # a stream that cannot seek back: assume the worst
         position = source.tell()
@@ -99,7 +99,7 @@ def _quiet(mpeg: bool) -> contextlib.AbstractContextManager[None]:
 
 
 def _fail(source: AudioSource, exc: Exception, mpeg: bool) -> MediaError:
-    return MediaError(f"cannot decode {_describe(source)}: {_reason(exc, mpeg)}")
+    return MediaError.cannot_decode(_describe(source), _reason(exc, mpeg))
 
 
 def info(source: AudioSource) -> AudioInfo:
@@ -165,7 +165,7 @@ def load_audio(source: AudioSource, sample_rate: int, *, mono: bool = True) -> t
     except Exception as exc:
         raise _fail(source, exc, mpeg) from exc
     if data.shape[0] == 0:
-        raise MediaError(f"cannot decode {name}: no audio frames")
+        raise MediaError.cannot_decode(name, "no audio frames")
     wave = torch.from_numpy(data.T.copy())  # [C, T]
     if mono:
         wave = wave.mean(dim=0)
@@ -176,7 +176,7 @@ def load_audio(source: AudioSource, sample_rate: int, *, mono: bool = True) -> t
 
 def _checked(wave: torch.Tensor, name: str) -> torch.Tensor:
     if not torch.isfinite(wave).all():
-        raise MediaError(f"cannot decode {name}: non-finite samples")
+        raise MediaError.cannot_decode(name, "non-finite samples")
     return wave.clamp_(-1.0, 1.0)
 
 
@@ -227,7 +227,7 @@ def stream_audio(
                 total += block.numel()
                 yield _checked(block, name)
             if not total:
-                raise MediaError(f"cannot decode {name}: no audio frames")
+                raise MediaError.cannot_decode(name, "no audio frames")
             return
         width = math.ceil(_LOWPASS_WIDTH * o / (min(o, n) * _ROLLOFF))  # torchaudio's kernel
         context = -(-width // o) * o  # whole input periods on each side of a block
@@ -239,7 +239,7 @@ def stream_audio(
             end = block.numel() == 0
             if end:
                 if not total:
-                    raise MediaError(f"cannot decode {name}: no audio frames")
+                    raise MediaError.cannot_decode(name, "no audio frames")
                 target = -(-n * total // o)  # the whole-file call's output length
                 buf = torch.cat([buf, torch.zeros(context + o)])
                 periods = -(-target // n) - done

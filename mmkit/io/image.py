@@ -91,7 +91,7 @@ def load_image(source: ImageSource) -> Image.Image:
     if isinstance(source, str | os.PathLike):
         problem = file_problem(source)  # opening a FIFO would block forever
         if problem is not None:
-            raise MediaError(f"cannot decode {name}: {problem}")
+            raise MediaError.cannot_decode(name, problem)
     try:
         if isinstance(source, bytes | bytearray):
             stream: BinaryIO = io.BytesIO(bytes(source))
@@ -109,14 +109,14 @@ def load_image(source: ImageSource) -> Image.Image:
             if isinstance(source, str | os.PathLike):
                 stream.close()
     except UnidentifiedImageError as exc:  # its message repeats the whole file name
-        raise MediaError(f"cannot decode {name}: not an image format Pillow reads") from exc
+        raise MediaError.cannot_decode(name, "not an image format Pillow reads") from exc
     except OSError as exc:
         if exc.errno is not None:  # from the file system, not from a decoder
-            raise MediaError(f"cannot decode {name}: {os_reason(exc)}") from None
-        raise MediaError(f"cannot decode {name}: {exc or type(exc).__name__}") from exc
+            raise MediaError.cannot_decode(name, os_reason(exc)) from None
+        raise MediaError.cannot_decode(name, str(exc or type(exc).__name__)) from exc
     except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         reason = str(exc) or type(exc).__name__
-        raise MediaError(f"cannot decode {name}: {reason}") from exc
+        raise MediaError.cannot_decode(name, reason) from exc
     return image
 
 

@@ -101,9 +101,9 @@ def _as_path(source: VideoSource) -> Iterator[tuple[str, str]]:
     name = short_path(path)
     problem = file_problem(path)  # a FIFO would block ffmpeg forever
     if problem is not None:
-        raise MediaError(f"cannot decode {name}: {problem}")
+        raise MediaError.cannot_decode(name, problem)
     if os.path.getsize(path) == 0:
-        raise MediaError(f"cannot decode {name}: empty file")
+        raise MediaError.cannot_decode(name, "empty file")
     # ffmpeg reads "name:rest" as protocol "name" (http:, concat:, ...): say it is a file
     yield f"file:{os.path.abspath(path)}", name
 
@@ -173,12 +173,12 @@ def _probe_path(path: str, name: str) -> VideoInfo:
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
     if proc.returncode != 0:
-        raise MediaError(f"cannot decode {name}: {_reason(proc.stderr)}")
+        raise MediaError.cannot_decode(name, _reason(proc.stderr))
     header = _parse_header(proc.stderr)
     frames = re.findall(r"^frame=(\d+)", proc.stdout, flags=re.MULTILINE)
     num_frames = int(frames[-1]) if frames else 0
     if "size" not in header or num_frames == 0:
-        raise MediaError(f"cannot decode {name}: no video frames")
+        raise MediaError.cannot_decode(name, "no video frames")
     width, height = header["size"]
     if header["rotation"] in (90, 270):
         width, height = height, width
@@ -237,10 +237,10 @@ def _decode(path: str, name: str, filters: list[str], max_frames: int | None) ->
     cmd += ["-f", "image2pipe", "-c:v", "ppm", "-pix_fmt", "rgb24", "-"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 and not proc.stdout:
-        raise MediaError(f"cannot decode {name}: {_reason(proc.stderr.decode(errors='replace'))}")
+        raise MediaError.cannot_decode(name, _reason(proc.stderr.decode(errors="replace")))
     header = _PPM_HEADER.match(proc.stdout)
     if header is None:
-        raise MediaError(f"cannot decode {name}: no video frames")
+        raise MediaError.cannot_decode(name, "no video frames")
     width, height = int(header[1]), int(header[2])
     frame_bytes = header.end() + width * height * 3
     count = len(proc.stdout) // frame_bytes  # a frame cut short by a decode error is dropped

@@ -65,7 +65,7 @@ class AudioModality:
             wave = wave[a:b]
         wave = wave[: int(params["max_seconds"] * params["sample_rate"])]
         if wave.numel() == 0:
-            raise MediaError(f"cannot decode {source!s:.80}: no samples")
+            raise MediaError.cannot_decode(f"{source!s:.80}", "no samples")
         return to_int16(wave).numpy()
 
     def extras(self, data: SourceData, params: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -44,10 +44,11 @@ from mmkit.engine.run import Job, eval_selection, fit, training_splits
 from mmkit.engine.trainer import TrainResult, resolve_device
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
-from mmkit.pipelines.classify import check_finite, expand_paths
+from mmkit.pipelines.classify import expand_paths
 from mmkit.pipelines.mm_store import decode_image, prepare_store, summary
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
 from mmkit.spec import CheckpointSpec, Stage
+from mmkit.tasks import check_finite
 from mmkit.tasks.contrastive import (
     CaptionImages,
     CaptionPairs,
@@ -318,7 +319,7 @@ def evaluate(
     images = CaptionImages(store, indices)
     loader = DataLoader(images, batch_size=64, sampler=distributed.shard(range(len(images))))
     result = ContrastiveTask(loaded.tokenizer, prompt).report(
-        loaded.pipeline, loader, loaded.device
+        loaded.pipeline, loader, loaded.device, checkpoint=loaded.path
     )
     result.update(split=split, split_note=selection.note, skipped=store.skipped)
     if loaded.path is not None and distributed.is_main():

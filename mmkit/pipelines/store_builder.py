@@ -92,7 +92,7 @@ def decode_all(
         try:
             return decode(record.source, params)
         except MediaError as exc:
-            return str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
+            return exc.reason
 
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:

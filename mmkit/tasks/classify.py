@@ -49,10 +49,11 @@ class Classifier(nn.Module):
 def build_classifier(spec: CheckpointSpec, source: str = "config.json") -> Classifier:
     """Rebuild the exact model from a checkpoint's spec (untrusted data: plugins are built
     through ``create_from_config``)."""
-    stages = [
-        PREPROCESSORS.create_from_config(s.name, s.params, source=source)
-        for s in spec.stages("input")
-    ]
+    with torch.device("cpu"):  # small buffers computed on the host, even in a meta pre-check
+        stages = [
+            PREPROCESSORS.create_from_config(s.name, s.params, source=source)
+            for s in spec.stages("input")
+        ]
     name = spec.backbone.name
     if name in BACKBONES and BACKBONES.get(name).modality != spec.modality:
         raise CheckpointError(

@@ -32,6 +32,7 @@ from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
 from mmkit.seeds import item_seed
 from mmkit.spec import CheckpointSpec
+from mmkit.tasks import check_finite
 
 DIRECTIONS = ("image_to_text", "text_to_image")
 _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
@@ -144,7 +145,8 @@ def build_contrastive(spec: CheckpointSpec, source: str = "config.json") -> Clip
             raise CheckpointError(f"{source}: {exc}") from exc
     model = BACKBONES.create_from_config(spec.backbone.name, kwargs, source=source)
     (image,) = spec.stages("image")
-    transform = PREPROCESSORS.create_from_config(image.name, image.params, source=source)
+    with torch.device("cpu"):  # small buffers computed on the host, even in a meta pre-check
+        transform = PREPROCESSORS.create_from_config(image.name, image.params, source=source)
     return ClipPipeline(transform, model)
 
 
@@ -248,7 +250,14 @@ class ContrastiveTask:
         return flatten(self.report(model, loader, device))
 
     @torch.no_grad()
-    def report(self, model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
+    def report(
+        self,
+        model: nn.Module,
+        loader: DataLoader,
+        device: torch.device,
+        *,
+        checkpoint: Path | None = None,
+    ) -> dict:
         """The ``mm eval`` JSON (docs/design.md) for the images of ``loader.dataset``."""
         model = _inner(model).eval()
         data: CaptionImages = loader.dataset
@@ -265,6 +274,9 @@ class ContrastiveTask:
             or [torch.zeros(0, images.shape[1])]
         )
         texts = distributed.gather_rows(texts, len(data.tokens))
+        # NaN embeddings would rank every caption first and read as R@1 = 1.0
+        check_finite(images, model, checkpoint, "the images")
+        check_finite(texts, model, checkpoint, "the captions")
         result: dict[str, Any] = retrieval_metrics(images, texts, data.caption_image)
         result["num_images"] = len(data)
         result["mean_recall"] = float(
