@@ -8,6 +8,7 @@ resumable ``last/`` first (:class:`mmkit.engine.trainer.Trainer`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -32,4 +33,18 @@ def run(argv: list[str] | None = None) -> None:
         main(argv)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
-        sys.exit(INTERRUPTED)
+        _exit_interrupted()
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:  # Ctrl-C inside a command (the CLI already said so)
+            _exit_interrupted()
+        raise
+
+
+def _exit_interrupted() -> None:
+    """Exit 130 at once. CPython remembers a KeyboardInterrupt that reached C code running
+    Python (``PyRun_String``) even when it was caught, and then ends the process by SIGINT
+    (status -2) instead of the exit code; ``os._exit`` after flushing gives 130 every time."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(INTERRUPTED)
