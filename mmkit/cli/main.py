@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         build_command().main(args=argv, prog_name="mmkit", standalone_mode=True)
     except MmkitError as exc:
         if isinstance(exc, TrainingInterrupted):
-            err.print(f"interrupted: {exc}", highlight=False, markup=False, soft_wrap=True)
+            if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 speaks for all
+                err.print(f"interrupted: {exc}", highlight=False, markup=False, soft_wrap=True)
             sys.exit(130)
         if os.environ.get("MMKIT_DEBUG", "0") not in ("", "0"):
             raise

@@ -52,6 +52,16 @@ def init(device: torch.device) -> torch.device:
     return device
 
 
+def close() -> None:
+    """Leave the process group after a clean finish (every rank gets here), so no rank tears
+    the connections down under another one still using them."""
+    global _control
+    if active():
+        dist.barrier(group=_control)
+        dist.destroy_process_group()
+        _control = None
+
+
 def barrier() -> None:
     if active():
         dist.barrier(group=_control)

@@ -209,4 +209,6 @@ def fit(
         )
         if resume:
             trainer.resume()
-        return replace(trainer.fit(), skipped=job.skipped)
+        result = trainer.fit()
+    distributed.close()
+    return replace(result, skipped=job.skipped)
