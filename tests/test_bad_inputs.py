@@ -34,9 +34,9 @@ import mmkit
 from mmkit.engine.checkpoint import save_checkpoint
 from mmkit.spec import CheckpointSpec
 from mmkit.tasks import build_model
-from mmkit.testing.speech import Voice, render, write_audio
-from mmkit.testing.video import encode_video, motion_clip
 from tests.forked_cli import ForkedCli, run_fresh
+from tests.media.speech import Voice, render, write_audio
+from tests.media.video import encode_video, motion_clip
 
 TIMEOUT = 60.0
 LONG = "x" * 300  # a file name longer than any file system allows (ENAMETOOLONG)

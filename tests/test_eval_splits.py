@@ -16,7 +16,7 @@ from mmkit.data.store import StoreWriter
 from mmkit.engine.events import NullProgress
 from mmkit.engine.run import eval_selection, training_splits
 from mmkit.errors import UserInputError
-from mmkit.testing.speech_layouts import write_split_folders
+from tests.media.speech_layouts import write_split_folders
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

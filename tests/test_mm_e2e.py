@@ -352,7 +352,7 @@ def test_errors_are_one_line(
 def test_eval_of_a_split_less_manifest_scores_every_image(
     trained: Path, scene_set: SceneSet, tmp_path: Path
 ) -> None:
-    from mmkit.testing.image_layouts import write_csv_manifest
+    from tests.media.image_layouts import write_csv_manifest
 
     held_out = scene_set.split("test")
     manifest = write_csv_manifest(tmp_path / "nosplit", held_out, with_split=False)

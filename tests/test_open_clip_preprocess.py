@@ -41,8 +41,8 @@ from mmkit.io.image import load_image_array
 from mmkit.pipelines import mm
 from mmkit.pipelines.mm_store import decode_image, prepare_store
 from mmkit.tasks.contrastive import create_pipeline
-from mmkit.testing.hub import cache_hub_files
-from mmkit.testing.images import write_scene_images
+from tests.media.hub import cache_hub_files
+from tests.media.images import write_scene_images
 
 ODD_SIZES = ((97, 61), (300, 200), (50, 180))  # (width, height)
 # (architecture, tag): shortest + bicubic, squash + bicubic (SigLIP), squash + bilinear (CLIPA),

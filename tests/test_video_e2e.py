@@ -19,8 +19,8 @@ import pytest
 
 from mmkit.io.video import read_video
 from mmkit.pipelines import video
-from mmkit.testing.video import encode_video
-from mmkit.testing.video_layouts import write_folder_layout
+from tests.media.video import encode_video
+from tests.media.video_layouts import write_folder_layout
 
 CHANCE = 0.25
 TRAIN_ARGS = ("--frames", "8", "--size", "48", "--batch-size", "8", "--lr", "0.002", "--seed", "0")

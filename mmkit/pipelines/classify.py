@@ -41,7 +41,7 @@ from mmkit.pipelines.store_builder import (
     record_line,
 )
 from mmkit.spec import CheckpointSpec, Stage
-from mmkit.tasks import check_finite
+from mmkit.tasks.checks import check_finite
 from mmkit.tasks.classify import (
     ClassificationTask,
     Classifier,

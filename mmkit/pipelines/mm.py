@@ -48,7 +48,7 @@ from mmkit.pipelines.classify import expand_paths
 from mmkit.pipelines.mm_store import decode_image, prepare_store, summary
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
 from mmkit.spec import CheckpointSpec, Stage
-from mmkit.tasks import check_finite
+from mmkit.tasks.checks import check_finite
 from mmkit.tasks.contrastive import (
     CaptionImages,
     CaptionPairs,

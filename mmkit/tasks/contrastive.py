@@ -32,7 +32,7 @@ from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
 from mmkit.seeds import item_seed
 from mmkit.spec import CheckpointSpec
-from mmkit.tasks import check_finite
+from mmkit.tasks.checks import check_finite
 
 DIRECTIONS = ("image_to_text", "text_to_image")
 _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
