@@ -22,6 +22,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from mmkit.engine.events import NullProgress
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -179,18 +181,9 @@ class PlainProgress:
         stream.flush()
 
 
-class MessagesOnly:
+class MessagesOnly(NullProgress):
     """``--json`` mode: no bars, but one-line notes (skipped files, what eval scored) still go
     to stderr, so stdout holds the JSON document alone."""
-
-    def start(self, task: str, total: int | None) -> None:
-        pass
-
-    def advance(self, n: int = 1, **fields: Any) -> None:
-        pass
-
-    def end(self, **summary: Any) -> None:
-        pass
 
     def message(self, text: str) -> None:
         err.print(text, highlight=False, markup=False, soft_wrap=True)
@@ -200,8 +193,6 @@ def progress_for(json_mode: bool) -> Any:
     """Only the notes under ``--json``; rich bars when stderr is a terminal; plain lines
     otherwise."""
     if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 reports for everyone
-        from mmkit.engine.events import NullProgress
-
         return NullProgress()
     if json_mode:
         return MessagesOnly()
