@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from mmkit.data.epochs import EpochDataset
 from mmkit.data.store import Store
 from mmkit.engine import distributed
 from mmkit.errors import CheckpointError, UserInputError
@@ -150,7 +151,7 @@ def build_contrastive(spec: CheckpointSpec, source: str = "config.json") -> Clip
     return ClipPipeline(transform, model)
 
 
-class CaptionPairs(Dataset):
+class CaptionPairs(EpochDataset):
     """(image, one of its captions, crop seed) per image of ``indices``; the caption and the crop
     are drawn from generators seeded by (seed, epoch, image index), so they are the same with any
     number of loader workers and after ``--resume``."""
@@ -162,10 +163,7 @@ class CaptionPairs(Dataset):
         order = np.argsort(owner, kind="stable")
         starts = np.searchsorted(owner[order], np.arange(len(store) + 1))
         self.captions_of = [order[starts[i] : starts[i + 1]] for i in range(len(store))]
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        super().__init__()
 
     def __len__(self) -> int:
         return len(self.indices)
