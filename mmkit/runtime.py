@@ -19,11 +19,14 @@ import os
 import sys
 
 DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+SET_BY_MMKIT: set[str] = set()  # the keys of DEFAULTS that configure() put in (not the user)
 
 
 def configure() -> bool:
     """Put :data:`DEFAULTS` into the environment (never overriding a value the user set).
     Returns whether they can still take effect here (torch not yet imported)."""
     for key, value in DEFAULTS.items():
-        os.environ.setdefault(key, value)
+        if key not in os.environ:
+            os.environ[key] = value
+            SET_BY_MMKIT.add(key)
     return "torch" not in sys.modules

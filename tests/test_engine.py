@@ -19,9 +19,16 @@ from torch.utils.data import Dataset
 
 import mmkit
 from mmkit.config import TrainConfig
+from mmkit.data.epochs import EpochDataset
 from mmkit.engine import checkpoint as ckpt
 from mmkit.engine import plots
-from mmkit.engine.trainer import EpochSampler, Trainer, TrainingInterrupted, seed_everything
+from mmkit.engine.trainer import (
+    EpochSampler,
+    Trainer,
+    TrainingInterrupted,
+    loader_workers,
+    seed_everything,
+)
 from mmkit.errors import CheckpointError, UserInputError
 
 CLASSES = 3
@@ -588,3 +595,58 @@ def test_unknown_logger_is_one_line(tmp_path):
 
     with pytest.raises(UserInputError, match="--logger must be one of"):
         make_logger("wandb", tmp_path, [])
+
+
+class EpochEcho(EpochDataset):
+    """Each item is the epoch the dataset was set to when the item was drawn."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> int:
+        return self.epoch
+
+
+def test_persistent_workers_see_each_epoch_set_in_the_main_process():
+    data = EpochEcho()
+    loader = torch.utils.data.DataLoader(data, batch_size=4, num_workers=1, persistent_workers=True)
+    seen = []
+    for epoch in range(3):
+        data.set_epoch(epoch)
+        seen.append([b.tolist() for b in loader])
+    assert seen == [[[0] * 4], [[1] * 4], [[2] * 4]]
+
+
+def test_default_loaders_have_persistent_workers(tmp_path):
+    assert make_cfg().num_workers is None  # auto
+    trainer = make_trainer(tmp_path / "run")
+    assert trainer.train_loader.num_workers == loader_workers(None) >= 1
+    assert trainer.train_loader.persistent_workers and trainer.val_loader.persistent_workers
+    assert loader_workers(0) == 0 and loader_workers(3) == 3
+    trainer = make_trainer(tmp_path / "run0", cfg=make_cfg(num_workers=0))
+    assert trainer.train_loader.num_workers == 0 and not trainer.train_loader.persistent_workers
+
+
+def test_channels_last_and_compile_options(tmp_path):
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Unflatten(1, (1, 2, 4)), nn.Conv2d(1, 4, 1), nn.Flatten())
+    conv.append(nn.Linear(4 * DIM, 3))
+    keys = set(conv.state_dict())
+    conv.compile_scope = "1"  # compile only the conv (as Classifier names its backbone)
+    cfg = make_cfg(channels_last=True, compile=True)
+    trainer = make_trainer(tmp_path / "run", cfg=cfg, model=conv)
+    assert trainer.model[1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert trainer.model[1]._compiled_call_impl is not None
+    assert trainer.model[0]._compiled_call_impl is None
+    assert set(trainer.model.state_dict()) == keys  # checkpoints keep their names
+    plain = make_trainer(tmp_path / "plain", model=make_model())
+    assert plain.model[0]._compiled_call_impl is None
+
+
+def test_threads_option_sets_torch_threads(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        make_trainer(tmp_path / "run", cfg=make_cfg(threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

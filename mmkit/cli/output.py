@@ -305,3 +305,24 @@ def render_prepare(summary: dict[str, Any], json_mode: bool) -> None:
         rows.append(["seconds", *(f"{summary['seconds'].get(s, 0.0):.1f}" for s in splits)])
     out.print(table("files per class and split", ["label", *splits], rows))
     render_skipped(summary["skipped"], show=len(summary["skipped"]))
+
+
+def render_bench(report: dict[str, Any]) -> None:
+    """``mmkit bench``: per modality, its ratios against their targets, then its rates."""
+    for name, result in report["results"].items():
+        rows = []
+        for ratio, value in result["ratios"].items():
+            target = result["targets"].get(ratio, "")
+            met = result["met"].get(ratio)
+            mark = "" if met is None else ("[green]yes[/green]" if met else "[red]NO[/red]")
+            rows.append([ratio, value, target, mark])
+        out.print(table(f"{name} on {result['device']}", ["ratio", "value", "target", "met"], rows))
+        rates = [[k, v] for k, v in result["items_per_second"].items()]
+        out.print(table("", ["items/s", ""], rates))
+    m, load = report["machine"], report["load_average"]
+    out.print(
+        f"{m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads, "
+        f"OMP_WAIT_POLICY={m['omp_wait_policy']}, loader workers {m['default_num_workers']}); "
+        f"load average before {load['before']}, after {load['after']}",
+        highlight=False,
+    )

@@ -127,6 +127,16 @@ def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` the model's compute in place (``Module.compile``: the parameters and
+    the state_dict keys stay as they are). A model names the child to compile in
+    ``compile_scope`` (e.g. its backbone): preprocessing that draws its augmentation on the host
+    or calls kernels dynamo cannot trace (torchaudio's IIR filter) stays eager."""
+    scope = getattr(model, "compile_scope", None)
+    (getattr(model, scope) if scope else model).compile()
+    return model
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -208,18 +218,18 @@ class Trainer:
             torch.set_num_threads(self.cfg.threads)
 
     def _place_model(self, model: torch.nn.Module) -> None:
-        """The model on this rank's device (channels-last with ``cfg.channels_last``), wrapped
-        in DDP when there are several ranks; ``train_model`` is what training steps call:
-        ``torch.compile`` of it with ``cfg.compile`` (parameters shared, so checkpoints and
-        evaluation use the plain module)."""
+        """The model on this rank's device (channels-last with ``cfg.channels_last``, compiled
+        with ``cfg.compile``: :func:`compile_model`), wrapped in DDP when there are several
+        ranks."""
         self.model = model.to(self.device)
         if self.cfg.channels_last:
             to_channels_last(self.model)
+        if self.cfg.compile:
+            compile_model(self.model)
         self.ddp_model: torch.nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.train_model = torch.compile(self.ddp_model) if self.cfg.compile else self.ddp_model
 
     def _build_loaders(
         self, train_set: Dataset, val_set: Dataset, collate_fn: Callable[[list[Any]], Any] | None
@@ -377,7 +387,7 @@ class Trainer:
             if self.state["step_in_epoch"] >= self.steps_per_epoch or self._stopping:
                 break
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-                loss = self.task.loss(self.train_model, batch, self.device)
+                loss = self.task.loss(self.ddp_model, batch, self.device)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:

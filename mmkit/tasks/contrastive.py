@@ -42,6 +42,8 @@ _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
 class ClipPipeline(nn.Module):
     """``image_transform`` (random crops in train mode, centre in eval mode) + the model."""
 
+    compile_scope = "model"  # what --compile compiles (engine.trainer.compile_model)
+
     def __init__(self, transform: nn.Module, model: nn.Module) -> None:
         super().__init__()
         self.transform = transform
@@ -261,7 +263,8 @@ class ContrastiveTask:
         data: CaptionImages = loader.dataset
         # under torchrun each rank encodes its shard of the images (the loader's sampler) and
         # of the captions; the rows are gathered back in order on every rank
-        images = torch.cat([model.encode_images(b.to(device)).float().cpu() for b in loader])
+        images = [model.encode_images(b.to(device, non_blocking=True)).float() for b in loader]
+        images = torch.cat(images).cpu()  # one copy back, not one per batch
         images = distributed.gather_rows(images, len(data))
         tokens = data.tokens[distributed.shard(range(len(data.tokens)))]
         texts = torch.cat(
