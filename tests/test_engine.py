@@ -650,3 +650,40 @@ def test_threads_option_sets_torch_threads(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_meta_skeleton_skips_initialisation_and_leaves_real_tensors_alone():
+    with torch.device("meta"), ckpt.SkipInitOnMeta():
+        skeleton = mmkit.create_backbone("audio_cnn_test", num_classes=3)
+    real = mmkit.create_backbone("audio_cnn_test", num_classes=3)
+    assert all(p.is_meta for p in skeleton.parameters())
+    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(skeleton) == shapes(real)
+    with ckpt.SkipInitOnMeta():  # a real tensor is still filled
+        weight = torch.zeros(64, 64)
+        nn.init.kaiming_normal_(weight)
+        bias = torch.zeros(64).uniform_(1.0, 2.0)
+    assert weight.std() > 0 and bias.min() >= 1.0
+
+
+def test_loading_a_checkpoint_skeleton_imports_no_compiler(tmp_path):
+    """Building the meta skeleton of a checkpoint's model and registering the built-in
+    backbones must not import torch._dynamo or torchvision.models (1-1.5 s each of a one-file
+    ``infer``)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, mmkit\n"
+        "from mmkit.engine.checkpoint import SkipInitOnMeta\n"
+        "with torch.device('meta'), SkipInitOnMeta():\n"
+        "    mmkit.create_backbone('audio_cnn', num_classes=3)\n"
+        "    mmkit.create_backbone('video_r3d_test', num_classes=3)\n"
+        "print('torch._dynamo' in sys.modules, 'torchvision.models' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
