@@ -7,7 +7,9 @@ measure what they claim (a child's own peak memory, items in flight while buildi
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,43 +66,98 @@ def _check_result(result: dict, modality: str) -> None:
     assert len(epoch["ceiling_rounds"]) == 1 + 1 + len(epoch["epoch_seconds"]) + 1
 
 
-def test_video_and_mm_report_every_ratio_with_its_target(tmp_path, monkeypatch):
-    monkeypatch.setenv("MMKIT_CACHE", str(tmp_path / "cache"))
-    settings = BenchSettings.quick()
-    settings = BenchSettings(**{**settings.__dict__, "cold_start": False, "growth": False})
-    report = run_bench(["video", "mm"], device="cpu", settings=settings)
-    assert set(report["results"]) == {"video", "mm"}
+# the ratios the issue names, per modality (the report may hold more)
+ISSUE_RATIOS = {
+    "audio": {
+        "epoch_over_ceiling",
+        "epoch_over_per_sample_loader",
+        "prepare_rss_16x_over_1x",
+        "help_over_import_torch",
+        "infer_over_import_torch",
+    },
+    "video": {"epoch_over_ceiling", "epoch_over_redecode", "store_build_over_ffmpeg"},
+    "mm": {"epoch_over_ceiling", "step_over_open_clip_loop"},
+}
+
+
+def test_bench_json_has_every_ratio_target_and_slope(tmp_path):
+    """One ``mmkit bench --quick --json`` run: every ratio of every modality, each with its
+    target and verdict, the cold start, and the growth of prepare and an epoch at 1x/4x/16x."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MMKIT_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmkit", "bench", "--quick", "--device", "cpu", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)  # the whole stdout is one JSON document
+    assert set(report["results"]) == {"audio", "video", "mm"}
     for name, result in report["results"].items():
         _check_result(result, name)
+        assert ISSUE_RATIOS[name] <= set(result["targets"])
     assert report["all_targets_met"] == all(
         all(r["met"].values()) for r in report["results"].values()
     )
     assert report["machine"]["omp_wait_policy"] == "PASSIVE"
-    assert len(report["load_average"]["before"]) == 3
+    assert len(report["load_average"]["before"]) == len(report["load_average"]["after"]) == 3
     video = report["results"]["video"]
     assert video["items_per_second"]["store_build"] > 0
     assert video["items_per_second"]["ffmpeg_raw_decode"] > 0
-    # the generated data is cached: a second run finds it
-    assert len(list((tmp_path / "cache" / "bench").iterdir())) == 2
-
-
-@pytest.mark.slow
-def test_audio_reports_cold_start_and_growth(tmp_path, monkeypatch):
-    monkeypatch.setenv("MMKIT_CACHE", str(tmp_path / "cache"))
-    report = run_bench(["audio"], device="cpu", settings=BenchSettings.quick())
     audio = report["results"]["audio"]
-    _check_result(audio, "audio")
     growth = audio["growth"]
     rows = BenchSettings.quick().growth_rows
     assert [p["items"] for p in growth["points"]] == [rows, 4 * rows, 16 * rows]
-    assert all(p["prepare_peak_rss_mb"] > 0 and p["epoch_seconds"] > 0 for p in growth["points"])
+    for point in growth["points"]:
+        for key in ("prepare_seconds", "prepare_peak_rss_mb", "epoch_seconds", "epoch_peak_rss_mb"):
+            assert math.isfinite(point[key]) and point[key] > 0
     assert set(growth["slopes_per_1000_items"]) == {
         "prepare_seconds",
         "prepare_peak_rss_mb",
         "epoch_seconds",
         "epoch_peak_rss_mb",
     }
-    assert {"import_torch_process", "help_process", "infer_process"} <= set(audio["seconds"])
+    assert all(math.isfinite(v) for v in growth["slopes_per_1000_items"].values())
+    cold = {"import_torch_process", "help_process", "infer_process"}
+    assert cold <= set(audio["seconds"])
+    assert all(audio["seconds"][k] > 0 for k in cold)
+    # the generated data sets are cached for the next run
+    assert len(list((tmp_path / "cache" / "bench").iterdir())) == 4
+
+
+def test_human_output_is_a_table_of_ratios_targets_and_verdicts(capsys):
+    from mmkit.cli.output import render_bench
+
+    ratios = {"epoch_over_ceiling": 0.95, "epoch_over_redecode": 2.5, "untargeted": 1.0}
+    result = {"device": "cpu", "ratios": ratios, "items_per_second": {"epoch": 10.0}}
+    result |= judge(ratios, "cpu")
+    machine = {"cores": 2, "torch": "x", "torch_threads": 2, "omp_wait_policy": "PASSIVE"}
+    report = {
+        "results": {"video": result},
+        "machine": {**machine, "default_num_workers": 1},
+        "load_average": {"before": [1.0, 1.0, 1.0], "after": [2.0, 1.0, 1.0]},
+    }
+    points = [
+        {"factor": f, "items": 4 * f, "prepare_seconds": 1.0, "prepare_peak_rss_mb": 800.0}
+        | {"epoch_seconds": 2.0 * f, "epoch_peak_rss_mb": 900.0}
+        for f in (1, 4, 16)
+    ]
+    slopes = dict.fromkeys(("prepare_seconds", "prepare_peak_rss_mb", "epoch_peak_rss_mb"), 0.0)
+    result["growth"] = {
+        "points": points,
+        "slopes_per_1000_items": {**slopes, "epoch_seconds": 500.0},
+    }
+    render_bench(report)
+    lines = capsys.readouterr().out.splitlines()
+    row = lambda name: next(x for x in lines if name in x).replace("│", " ").split()  # noqa: E731
+    assert ">=" in row("epoch_over_ceiling") and row("epoch_over_ceiling")[-1] == "yes"
+    assert row("epoch_over_redecode")[-1] == "NO"
+    assert row("untargeted")[-1] != "yes" and "NO" not in row("untargeted")
+    assert row("16x")[:2] == ["16x", "64"] and row("slope")[-1] == "0"
+    assert "500" in row("slope")
 
 
 def test_unknown_benchmark_is_a_user_error() -> None:
