@@ -28,7 +28,7 @@ class BenchSettings:
     ceiling_steps: dict[str, int] = field(default_factory=lambda: {"audio": 4, "video": 2, "mm": 2})
     busy: bool = True
     peer_epochs: int = 1
-    open_clip_pairs: int = 5
+    open_clip_pairs: int = 9
     cold_start: bool = True
     cold_repeats: int = 3
     growth: bool = True
