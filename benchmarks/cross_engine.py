@@ -19,6 +19,7 @@ protocol for a plain PyTorch recipe.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -121,12 +122,27 @@ def run_protocol(
         }
     return {
         "recipe": name,
+        "code": code_version(),
         "settings": settings,
         "epochs": args.epochs,
         "seeds": list(args.seeds),
         "data": {"dir": str(Path(args.data).expanduser()), **spec.__dict__},
         "directions": directions,
     }
+
+
+def code_version() -> str:
+    """The git commit of the code that ran (``+dirty`` with uncommitted changes)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*cmd: str) -> str:
+        proc = subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _short(result: dict[str, Any]) -> str:
@@ -151,6 +167,20 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         )
 
 
+def manifest_rows(test: EngineData) -> list[dict[str, str]]:
+    """The test manifest's rows (``path``, ``label``, ``split``, ``format``)."""
+    with open(test.test_manifest, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def per_format(rows: Sequence[dict[str, str]], hits: Sequence[bool]) -> dict[str, float]:
+    """Accuracy per test format (a diagnostic: which decoding path loses)."""
+    out: dict[str, list[bool]] = {}
+    for row, hit in zip(rows, hits, strict=True):
+        out.setdefault(row["format"], []).append(hit)
+    return {k: round(sum(v) / len(v), 3) for k, v in sorted(out.items())}
+
+
 def mmkit_recipe(overrides: dict[str, Any]) -> Recipe:
     """``mmkit audio train`` with its defaults (plus ``overrides``), scored by ``evaluate``."""
 
@@ -172,6 +202,11 @@ def mmkit_recipe(overrides: dict[str, Any]) -> Recipe:
             for ckpt in (result.best_checkpoint, result.last_checkpoint)
         )
         best = max(result.history, key=lambda row: row["val_accuracy"])
+        rows = manifest_rows(test)
+        top = audio.infer(
+            [str(test.test_dir / r["path"]) for r in rows], str(result.best_checkpoint)
+        )
+        hits = [t["top_k"][0]["label"] == r["label"] for t, r in zip(top, rows, strict=True)]
         return {
             "accuracy": round(report["accuracy"], 4),
             "macro_f1": round(report["macro_f1"], 4),
@@ -182,6 +217,7 @@ def mmkit_recipe(overrides: dict[str, Any]) -> Recipe:
             # the final weights, for judging model selection (the protocol scores the best)
             "last_accuracy": round(last["accuracy"], 4),
             "last_num_samples": last["num_samples"],
+            "per_format": per_format(rows, hits),
         }
 
     return run

@@ -183,7 +183,7 @@ def training_clip(wave: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return _place(wave, round(TRAIN_SECONDS * RATE), rng)
 
 
-def test_clip(wave: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def recording_clip(wave: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """A 0.4-0.95 s test clip (long enough for the whole word when it fits in 0.95 s), peak 0.5
     times a random gain, plus faint white noise."""
     lo, hi = TEST_SECONDS
@@ -233,7 +233,7 @@ def write_test_set(
         for v, voice in enumerate(voices):
             rng = np.random.default_rng([seed, 1000 + w, v, _engine_seed(voice)])
             fmt = TEST_FORMATS[(w + v) % len(TEST_FORMATS)]
-            clip = test_clip(speak(word, voice), rng)
+            clip = recording_clip(speak(word, voice), rng)
             if fmt.sample_rate != RATE:
                 clip = AF.resample(clip, RATE, fmt.sample_rate).clamp(-1.0, 1.0)
             path = root / word / f"{voice.id}.{fmt.ext}"

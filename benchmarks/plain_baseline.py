@@ -31,7 +31,14 @@ import torchaudio.transforms as T
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
-from benchmarks.cross_engine import Recipe, print_report, protocol_parser, run_protocol
+from benchmarks.cross_engine import (
+    Recipe,
+    manifest_rows,
+    per_format,
+    print_report,
+    protocol_parser,
+    run_protocol,
+)
 from benchmarks.cross_engine_data import EngineData
 
 RATE = 16000
@@ -152,9 +159,9 @@ def baseline_recipe(noise_band: bool) -> Recipe:
                 best, best_state, best_epoch = acc, copy.deepcopy(model.state_dict()), epoch
         model.load_state_dict(best_state)
 
-        rows = [r.split(",") for r in test.test_manifest.read_text().splitlines()[1:]]
-        x_test = torch.stack([load(test.test_dir / r[0]) for r in rows])
-        y_test = [labels.index(r[1]) for r in rows]
+        rows = manifest_rows(test)
+        x_test = torch.stack([load(test.test_dir / r["path"]) for r in rows])
+        y_test = [labels.index(r["label"]) for r in rows]
         pred = predict(model, feats, x_test).tolist()
         return {
             "accuracy": round(float(accuracy_score(y_test, pred)), 4),
@@ -164,6 +171,7 @@ def baseline_recipe(noise_band: bool) -> Recipe:
             "best_epoch": best_epoch,
             "epochs_run": epochs,
             "params": sum(p.numel() for p in model.parameters()),
+            "per_format": per_format(rows, [p == y for p, y in zip(pred, y_test, strict=True)]),
         }
 
     return run

@@ -47,6 +47,8 @@ class AudioConfig(TrainConfig):
     audio_column: str | None = None
     hf_split: str | None = None
     noise_snr: tuple[float, float] = (0.0, 25.0)
+    wave_augment: dict[str, Any] = field(default_factory=dict)
+    log_mel: dict[str, Any] = field(default_factory=dict)
     spec_augment: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -126,9 +128,9 @@ class AudioModality:
     def stages(self, cfg: AudioConfig, store: Store) -> list[tuple[str, nn.Module]]:
         stages: list[tuple[str, nn.Module]] = []
         if cfg.augment:
-            wave_aug = create_preprocessor(
-                "wave_augment", sample_rate=cfg.sample_rate, noise={"snr_db": list(cfg.noise_snr)}
-            )
+            params = dict(cfg.wave_augment)
+            params["noise"] = {"snr_db": list(cfg.noise_snr), **params.get("noise", {})}
+            wave_aug = create_preprocessor("wave_augment", sample_rate=cfg.sample_rate, **params)
             noise = store.extra("noise")
             if noise is not None:
                 wave_aug.set_noise_bank(from_int16(torch.from_numpy(noise)))
@@ -136,7 +138,10 @@ class AudioModality:
         stages.append(
             (
                 "log_mel",
-                create_preprocessor("log_mel", sample_rate=cfg.sample_rate, n_mels=cfg.n_mels),
+                create_preprocessor(
+                    "log_mel",
+                    **{"sample_rate": cfg.sample_rate, "n_mels": cfg.n_mels, **cfg.log_mel},
+                ),
             )
         )
         if cfg.augment:
