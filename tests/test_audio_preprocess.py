@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torchaudio
 from safetensors.torch import load_model, save_model
 
 from mmkit.io.audio import load_audio, pad_or_crop
@@ -14,6 +15,8 @@ from mmkit.preprocess.audio_augment import (
     BandLimit,
     NoiseMix,
     RandomGain,
+    RandomTrim,
+    SpeedPerturb,
     TimeShift,
     WaveAugment,
     colored_noise,
@@ -27,9 +30,20 @@ AUDIO_PREPROCESSORS = (
     "random_gain",
     "time_shift",
     "band_limit",
+    "speed_perturb",
+    "random_trim",
     "wave_augment",
 )
-WAVE_AUGMENTS = ("noise_mix", "random_gain", "time_shift", "band_limit", "wave_augment")
+WAVE_AUGMENTS = (
+    "noise_mix",
+    "random_gain",
+    "time_shift",
+    "band_limit",
+    "speed_perturb",
+    "random_trim",
+    "wave_augment",
+)
+WAVE_STAGES = ("speed", "shift", "noise", "band", "trim", "gain")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +56,7 @@ def speech_batch(speech_set) -> torch.Tensor:
 def _always(name: str) -> torch.nn.Module:
     """The augmentation with every random choice switched on (p = 1)."""
     if name == "wave_augment":
-        return WaveAugment(**{k: {"p": 1.0} for k in ("shift", "noise", "band", "gain")})
+        return WaveAugment(**{k: {"p": 1.0} for k in WAVE_STAGES})
     return create_preprocessor(name, p=1.0)
 
 
@@ -93,6 +107,24 @@ def test_log_mel_is_per_example(speech_batch):
     torch.testing.assert_close(batched, alone, atol=1e-3, rtol=1e-4)
     floors = batched.amax(dim=(-2, -1)) - batched.amin(dim=(-2, -1))
     assert (floors <= 80.0 + 1e-3).all()  # top_db per example
+
+
+def test_log_mel_band_normalisation_removes_a_fixed_colouring(speech_batch):
+    band = LogMel(normalize="band")
+    spec = band(speech_batch)
+    assert spec.mean(dim=-1).abs().max() < 1e-4  # every mel band has zero mean over time
+    assert torch.allclose(spec.std(dim=(-2, -1)), torch.ones(8, 1), atol=1e-3)
+    # a fixed filter (a different microphone or voice timbre) shifts each band by a constant dB:
+    # band normalisation removes most of it, utterance normalisation does not
+    coloured = torchaudio.functional.highpass_biquad(speech_batch, 16000, 1500.0)
+    utterance = LogMel(normalize="utterance")
+    band_change = (band(coloured) - spec).abs().mean()
+    utterance_change = (utterance(coloured) - utterance(speech_batch)).abs().mean()
+    assert band_change < 0.6 * utterance_change
+    assert LogMel(normalize=True).params()["normalize"] is True
+    assert torch.equal(LogMel(normalize=True)(speech_batch), utterance(speech_batch))
+    with pytest.raises(ValueError, match="normalize must be one of utterance, band, none"):
+        LogMel(normalize="global")
 
 
 def test_log_mel_params_change_the_output():
@@ -213,6 +245,64 @@ def test_band_limit_filters(speech_batch):
         BandLimit(lowpass_hz=(1000.0, 9000.0))
 
 
+def test_band_limit_resample_cuts_at_half_the_rate(speech_batch):
+    torch.manual_seed(0)
+    band = BandLimit(p=1.0, resample_hz=(8000,), mix=(0.0, 0.0, 1.0), chunks=8)
+    out = band(speech_batch)
+    assert out.shape == speech_batch.shape
+    power = torch.fft.rfft(out).abs().pow(2)  # 1 Hz bins
+    above = power[:, 4100:].sum(-1) / power.sum(-1)
+    before = torch.fft.rfft(speech_batch).abs().pow(2)
+    assert (before[:, 4100:].sum(-1) / before.sum(-1)).max() > 0.01  # there was energy to cut
+    assert above.max() < 0.005
+    with pytest.raises(ValueError, match="mix must be 3 non-negative numbers"):
+        BandLimit(mix=(0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match=r"resample_hz must be rates in \(0, 16000\) Hz"):
+        BandLimit(resample_hz=(22050,))
+
+
+def _tone_burst(batch: int = 8) -> torch.Tensor:
+    """0.25 s of a 500 Hz tone in the middle of 1 s of faint noise."""
+    torch.manual_seed(5)
+    wave = torch.randn(batch, 16000) * 1e-3
+    t = torch.arange(4000) / 16000
+    wave[:, 6000:10000] += 0.5 * torch.sin(2 * torch.pi * 500 * t)
+    return wave
+
+
+def test_speed_perturb_changes_tempo_and_pitch_together():
+    wave = _tone_burst()
+    out = SpeedPerturb(p=1.0, factor=(1.25, 1.25), chunks=2)(wave)
+    assert out.shape == wave.shape
+    loud = (out.abs() > 0.1).float()
+    duration = (loud.nonzero()[:, 1].max() - loud.nonzero()[:, 1].min()).item()
+    assert 3100 <= duration <= 3300  # 4000 samples / 1.25
+    peak_hz = torch.fft.rfft(out).abs().argmax(-1)  # 1 Hz bins
+    assert torch.all((peak_hz - 625).abs() <= 3)  # 500 Hz * 1.25
+    slow = SpeedPerturb(p=1.0, factor=(0.8, 0.8))(wave)
+    assert torch.all((torch.fft.rfft(slow).abs().argmax(-1) - 400).abs() <= 3)
+    with pytest.raises(ValueError, match="factor must be > 0"):
+        SpeedPerturb(factor=(0.0, 1.0))
+
+
+def test_random_trim_keeps_the_word_and_zeros_the_edges():
+    wave = _tone_burst(64)
+    torch.manual_seed(0)
+    out = RandomTrim(p=1.0, min_seconds=0.4)(wave)
+    assert torch.equal(out[:, 6000:10000], wave[:, 6000:10000])  # the loud part always stays
+    kept = (out != 0).sum(-1)
+    assert kept.min() >= 0.4 * 16000 - 160 and kept.max() <= 16000
+    assert (kept < 16000 - 1600).float().mean() > 0.5  # most rows lost > 0.1 s of edges
+    starts = [(row != 0).nonzero()[0].item() for row in out]
+    assert len(set(starts)) > 10  # the window moves
+    for row, original in zip(out, wave, strict=True):
+        nz = (row != 0).nonzero()[:, 0]
+        inside = slice(nz.min().item(), nz.max().item() + 1)
+        assert torch.equal(row[inside], original[inside])  # one contiguous window, untouched
+    silent = torch.zeros(4, 16000)
+    assert torch.equal(RandomTrim(p=1.0)(silent), silent)
+
+
 @pytest.mark.parametrize("name", WAVE_AUGMENTS)
 def test_wave_augments_change_in_train_identity_in_eval_and_are_seeded(name, speech_batch):
     aug = _always(name)
@@ -233,7 +323,7 @@ def test_wave_augment_stages_and_noise_bank(speech_batch):
     aug = WaveAugment(
         noise={"p": 1.0, "snr_db": [0.0, 0.0]}, band={"p": 0.0}, shift={"p": 0.0}, gain={"p": 0.0}
     )
-    assert [name for name, _ in aug.named_children()] == ["shift", "noise", "band", "gain"]
+    assert tuple(name for name, _ in aug.named_children()) == WAVE_STAGES
     assert aug.params()["noise"]["snr_db"] == [0.0, 0.0]
     aug.set_noise_bank(torch.ones(2, 100))
     added = aug(speech_batch) - speech_batch

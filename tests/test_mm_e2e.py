@@ -60,9 +60,23 @@ def trained(tmp_path_factory: pytest.TempPathFactory, scene_set: SceneSet) -> Pa
     config.write_text(yaml.safe_dump(MODEL))
     out = root / "run"
     proc = run_cli(
-        "mm", "train", "--dataset", str(scene_set.layouts["csv_label"]), "--out", str(out),
-        "--config", str(config), "--epochs", str(EPOCHS), "--batch-size", "32", "--lr", "0.001",
-        "--seed", "0", "--json",
+        "mm",
+        "train",
+        "--dataset",
+        str(scene_set.layouts["csv_label"]),
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.001",
+        "--seed",
+        "0",
+        "--json",
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -91,8 +105,17 @@ def test_training_loss_decreases_and_run_files(trained: Path, scene_set: SceneSe
 
 
 def test_held_out_retrieval_and_zero_shot(trained: Path, scene_set: SceneSet) -> None:
-    proc = run_cli("mm", "eval", "--checkpoint", str(trained), "--dataset",
-                   str(scene_set.layouts["csv_label"]), "--split", "test", "--json")
+    proc = run_cli(
+        "mm",
+        "eval",
+        "--checkpoint",
+        str(trained),
+        "--dataset",
+        str(scene_set.layouts["csv_label"]),
+        "--split",
+        "test",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert (report["num_images"], report["num_pairs"]) == (TEST_IMAGES, TEST_CAPTIONS)
@@ -124,8 +147,15 @@ def _distinct_test_scenes(scene_set: SceneSet, n: int) -> list[CaptionedImage]:
 
 def test_sim_ranks_the_true_caption_first(trained: Path, scene_set: SceneSet) -> None:
     sample = _distinct_test_scenes(scene_set, 8)
-    proc = run_cli("mm", "sim", *(str(r.path) for r in sample), *(r.captions[0] for r in sample),
-                   "--checkpoint", str(trained), "--json")
+    proc = run_cli(
+        "mm",
+        "sim",
+        *(str(r.path) for r in sample),
+        *(r.captions[0] for r in sample),
+        "--checkpoint",
+        str(trained),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert [r["image"] for r in results] == [str(r.path) for r in sample]
@@ -176,8 +206,18 @@ def test_unlabelled_data_has_no_zero_shot(trained: Path, scene_set: SceneSet) ->
 
 @pytest.mark.parametrize(
     "layout",
-    ["csv", "csv_label", "jsonl", "caption_folder", "flickr8k", "coco", "hf_parquet",
-     "hf_parquet_list", "hf_disk", "hf_disk_str"],
+    [
+        "csv",
+        "csv_label",
+        "jsonl",
+        "caption_folder",
+        "flickr8k",
+        "coco",
+        "hf_parquet",
+        "hf_parquet_list",
+        "hf_disk",
+        "hf_disk_str",
+    ],
 )
 def test_every_caption_layout_prepares(layout: str, scene_set: SceneSet, tmp_path: Path) -> None:
     params = {"image_size": 32, "tokenizer": {"context_length": 24}}
@@ -217,8 +257,17 @@ def test_prepare_skips_unreadable_images(
     rows += [f"{odd_images[k]},a broken picture" for k in ("corrupt", "truncated", "empty")]
     manifest = tmp_path / "m.csv"
     manifest.write_text("image,caption\n" + "\n".join(rows) + "\n")
-    proc = run_cli("mm", "prepare", "--dataset", str(manifest), "--out", str(tmp_path / "store"),
-                   "--context-length", "24", "--json")
+    proc = run_cli(
+        "mm",
+        "prepare",
+        "--dataset",
+        str(manifest),
+        "--out",
+        str(tmp_path / "store"),
+        "--context-length",
+        "24",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["num_images"] == 3 and summary["num_captions"] == 3
@@ -239,8 +288,17 @@ def test_open_clip_weights_from_a_local_file(scene_set: SceneSet, tmp_path: Path
     arch.write_text(json.dumps(TINY_OPEN_CLIP))
     record = scene_set.split("test")[0]
     texts = [record.captions[0], "a green square at the bottom"]
-    proc = run_cli("mm", "sim", str(record.path), *texts, "--model", str(arch),
-                   "--pretrained", str(weights), "--json")
+    proc = run_cli(
+        "mm",
+        "sim",
+        str(record.path),
+        *texts,
+        "--model",
+        str(arch),
+        "--pretrained",
+        str(weights),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     with torch.no_grad():
@@ -250,15 +308,23 @@ def test_open_clip_weights_from_a_local_file(scene_set: SceneSet, tmp_path: Path
     got = {s["text"]: s["similarity"] for s in result["scores"]}
     assert [got[t] for t in texts] == pytest.approx(expected.tolist(), abs=1e-5)
     # the same weights start a training run; its checkpoint rebuilds without the JSON file
-    cfg = mm.MMConfig(dataset=str(scene_set.layouts["csv_label"]), out=str(tmp_path / "run"),
-                      model=str(arch), pretrained=str(weights), epochs=1, batch_size=8,
-                      max_steps_per_epoch=2, lr=1e-9)
+    cfg = mm.MMConfig(
+        dataset=str(scene_set.layouts["csv_label"]),
+        out=str(tmp_path / "run"),
+        model=str(arch),
+        pretrained=str(weights),
+        epochs=1,
+        batch_size=8,
+        max_steps_per_epoch=2,
+        lr=1e-9,
+    )
     mm.train(cfg)
     arch.unlink()
     config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
     assert config["backbone"]["kwargs"]["pretrained"] is None
-    proc = run_cli("mm", "sim", str(record.path), *texts, "--checkpoint", str(tmp_path / "run"),
-                   "--json")
+    proc = run_cli(
+        "mm", "sim", str(record.path), *texts, "--checkpoint", str(tmp_path / "run"), "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     tuned = {s["text"]: s["similarity"] for s in json.loads(proc.stdout)["scores"]}
     assert [tuned[t] for t in texts] == pytest.approx([got[t] for t in texts], abs=1e-4)
@@ -273,7 +339,8 @@ def test_errors_are_one_line(
     image = str(scene_set.split("test")[0].path)
     proc = run_cli("mm", "sim", image, "a red circle", "-k", str(tmp_path / "missing"))
     assert (proc.returncode, proc.stderr.strip()) == (
-        1, f"error: checkpoint not found: {tmp_path / 'missing'}"
+        1,
+        f"error: checkpoint not found: {tmp_path / 'missing'}",
     )
     assert run_cli("mm", "sim", image, "a red circle").returncode == 2  # no checkpoint or model
     assert run_cli("mm", "sim", image, "-k", str(trained)).returncode == 2  # no text

@@ -144,8 +144,10 @@ def test_the_reported_attack_audio_config_naming_open_clip(
         kwargs={
             "model_name": "ViT-S-32",
             "pretrained": str(pickles["model.pt"]),
-            "model_kwargs": {"pretrained_image_path": str(pickles["model.pt"]),
-                             "weights_only": False},
+            "model_kwargs": {
+                "pretrained_image_path": str(pickles["model.pt"]),
+                "weights_only": False,
+            },
         },
     )
     config["labels"] = []  # num_classes 0, as the open_clip factory wants
@@ -208,16 +210,21 @@ def test_preprocessor_params_are_checked_too(tmp_path: Path, pickles: dict[str, 
         build_model(config)
 
 
-def test_mm_checkpoint_tokenizer_from_a_local_dir(
-    tmp_path: Path, marker: Path, scene_set
-) -> None:
+def test_mm_checkpoint_tokenizer_from_a_local_dir(tmp_path: Path, marker: Path, scene_set) -> None:
     """A tokenizer model_name with a location schema is refused."""
     from mmkit.pipelines import mm
 
     name, kwargs = mm.model_spec(mm.MMConfig(dataset="-", backbone="clip_lite_test"))
     pipeline, spec = mm.create_pipeline(name, kwargs)
-    config = {"mmkit_version": mmkit.__version__, "modality": "mm", "task": "contrastive",
-              **spec, "labels": [], "prompt": "a photo of a {}", "train": {}}
+    config = {
+        "mmkit_version": mmkit.__version__,
+        "modality": "mm",
+        "task": "contrastive",
+        **spec,
+        "labels": [],
+        "prompt": "a photo of a {}",
+        "train": {},
+    }
     config["preprocess"]["text"]["params"]["model_name"] = f"local-dir:{tmp_path}"
     save_checkpoint(tmp_path / "ck", pipeline, config)
     image = str(scene_set.split("test")[0].path)
@@ -233,8 +240,9 @@ def test_pretrained_pickle_for_open_clip(
     arch = tmp_path / "tiny-clip.json"
     arch.write_text(json.dumps(TINY_ARCH))
     image = str(scene_set.split("test")[0].path)
-    proc = run_cli("mm", "sim", image, "a red circle", "--model", str(arch),
-                   "--pretrained", str(pickles[name]))
+    proc = run_cli(
+        "mm", "sim", image, "a red circle", "--model", str(arch), "--pretrained", str(pickles[name])
+    )
     assert_refused(proc, marker)
 
 
@@ -248,8 +256,9 @@ def test_open_clip_tower_loaders_are_refused(pickles: dict[str, Path], marker: P
         {"text_cfg": {**TINY_ARCH["text_cfg"], "hf_model_pretrained": True}},
     ):
         with pytest.raises(UserInputError):
-            mmkit.create_backbone("open_clip_model", model_name="ViT-S-32",
-                                  model_kwargs=model_kwargs)
+            mmkit.create_backbone(
+                "open_clip_model", model_name="ViT-S-32", model_kwargs=model_kwargs
+            )
     assert not marker.exists()
 
 
@@ -268,25 +277,48 @@ def test_resume_state_pickle(
     opt = torch.optim.AdamW(model.parameters())
     save_checkpoint(run / "last", model, config, optimizer=opt, trainer_state={"epoch": 0})
     shutil.copy(pickles["model.pt"], run / "last" / "optimizer.safetensors")
-    proc = run_cli("audio", "train", "--dataset", str(speech_sources["csv"]), "--out", str(run),
-                   "--backbone", "audio_cnn_test", "--n-mels", "32", "--resume", "--epochs", "1",
-                   "--json")
+    proc = run_cli(
+        "audio",
+        "train",
+        "--dataset",
+        str(speech_sources["csv"]),
+        "--out",
+        str(run),
+        "--backbone",
+        "audio_cnn_test",
+        "--n-mels",
+        "32",
+        "--resume",
+        "--epochs",
+        "1",
+        "--json",
+    )
     assert_refused(proc, marker)
 
 
-def test_store_extra_pickle(
-    tmp_path: Path, marker: Path, speech_sources: dict[str, Path]
-) -> None:
+def test_store_extra_pickle(tmp_path: Path, marker: Path, speech_sources: dict[str, Path]) -> None:
     from mmkit.pipelines import audio
 
-    store = audio.prepare(audio.AudioConfig(dataset=str(speech_sources["csv"])),
-                          out=tmp_path / "store")
+    store = audio.prepare(
+        audio.AudioConfig(dataset=str(speech_sources["csv"])), out=tmp_path / "store"
+    )
     manifest = json.loads((store.path / "mmkit_store.json").read_text())
     manifest["extras"]["noise"] = {"dtype": "|O", "shape": [1]}
     (store.path / "mmkit_store.json").write_text(json.dumps(manifest))
     np.save(store.path / "noise.npy", np.array([Payload(marker)], dtype=object), allow_pickle=True)
-    proc = run_cli("audio", "train", "--dataset", str(store.path), "--out", str(tmp_path / "run"),
-                   "--backbone", "audio_cnn_test", "--epochs", "1", "--json")
+    proc = run_cli(
+        "audio",
+        "train",
+        "--dataset",
+        str(store.path),
+        "--out",
+        str(tmp_path / "run"),
+        "--backbone",
+        "audio_cnn_test",
+        "--epochs",
+        "1",
+        "--json",
+    )
     assert_refused(proc, marker)
 
 
@@ -295,8 +327,17 @@ def test_yaml_config_cannot_build_objects(
 ) -> None:
     config = tmp_path / "exp.yaml"
     config.write_text(f"epochs: !!python/object/apply:builtins.open [{marker}, w]\n")
-    proc = run_cli("audio", "train", "--dataset", str(speech_sources["csv"]), "--out",
-                   str(tmp_path / "run"), "--config", str(config), "--json")
+    proc = run_cli(
+        "audio",
+        "train",
+        "--dataset",
+        str(speech_sources["csv"]),
+        "--out",
+        str(tmp_path / "run"),
+        "--config",
+        str(config),
+        "--json",
+    )
     assert_refused(proc, marker)
     assert yaml.safe_load("a: 1") == {"a": 1}
 
@@ -309,14 +350,25 @@ def test_the_reported_attack_mm_sim(
 
     name, kwargs = mm.model_spec(mm.MMConfig(dataset="-", backbone="clip_lite_test"))
     pipeline, spec = mm.create_pipeline(name, kwargs)
-    config = {"mmkit_version": mmkit.__version__, "modality": "mm", "task": "contrastive",
-              **spec, "labels": [], "prompt": "a photo of a {}", "train": {}}
+    config = {
+        "mmkit_version": mmkit.__version__,
+        "modality": "mm",
+        "task": "contrastive",
+        **spec,
+        "labels": [],
+        "prompt": "a photo of a {}",
+        "train": {},
+    }
     save_checkpoint(tmp_path / "ck", pipeline, config)
     payload = str(pickles["model.pt"])
-    config["backbone"] = {"name": "open_clip_model", "kwargs": {
-        "model_name": "ViT-S-32", "pretrained": payload,
-        "model_kwargs": {**TINY_ARCH, "pretrained_image_path": payload, "weights_only": False},
-    }}
+    config["backbone"] = {
+        "name": "open_clip_model",
+        "kwargs": {
+            "model_name": "ViT-S-32",
+            "pretrained": payload,
+            "model_kwargs": {**TINY_ARCH, "pretrained_image_path": payload, "weights_only": False},
+        },
+    }
     (tmp_path / "ck" / "config.json").write_text(json.dumps(config))
     image = str(scene_set.split("test")[0].path)
     proc = run_cli("mm", "sim", image, "a red circle", "--checkpoint", str(tmp_path / "ck"))
