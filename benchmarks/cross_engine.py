@@ -92,6 +92,7 @@ def run_protocol(
     import torch
 
     torch.set_num_threads(max(1, args.threads))
+    code = code_version()
     spec = DataSpec(voices=args.voices, takes=args.takes)
     data = ensure_data(args.data, spec)
     out = args.out or Path(tempfile.mkdtemp(prefix="mmkit-cross-engine-"))
@@ -122,7 +123,7 @@ def run_protocol(
         }
     return {
         "recipe": name,
-        "code": code_version(),
+        "code": code,
         "settings": settings,
         "epochs": args.epochs,
         "seeds": list(args.seeds),
