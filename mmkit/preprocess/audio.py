@@ -48,18 +48,12 @@ def _check_batch(x: torch.Tensor, dims: int, what: str, name: str) -> None:
         raise ValueError(f"{name} expects {what}, got shape {tuple(x.shape)}")
 
 
-NORMALIZE_MODES = ("utterance", "band", "none")
-
-
 @register_preprocessor("log_mel", modality="audio")
 class LogMel(ParamsModule):
     """Waveform ``[B, T]`` -> log-mel spectrogram ``[B, 1, n_mels, T // hop_length + 1]`` in dB.
 
-    ``top_db`` floors each example at its own peak minus ``top_db``. ``normalize`` then scales
-    each example: ``"utterance"`` (or ``True``) to zero mean and unit variance over all its cells;
-    ``"band"`` subtracts each mel band's mean over time (cepstral mean normalisation, which removes
-    a fixed channel/voice colouring) and divides by the example's standard deviation; ``"none"``
-    (or ``False``) leaves dB values. Runs in float32 even under autocast.
+    ``top_db`` floors each example at its own peak minus ``top_db``; ``normalize`` then scales
+    each example to zero mean and unit variance. Runs in float32 even under autocast.
     """
 
     def __init__(
@@ -73,7 +67,7 @@ class LogMel(ParamsModule):
         f_min: float = 20.0,
         f_max: float | None = None,
         top_db: float | None = 80.0,
-        normalize: bool | str = True,
+        normalize: bool = True,
     ) -> None:
         super().__init__(
             sample_rate=sample_rate,
@@ -88,15 +82,10 @@ class LogMel(ParamsModule):
         )
         if win_length > n_fft:
             raise ValueError(f"win_length ({win_length}) must be <= n_fft ({n_fft})")
-        mode = {True: "utterance", False: "none"}.get(normalize, normalize)  # type: ignore[arg-type]
-        if mode not in NORMALIZE_MODES:
-            raise ValueError(
-                f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {normalize!r}"
-            )
         self.sample_rate = sample_rate
         self.hop_length = hop_length
         self.n_mels = n_mels
-        self.normalize = mode
+        self.normalize = normalize
         self.mel = T.MelSpectrogram(
             sample_rate=sample_rate,
             n_fft=n_fft,
@@ -121,10 +110,10 @@ class LogMel(ParamsModule):
         with torch.autocast(device_type=wave.device.type, enabled=False):
             # [B, 1, F, T]: AmplitudeToDB applies top_db per example only for 4-D input.
             spec = self.to_db(self.mel(wave.float()).unsqueeze(1))
-            if self.normalize != "none":
-                mean_dims = (-1,) if self.normalize == "band" else (-2, -1)
-                spec = spec - spec.mean(dim=mean_dims, keepdim=True)
-                spec = spec / (spec.std(dim=(-2, -1), keepdim=True) + 1e-5)
+            if self.normalize:
+                mean = spec.mean(dim=(-2, -1), keepdim=True)
+                std = spec.std(dim=(-2, -1), keepdim=True)
+                spec = (spec - mean) / (std + 1e-5)
         return spec
 
 

@@ -1,8 +1,9 @@
 """Waveform augmentations on ``[B, T]`` batches, for robustness to real-world recordings.
 
-``noise_mix``, ``random_gain``, ``time_shift`` and ``band_limit`` each draw from the global torch
-RNG on the input's device (seed it with ``torch.manual_seed``) and are the identity in eval mode;
-``wave_augment`` chains them with defaults meant for spoken-word classification.
+``noise_mix``, ``random_gain``, ``time_shift``, ``band_limit`` and ``random_trim`` each draw from
+the global torch RNG on the input's device (seed it with ``torch.manual_seed``) and are the
+identity in eval mode; ``wave_augment`` chains them with defaults meant for spoken-word
+classification.
 """
 
 from __future__ import annotations
@@ -309,76 +310,20 @@ class RandomTrim(ParamsModule):
         )
 
 
-@register_preprocessor("speed_perturb", modality="audio")
-class SpeedPerturb(ParamsModule):
-    """Play examples faster or slower, pitch and tempo together (Kaldi-style speed perturbation).
-
-    The batch is cut into ``chunks``; each chunk, with probability ``p``, is resampled by a speed
-    factor drawn from ``factor`` (rounded to steps of 1/40, which keeps the resampling kernel
-    small), then centre-cropped or zero-padded back to its length. Different voices speak at
-    different rates and pitches; this teaches the model that neither defines the word.
-    """
-
-    STEPS = 40
-
-    def __init__(
-        self,
-        *,
-        sample_rate: int = 16000,
-        factor: Sequence[float] = (0.85, 1.15),
-        p: float = 0.5,
-        chunks: int = 8,
-    ) -> None:
-        super().__init__(sample_rate=sample_rate, factor=factor, p=p, chunks=chunks)
-        _check_range("factor", factor)
-        if not factor[0] > 0:
-            raise ValueError(f"factor must be > 0, got {list(factor)}")
-        if chunks < 1:
-            raise ValueError(f"chunks ({chunks}) must be >= 1")
-        self.sample_rate = int(sample_rate)
-        self.factor = tuple(float(f) for f in factor)
-        self.p = float(p)
-        self.chunks = int(chunks)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        _check_batch(wave, 2, "a waveform batch [B, T]", "speed_perturb")
-        if not self.training or self.p <= 0:
-            return wave
-        length = wave.shape[1]
-        pieces = wave.chunk(self.chunks, dim=0)
-        draws = torch.rand(len(pieces), 2, device=wave.device).tolist()
-        out = []
-        lo, hi = self.factor
-        for piece, (apply, where) in zip(pieces, draws, strict=True):
-            steps = round((lo + (hi - lo) * where) * self.STEPS)
-            if apply >= self.p or steps == self.STEPS:
-                out.append(piece)
-                continue
-            # ``sample_rate * steps / STEPS`` Hz read as ``sample_rate``: ``steps / STEPS`` x speed
-            fast = AF.resample(piece.float(), steps, self.STEPS).to(wave.dtype)
-            slack = fast.shape[1] - length
-            if slack >= 0:
-                out.append(fast[:, slack // 2 : slack // 2 + length])
-            else:
-                out.append(torch.nn.functional.pad(fast, (-slack // 2, -slack - (-slack // 2))))
-        return torch.cat(out, dim=0)
-
-
 @register_preprocessor("wave_augment", modality="audio")
 class WaveAugment(nn.Sequential):
-    """The default waveform augmentation: speed_perturb -> time_shift -> noise_mix -> band_limit
-    -> random_gain.
+    """The default waveform augmentation: time_shift -> noise_mix -> band_limit -> random_trim ->
+    random_gain.
 
-    Each of ``speed``, ``shift``, ``noise``, ``band`` and ``gain`` is a dict of that module's
-    keyword arguments (``None``: its defaults; ``{"p": 0}`` disables it). ``speed`` and ``band``
-    get ``sample_rate``.
+    Each of ``shift``, ``noise``, ``band``, ``trim`` and ``gain`` is a dict of that module's keyword
+    arguments (``None``: its defaults; ``{"p": 0}`` disables it). ``band`` and ``trim`` get
+    ``sample_rate``.
     """
 
     def __init__(
         self,
         *,
         sample_rate: int = 16000,
-        speed: dict[str, Any] | None = None,
         shift: dict[str, Any] | None = None,
         noise: dict[str, Any] | None = None,
         band: dict[str, Any] | None = None,
@@ -387,7 +332,6 @@ class WaveAugment(nn.Sequential):
     ) -> None:
         super().__init__(
             OrderedDict(
-                speed=SpeedPerturb(**{"sample_rate": sample_rate, "p": 0.0, **(speed or {})}),
                 shift=TimeShift(**(shift or {})),
                 noise=NoiseMix(**(noise or {})),
                 band=BandLimit(**{"sample_rate": sample_rate, **(band or {})}),
