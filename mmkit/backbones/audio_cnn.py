@@ -86,8 +86,11 @@ class AudioBackbone(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+@register_backbone("audio_cnn", modality="audio")
 class AudioCNN(AudioBackbone):
-    """Conv-BN-activation blocks, each followed by 2x2 max pooling (ceil mode, any input size)."""
+    """Small log-mel CNN (4 conv blocks, ~0.1M parameters): the default audio backbone.
+
+    Conv-BN-activation blocks, each followed by 2x2 max pooling (ceil mode, any input size)."""
 
     def __init__(
         self,
@@ -111,28 +114,9 @@ class AudioCNN(AudioBackbone):
         self._init_weights()
 
 
-@register_backbone("audio_cnn", modality="audio")
-def audio_cnn(
-    *,
-    num_classes: int,
-    in_channels: int = 1,
-    widths: Sequence[int] = (16, 32, 64, 128),
-    dropout: float = 0.2,
-    activation: str = "relu",
-) -> AudioCNN:
-    """Small log-mel CNN (4 conv blocks, ~0.1M parameters): the default audio backbone."""
-    return AudioCNN(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        widths=widths,
-        dropout=dropout,
-        activation=activation,
-    )
-
-
 audio_cnn_test = register_backbone("audio_cnn_test", modality="audio")(
     variant(
-        audio_cnn,
+        AudioCNN,
         "Tiny log-mel CNN (3 blocks, ~6k parameters) for fast end-to-end tests.",
         widths=(8, 16, 32),
         dropout=0.0,
