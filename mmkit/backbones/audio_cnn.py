@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mmkit.backbones.base import init_conv_weights
 from mmkit.errors import UserInputError
 from mmkit.registry import register_backbone, variant
 
@@ -59,15 +60,7 @@ class AudioBackbone(nn.Module):
         self.head = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
 
     def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+        init_conv_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Spectrogram batch ``[B, C, F, T]`` -> pooled features ``[B, num_features]``."""
