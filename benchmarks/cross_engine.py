@@ -3,15 +3,16 @@ speakers and formats never seen in training?
 
 For each direction (train on espeak-ng voices -> test on flite voices, and the reverse), train with
 the given recipe on the training engine's folder (1 s, 16 kHz wav, no split: mmkit carves its own
-validation set) and score the best checkpoint with ``mmkit.pipelines.audio.evaluate`` on EVERY clip
-of the other engine's test set (0.4-0.95 s, random gain, faint noise, mp3/flac/ogg/wav at 8-48 kHz;
-see ``cross_engine_data.py``). Accuracy and macro-F1 per seed, then mean, std, min and max.
+validation set) and score the best checkpoint with ``mmkit.pipelines.audio.evaluate(...,
+split="all")`` on EVERY clip of the other engine's test set (0.4-0.95 s, random gain, faint
+noise, mp3/flac/ogg/wav at 8-48 kHz; see ``cross_engine_data.py``). Accuracy and macro-F1 per
+seed, then mean, std, min and max.
 
     python benchmarks/cross_engine.py [--seeds 0 1 2] [--epochs N] [--json] [--data DIR]
                                       [--set key=value ...] [--direction espeak-flite]
 
-``--set`` overrides a key of ``AudioConfig`` (dotted for nested dicts, values in YAML), e.g.
-``--set backbone=audio_resnet --set spec_augment.freq_mask=12``. Generated data is cached under
+``--set`` is ``mmkit audio train --set``: any ``AudioConfig`` key, dotted inside mappings, e.g.
+``--set backbone=audio_resnet --set wave_augment.trim.p=0``. Generated data is cached under
 ``--data`` (default ``~/.cache/mmkit/bench/cross_engine``). ``plain_baseline.py`` runs the same
 protocol for a plain PyTorch recipe.
 """
@@ -32,8 +33,6 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import yaml
 
 from benchmarks.cross_engine_data import ENGINES, DataSpec, EngineData, ensure_data, other_engine
 
@@ -59,21 +58,6 @@ def protocol_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--takes", type=int, default=2, help="takes per training word")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
     return parser
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["a=1", "b.c=[2, 3]"]`` -> ``{"a": 1, "b": {"c": [2, 3]}}`` (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        *parents, leaf = key.split(".")
-        node = out
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(text)
-    return out
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
@@ -169,7 +153,7 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
 
 
 def manifest_rows(test: EngineData) -> list[dict[str, str]]:
-    """The test manifest's rows (``path``, ``label``, ``split``, ``format``)."""
+    """The test manifest's rows (``path``, ``label``, ``format``)."""
     with open(test.test_manifest, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
@@ -182,8 +166,8 @@ def per_format(rows: Sequence[dict[str, str]], hits: Sequence[bool]) -> dict[str
     return {k: round(sum(v) / len(v), 3) for k, v in sorted(out.items())}
 
 
-def mmkit_recipe(overrides: dict[str, Any]) -> Recipe:
-    """``mmkit audio train`` with its defaults (plus ``overrides``), scored by ``evaluate``."""
+def mmkit_recipe(sets: Sequence[str]) -> Recipe:
+    """``mmkit audio train`` with its defaults (plus ``--set`` items), scored by ``evaluate``."""
 
     def run(
         train: EngineData, test: EngineData, seed: int, epochs: int | None, run_dir: Path
@@ -194,11 +178,11 @@ def mmkit_recipe(overrides: dict[str, Any]) -> Recipe:
         flags: dict[str, Any] = {"dataset": str(train.train_dir), "out": str(run_dir), "seed": seed}
         if epochs is not None:
             flags["epochs"] = epochs
-        cfg = build_config(audio.AudioConfig, None, {**overrides, **flags})
+        cfg = build_config(audio.AudioConfig, None, flags, sets)
         result = audio.train(cfg)
         report, last = (
             audio.evaluate(
-                str(ckpt), audio.AudioConfig(dataset=str(test.test_manifest)), split="test"
+                str(ckpt), audio.AudioConfig(dataset=str(test.test_manifest)), split="all"
             )
             for ckpt in (result.best_checkpoint, result.last_checkpoint)
         )
@@ -228,8 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = protocol_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    overrides = parse_overrides(args.set)
-    report = run_protocol(mmkit_recipe(overrides), args, name="mmkit", settings=overrides)
+    report = run_protocol(mmkit_recipe(args.set), args, name="mmkit", settings={"set": args.set})
     print_report(report, args.json)
     return 0
 

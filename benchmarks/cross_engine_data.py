@@ -4,11 +4,11 @@ Training sets are what a user would collect: ``<root>/<digit>/<voice>_<take>.wav
 16-bit, spoken by many voices of ONE engine (espeak-ng or flite). Test sets are the OTHER engine's
 voices as recordings arrive in the wild: 0.4-0.95 s long, random gain, faint white noise, and
 encoded in formats the training set never had (mp3 44.1 kHz stereo, flac 24-bit 48 kHz, ogg
-22.05 kHz, wav u8 8 kHz, wav 16 kHz), listed in ``<root>/manifest.csv``. Everything is seeded, so
-the same arguments write the same files.
+22.05 kHz, wav u8 8 kHz, wav 16 kHz), listed in ``<root>/manifest.csv`` (no split column).
+Everything is seeded, so the same arguments write the same files.
 
-The speech itself comes from :mod:`mmkit.testing.speech`; this module is the one place the
-benchmarks import it from.
+The speech itself comes from ``tests/media/speech.py``; this module is the one place the benchmarks
+import it from.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from mmkit.testing import speech as tts
+from tests.media import speech as tts
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ENGINES = ("espeak", "flite")
@@ -37,7 +37,7 @@ TRAIN_SECONDS = 1.0
 TEST_SECONDS = (0.4, 0.95)
 TEST_GAIN_DB = (-20.0, 5.0)  # relative to a 0.5 peak
 TEST_SNR_DB = (20.0, 35.0)  # white noise, "faint"
-DATA_VERSION = 1
+DATA_VERSION = 2
 
 _ESPEAK_BASES = (
     "en-us",
@@ -226,7 +226,7 @@ def write_test_set(
     seed: int = 0,
 ) -> list[Path]:
     """``root/<word>/<voice id>.<ext>`` in the :data:`TEST_FORMATS` (cycled), plus
-    ``root/manifest.csv`` (``path,label,split,format``; split ``test`` for every row)."""
+    ``root/manifest.csv`` (``path,label,format``: no split, so ``eval`` scores every row)."""
     root = Path(root)
     rows, paths = [], []
     for w, word in enumerate(words):
@@ -239,10 +239,10 @@ def write_test_set(
             path = root / word / f"{voice.id}.{fmt.ext}"
             tts.write_audio(path, clip, fmt.sample_rate, fmt.subtype, stereo=fmt.stereo)
             paths.append(path)
-            rows.append([str(path.relative_to(root)), word, "test", fmt.name])
+            rows.append([str(path.relative_to(root)), word, fmt.name])
     with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "label", "split", "format"])
+        writer.writerow(["path", "label", "format"])
         writer.writerows(rows)
     return paths
 

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from mmkit.cli.main import main
+from mmkit.cli.entry import run
 
-main()
+run()

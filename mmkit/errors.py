@@ -16,7 +16,16 @@ class UserInputError(MmkitError, ValueError):
 
 
 class MediaError(MmkitError):
-    """A media file that cannot be read or decoded."""
+    """A media file that cannot be read or decoded. ``reason`` is the cause alone (what a
+    prepared store lists for a skipped file), the message names the file too."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+    @classmethod
+    def cannot_decode(cls, name: object, reason: str) -> MediaError:
+        return cls(f"cannot decode {name}: {reason}", reason=reason)
 
 
 class UnknownPluginError(UserInputError, KeyError):
@@ -28,3 +37,11 @@ class UnknownPluginError(UserInputError, KeyError):
 
 class CheckpointError(MmkitError):
     """A checkpoint directory that is missing, incomplete or from an incompatible version."""
+
+
+class TrainingInterrupted(MmkitError):
+    """Raised after an interrupt once ``last/`` holds everything needed to resume (exit 130)."""
+
+
+class ExportError(MmkitError):
+    """A model (or a part of it) that cannot be exported, or whose export does not match it."""

@@ -13,12 +13,13 @@ named by the ``mmkit.plugins`` entry-point group or by ``MMKIT_PLUGINS=pkg.mod[,
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import importlib
 import inspect
 import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -110,11 +111,23 @@ class Registry:
             ) from None
 
     def create(self, name: str, **kwargs: Any) -> Any:
+        """Build plugin ``name``. Arguments are bound to the factory's signature first: an unknown
+        or missing argument is a :class:`UserInputError` naming it; a ``TypeError`` raised inside
+        the factory is a bug and keeps its traceback."""
         spec = self.get(name)
+        bind_arguments(spec, kwargs)
+        return spec.factory(**kwargs)
+
+    def check_config(self, name: Any, kwargs: Any, *, source: str) -> PluginSpec:
+        """The plugin a checkpoint names, once its arguments pass :func:`check_config_kwargs`."""
+        if not isinstance(name, str):
+            raise CheckpointError(f"{source}: {self.kind} name must be a string")
         try:
-            return spec.factory(**kwargs)
-        except TypeError as exc:
-            raise UserInputError(f"{self.kind} {name!r}: {exc}") from exc
+            spec = self.get(name)
+        except UnknownPluginError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
+        check_config_kwargs(spec, kwargs, source)
+        return spec
 
     def create_from_config(self, name: Any, kwargs: Any, *, source: str, **fixed: Any) -> Any:
         """Build a plugin named by a checkpoint's ``config.json``: the config is data, not code.
@@ -124,16 +137,11 @@ class Registry:
         itself supplies (``num_classes``). Every refusal is a :class:`CheckpointError` naming
         ``source``.
         """
-        if not isinstance(name, str):
-            raise CheckpointError(f"{source}: {self.kind} name must be a string")
+        spec = self.check_config(name, kwargs, source=source)
         try:
-            spec = self.get(name)
-        except UnknownPluginError as exc:
-            raise CheckpointError(f"{source}: {exc}") from None
-        check_config_kwargs(spec, kwargs, source)
-        try:
+            bind_arguments(spec, {**kwargs, **fixed})
             return spec.factory(**kwargs, **fixed)
-        except UserInputError as exc:
+        except (UserInputError, ValueError) as exc:  # values a factory refuses
             raise CheckpointError(f"{source}: {exc}") from exc
 
     def names(self, modality: str | None = None) -> list[str]:
@@ -180,6 +188,26 @@ def register_preprocessor(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``factory(**params) -> nn.Module`` (batched, runs on the training device)."""
     return PREPROCESSORS.register(name, modality=modality, tags=tags, loads=loads)
+
+
+def bind_arguments(spec: PluginSpec, kwargs: dict[str, Any]) -> None:
+    """Check ``kwargs`` against ``spec``'s factory signature (one line naming the argument)."""
+    signature = inspect.signature(spec.factory)
+    params = signature.parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    named = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    where = f"{spec.kind} {spec.name!r}"
+    for key in kwargs:
+        if key not in params and not takes_any:
+            close = difflib.get_close_matches(key, named, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserInputError(
+                f"{where}: unexpected keyword argument {key!r}{hint}; it takes {', '.join(named)}"
+            )
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        raise UserInputError(f"{where}: {exc}") from None
 
 
 # -- what a checkpoint's config may pass to a factory ------------------------------------------
@@ -312,14 +340,24 @@ def create_preprocessor(name: str, **kwargs: Any) -> Any:
     return PREPROCESSORS.create(name, **kwargs)
 
 
-def list_plugins(kind: str | None = None, modality: str | None = None) -> list[PluginSpec]:
-    """Every registered plugin, optionally filtered by kind and modality."""
+def list_plugins(
+    kind: str | None = None,
+    modality: str | None = None,
+    patterns: Sequence[str] | str | None = None,
+) -> list[PluginSpec]:
+    """Every registered plugin, optionally filtered by kind, modality and name ``patterns``
+    (shell wildcards, case-insensitive, any of them may match: ``"*vit*"``, as in timm's
+    ``list_models``)."""
     if kind is not None and kind not in REGISTRIES:
         raise UserInputError(f"--kind must be one of {', '.join(REGISTRIES)}, got {kind!r}")
     if modality is not None and modality not in MODALITIES:
         raise UserInputError(f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
     regs = [REGISTRIES[kind]] if kind else list(REGISTRIES.values())
-    return [spec for reg in regs for spec in reg.specs(modality)]
+    specs = [spec for reg in regs for spec in reg.specs(modality)]
+    if patterns:
+        wanted = [patterns.lower()] if isinstance(patterns, str) else [p.lower() for p in patterns]
+        specs = [s for s in specs if any(fnmatch.fnmatchcase(s.name.lower(), p) for p in wanted)]
+    return specs
 
 
 def describe(name: str) -> PluginSpec:

@@ -53,7 +53,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, speech_sources: dict[s
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"run_dir", "best_checkpoint", "epochs", "best_metric"}
+    assert set(result) == {"run_dir", "best_checkpoint", "epochs", "best_metric", "skipped"}
     assert Path(result["best_checkpoint"], "model.safetensors").is_file()
     return out
 
@@ -203,9 +203,13 @@ def _interrupt_after(steps: int):
 
     class Interrupter(NullProgress):
         count = 0
+        training = False
+
+        def start(self, task: str, total: int | None) -> None:
+            Interrupter.training = task.startswith("epoch")
 
         def advance(self, n: int = 1, **fields: object) -> None:
-            if "loss" in fields:
+            if Interrupter.training:
                 Interrupter.count += n
                 if Interrupter.count == steps:
                     os.kill(os.getpid(), signal.SIGINT)
@@ -263,3 +267,31 @@ def test_train_refuses_to_overwrite_a_run(
         "audio", "train", "--dataset", str(speech_sources["csv"]), "--out", str(trained_run)
     )
     assert proc.returncode == 1 and "--resume" in proc.stderr
+
+
+def test_train_and_eval_report_skipped_files(speech_set, audio_variants, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "words"
+    shutil.copytree(speech_set.root, root, ignore=shutil.ignore_patterns("*.csv", "*.jsonl"))
+    (root / "yes" / "bad.wav").write_bytes(audio_variants["corrupt"].path.read_bytes())
+    args = [
+        "--dataset",
+        str(root),
+        "--backbone",
+        "audio_cnn_test",
+        "--epochs",
+        "1",
+        "--n-mels",
+        "32",
+        "--json",
+    ]
+    first = run_cli("audio", "train", *args, "--out", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    assert [s["name"] for s in json.loads(first.stdout)["skipped"]] == ["yes/bad.wav"]
+    again = run_cli("audio", "train", *args, "--out", str(tmp_path / "b"))  # cached store
+    assert [s["name"] for s in json.loads(again.stdout)["skipped"]] == ["yes/bad.wav"]
+    assert "1 files were skipped when it was built" in again.stderr
+    human = run_cli("audio", "eval", "-k", str(tmp_path / "a"), "-d", str(root))
+    assert human.returncode == 0, human.stderr
+    assert "1 files skipped" in human.stdout and "yes/bad.wav" in human.stdout

@@ -1,10 +1,15 @@
-"""mmkit.io.audio: decoding every format variant, int16 storage, pad/crop, sliding windows."""
+"""mmkit.io.audio: decoding every format variant, int16 storage, pad/crop, sliding windows,
+streaming in blocks, refused paths and mpg123's stderr."""
 
 from __future__ import annotations
 
 import io
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -15,9 +20,11 @@ from mmkit.io.audio import (
     AUDIO_EXTENSIONS,
     from_int16,
     info,
+    iter_windows,
     load_audio,
     pad_or_crop,
     sliding_windows,
+    stream_audio,
     to_int16,
 )
 
@@ -208,3 +215,111 @@ def test_sliding_windows_on_long_speech(audio_variants):
     assert windows[-1][0] + 16000 == wave.numel()
     with pytest.raises(ValueError, match=r"hop \(0\) must be > 0"):
         sliding_windows(wave, 16000, 0)
+
+
+# -- streaming: the same samples and windows, block by block ----------------------------------
+@pytest.mark.parametrize(
+    "name,rate",
+    [("wav_44k", 16000), ("wav_48k", 16000), ("wav_8k", 16000), ("stereo", 22050),
+     ("mp3", 16000), ("long", 16000), ("long", 11025)],
+)  # fmt: skip
+@pytest.mark.parametrize("block_seconds", [0.05, 0.37, 10.0])
+def test_stream_audio_equals_load_audio(audio_variants, name, rate, block_seconds):
+    """Blocks of any size, resampled apart, concatenate to the whole-file decode (same length;
+    values equal up to the float rounding of the resampler's convolution)."""
+    path = audio_variants[name].path
+    whole = load_audio(path, rate)
+    blocks = list(stream_audio(path, rate, block_seconds=block_seconds))
+    assert len(blocks) >= min(3, math.ceil(audio_variants[name].frames / 16000 / block_seconds))
+    streamed = torch.cat(blocks)
+    assert streamed.shape == whole.shape
+    torch.testing.assert_close(streamed, whole, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("length,hop", [(16000, 8000), (3000, 7000), (500, 500), (10**6, 5)])
+def test_iter_windows_equals_sliding_windows(audio_variants, length, hop):
+    path = audio_variants["long"].path
+    expected = sliding_windows(load_audio(path, 16000), length, hop)
+    got = list(iter_windows(stream_audio(path, 16000, block_seconds=0.3), length, hop))
+    assert [s for s, _ in got] == [s for s, _ in expected]
+    for (_, a), (_, b) in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_audio_infer_views_equal_the_whole_file_windows(audio_variants):
+    """What ``audio infer`` scores (streamed, in batches) is what it scored before streaming:
+    half-overlapping windows of the whole decoded file, the last aligned to its end."""
+    from mmkit.pipelines.audio import MODALITY, AudioConfig
+
+    cfg = AudioConfig(dataset="-")
+    path = audio_variants["long"].path
+    wave = load_audio(path, cfg.sample_rate)
+    expected = sliding_windows(wave, cfg.num_samples, cfg.num_samples // 2)
+    batches = list(MODALITY.view_batches(str(path), cfg, batch_size=2))
+    assert [len(v) for v, _ in batches[:-1]] == [2] * (len(batches) - 1)
+    views = torch.cat([v for v, _ in batches])
+    infos = [i for _, batch in batches for i in batch]
+    assert [i["start"] for i in infos] == [round(s / 16000, 3) for s, _ in expected]
+    torch.testing.assert_close(views, torch.stack([w for _, w in expected]), atol=1e-6, rtol=0)
+    short = audio_variants["short"].path  # one centred, zero-padded view without times
+    [(view, [info])] = MODALITY.view_batches(str(short), cfg, batch_size=64)
+    torch.testing.assert_close(
+        view[0], pad_or_crop(load_audio(short, 16000), 16000), atol=0, rtol=0
+    )
+    assert info == {}
+
+
+def test_stream_audio_errors_are_media_errors(audio_variants, tmp_path):
+    with pytest.raises(MediaError, match=r": no audio frames$"):
+        list(stream_audio(audio_variants["empty"].path, 16000))
+    with pytest.raises(MediaError, match=r": no such file$"):
+        list(stream_audio(tmp_path / "nope.wav", 16000))
+
+
+# -- paths that are not regular files, and the real reasons ---------------------------------
+def test_fifo_and_long_names_are_refused_without_opening(tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)  # opening it would block until a writer comes: it must never be opened
+    for call in (lambda p: load_audio(p, 16000), info, lambda p: list(stream_audio(p, 16000))):
+        with pytest.raises(MediaError, match=r"pipe\.wav: is a named pipe \(FIFO\), not a regular"):
+            call(fifo)
+    with pytest.raises(MediaError, match=r"\.\.\.x+\.wav: file name too long$"):
+        load_audio(tmp_path / ("x" * 300 + ".wav"), 16000)
+
+
+def test_mp3_errors_name_the_real_cause_and_mpg123_stays_quiet(audio_variants, tmp_path, capfd):
+    good = audio_variants["mp3"].path.read_bytes()
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(bytes(4096))
+    broken = tmp_path / "broken.mp3"
+    broken.write_bytes(good[:1500] + b"\x00" * 3000 + good[4500:])
+    with pytest.raises(MediaError, match=r"junk\.mp3: no MPEG audio frames found$"):
+        load_audio(junk, 16000)  # libsndfile says "File does not exist or is not a regular file"
+    with pytest.raises(MediaError, match=r"junk\.mp3: no MPEG audio frames found$"):
+        info(junk)
+    with pytest.raises(MediaError, match=r"broken\.mp3: corrupt MPEG audio data \(the decoder"):
+        load_audio(broken, 16000)  # libsndfile says "Unspecified internal error"
+    assert capfd.readouterr().err == ""  # mpg123 printed its Notes to fd 2: all dropped
+
+
+def test_stderr_filter_passes_other_writes():
+    """Inside :func:`mpg123_quiet`, mpg123's lines are dropped and every other write to stderr
+    (C or Python, whole or partial lines) comes out unchanged and in order."""
+    script = """if True:
+        import os, sys
+        from mmkit.io.stderr_filter import mpg123_quiet
+        print("before", file=sys.stderr, flush=True)
+        with mpg123_quiet(), mpg123_quiet():  # nested / shared by threads: one redirection
+            os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 4092.\\n")
+            os.write(2, b"[src/libmpg123/parse.c:wetwork():1349] error: Giving up resync\\n")
+            os.write(2, b"kept: C line\\npartial")
+            print(" python line", file=sys.stderr, flush=True)
+            os.write(2, b"Warning: Xing stream size off by more than 1%\\n")
+        print("after", file=sys.stderr, flush=True)
+    """
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "before\nkept: C line\npartial python line\nafter\n"

@@ -22,7 +22,7 @@ from mmkit.config import TrainConfig
 from mmkit.engine import checkpoint as ckpt
 from mmkit.engine import plots
 from mmkit.engine.trainer import EpochSampler, Trainer, TrainingInterrupted, seed_everything
-from mmkit.errors import CheckpointError
+from mmkit.errors import CheckpointError, UserInputError
 
 CLASSES = 3
 DIM = 8
@@ -191,6 +191,7 @@ def test_training_improves_the_metric(trained_run):
         "best_checkpoint": str(run / "best"),
         "epochs": 4,
         "best_metric": {"accuracy": result.best_metric["accuracy"]},
+        "skipped": [],
     }
 
 
@@ -350,7 +351,7 @@ def test_non_finite_loss_is_reported(tmp_path):
             return super().loss(model, batch, device) * float("nan")
 
     trainer = make_trainer(tmp_path / "run", cfg=make_cfg(epochs=1), task=NanTask())
-    with pytest.raises(mmkit.errors.MmkitError, match="loss is nan at step 0"):
+    with pytest.raises(mmkit.errors.MmkitError, match="the loss became nan by step"):
         trainer.fit()
 
 
@@ -507,9 +508,18 @@ def test_optimizer_and_rng_round_trip_without_pickle(tmp_path, monkeypatch):
         model(torch.randn(4, DIM)).sum().backward()
         opt.step()
     rng = torch.get_rng_state()
-    ckpt.save_checkpoint(
-        tmp_path / "last", model, {}, optimizer=opt, trainer_state={"epoch": 2, "x": [1, 2]}
-    )
+    state = {
+        "epoch": 2,
+        "step_in_epoch": 0,
+        "global_step": 6,
+        "best": 0.5,
+        "best_epoch": 1,
+        "bad_epochs": 1,
+        "epoch_loss_sum": 0.0,
+        "history": [{"epoch": 1}],
+        "scheduler": {},
+    }
+    ckpt.save_checkpoint(tmp_path / "last", model, {}, optimizer=opt, trainer_state=state)
     torch.manual_seed(12345)  # move the RNG away
 
     def refuse(*args, **kwargs):
@@ -520,7 +530,7 @@ def test_optimizer_and_rng_round_trip_without_pickle(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", refuse)
     rs = ckpt.load_resume_state(tmp_path / "last")
     assert torch.equal(torch.get_rng_state(), rng)  # RNG restored
-    assert rs.trainer_state == {"epoch": 2, "x": [1, 2]}
+    assert rs.trainer_state == state
 
     fresh = torch.optim.AdamW(make_model(1).parameters(), lr=0.5)
     fresh.load_state_dict(rs.optimizer_state)
@@ -538,3 +548,66 @@ def test_optimizer_and_rng_round_trip_without_pickle(tmp_path, monkeypatch):
 def test_public_load_checkpoint_missing_path_is_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError):
         mmkit.load_checkpoint(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("epoch", "2"),
+        ("best", [1]),
+        ("history", {"a": 1}),
+        ("scheduler", None),
+        ("global_step", 1.5),
+    ],
+)
+def test_trainer_state_with_a_wrong_type_is_one_line(tmp_path, key, value):
+    model = make_model(0)
+    opt = torch.optim.AdamW(model.parameters())
+    state = {
+        "epoch": 2,
+        "step_in_epoch": 0,
+        "global_step": 6,
+        "best": 0.5,
+        "best_epoch": 1,
+        "bad_epochs": 1,
+        "epoch_loss_sum": 0.0,
+        "history": [],
+        "scheduler": {},
+    }
+    ckpt.save_checkpoint(tmp_path / "last", model, {}, optimizer=opt, trainer_state=state)
+    saved = json.loads((tmp_path / "last" / "trainer_state.json").read_text())
+    saved[key] = value
+    (tmp_path / "last" / "trainer_state.json").write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match=f"trainer_state.json: {key} must be"):
+        ckpt.load_resume_state(tmp_path / "last")
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "csv", "none"])
+def test_loggers_write_one_row_per_epoch_beside_metrics_jsonl(tmp_path, kind):
+    from mmkit.engine.loggers import make_logger
+
+    history = [{"epoch": 1, "train_loss": 2.0, "val_accuracy": 0.5}]
+    logger = make_logger(kind, tmp_path, history)
+    logger.log({"epoch": 2, "train_loss": 1.0, "val_accuracy": 0.75})
+    logger.close()
+    if kind == "csv":
+        import csv
+
+        rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+        assert [(r["epoch"], r["val_accuracy"]) for r in rows] == [("1", "0.5"), ("2", "0.75")]
+    elif kind == "tensorboard":
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "tensorboard"))
+        events.Reload()
+        assert [(e.step, e.value) for e in events.Scalars("val/accuracy")] == [(2, 0.75)]
+        assert [e.step for e in events.Scalars("train/train_loss")] == [2]
+    else:
+        assert not (tmp_path / "metrics.csv").exists() and not (tmp_path / "tensorboard").exists()
+
+
+def test_unknown_logger_is_one_line(tmp_path):
+    from mmkit.engine.loggers import make_logger
+
+    with pytest.raises(UserInputError, match="--logger must be one of"):
+        make_logger("wandb", tmp_path, [])

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mmkit.errors import MediaError
-from mmkit.io.image import IMAGE_EXTENSIONS, center_crop_resize, load_image, load_image_array
+from mmkit.io.image import IMAGE_EXTENSIONS, load_image, load_image_array, resize_image
 
 RED, BLUE = np.array([220, 20, 20]), np.array([20, 20, 220])
 
@@ -109,6 +109,6 @@ def test_load_image_array_resizes_short_side_and_centre_crops(odd_images) -> Non
     assert _close(wide[8, 1], RED) and _close(wide[8, 14], BLUE)
 
 
-def test_center_crop_resize_rejects_bad_size(odd_images) -> None:
+def test_resize_image_rejects_bad_size(odd_images) -> None:
     with pytest.raises(ValueError, match=r"size \(0\) must be > 0"):
-        center_crop_resize(load_image(odd_images["tall"]), 0)
+        resize_image(load_image(odd_images["tall"]), 0)

@@ -506,6 +506,92 @@ def test_retrieval_ties_count_against_the_query_and_inputs_are_checked() -> None
         retrieval_metrics(torch.eye(3), torch.eye(3), torch.tensor([0, 1, 3]))
 
 
+def brute_force_ranks(
+    images: torch.Tensor, texts: torch.Tensor, text_to_image: list[int]
+) -> tuple[list[int], list[int]]:
+    """Ranks by sorting, one query at a time: candidates by falling cosine similarity, a wrong
+    candidate before a right one on equal similarity (ties pessimistic), rank = 1 + the position
+    of the first right one. Image -> text: right = any of the image's own captions."""
+    sims = (F.normalize(images, dim=-1) @ F.normalize(texts, dim=-1).T).tolist()
+    ranks_t = []
+    for t, image in enumerate(text_to_image):
+        order = sorted(range(len(images)), key=lambda j: (-sims[j][t], j == image))
+        ranks_t.append(order.index(image) + 1)
+    ranks_i = []
+    for i in range(len(images)):
+        order = sorted(range(len(texts)), key=lambda t: (-sims[i][t], text_to_image[t] == i))
+        ranks_i.append(next(p for p, t in enumerate(order) if text_to_image[t] == i) + 1)
+    return ranks_t, ranks_i
+
+
+def summary(ranks: list[int], ks: tuple[int, ...]) -> dict[str, float]:
+    out = {f"R@{k}": sum(r <= k for r in ranks) / len(ranks) for k in ks}
+    out["mean_rank"] = sum(ranks) / len(ranks)
+    out["median_rank"] = float(np.median(ranks))
+    return out
+
+
+def test_retrieval_duplicate_captions_hand_computed() -> None:
+    e = torch.eye(3)
+    images = e.clone()
+    # c0 and c1 are the same text for different images (0 and 1);
+    # c2 and c3 are the same text, both for image 1
+    texts = torch.stack([e[0], e[0], e[1], e[1], e[2]])
+    text_to_image = [0, 1, 1, 1, 2]
+    result = retrieval_metrics(images, texts, torch.tensor(text_to_image), ks=(1, 2, 5))
+    # text->image: c1's image 1 scores 0, behind image 0 (1) and tied with image 2 (0) -> 3
+    ranks_t = [1, 3, 1, 1, 1]
+    # image->text: image 0's own c0 ties with c1 (another image's caption) -> 2;
+    # image 1's own duplicates c2, c3 do not push each other down -> 1
+    ranks_i = [2, 1, 1]
+    assert brute_force_ranks(images, texts, text_to_image) == (ranks_t, ranks_i)
+    assert result["text_to_image"] == summary(ranks_t, (1, 2, 5))
+    assert result["image_to_text"] == summary(ranks_i, (1, 2, 5))
+    assert result["text_to_image"]["R@1"] == 4 / 5 and result["image_to_text"]["R@1"] == 2 / 3
+    # two images with identical features and identical captions: every query ties -> rank 2
+    twin = retrieval_metrics(e[:1].repeat(2, 1), e[:1].repeat(2, 1), torch.tensor([0, 1]))
+    assert twin["text_to_image"]["mean_rank"] == 2.0 and twin["image_to_text"]["R@1"] == 0.0
+
+
+# Feature pool whose cosine similarities are exact in float32 whatever the summation order
+# (entries of the unit vectors are 0, +-1/2 or +-1): equal features give bit-equal similarities,
+# so ties are real ties, and duplicates of images and captions are frequent.
+_SIGNS = torch.tensor([[(s >> b & 1) * 2 - 1.0 for b in range(4)] for s in range(16)])
+_POOL = torch.cat([_SIGNS, torch.eye(4), -torch.eye(4)])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_retrieval_with_ties_and_duplicates_matches_brute_force(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmkit.metrics.retrieval as retrieval
+
+    g = torch.Generator().manual_seed(seed)
+    num_images = int(torch.randint(1, 16, (), generator=g))
+    extra = int(torch.randint(0, 2 * num_images + 1, (), generator=g))
+    text_to_image = torch.cat(
+        [torch.arange(num_images), torch.randint(0, num_images, (extra,), generator=g)]
+    )
+    text_to_image = text_to_image[torch.randperm(len(text_to_image), generator=g)]
+    pool = _POOL[
+        torch.randperm(len(_POOL), generator=g)[: int(torch.randint(2, 8, (), generator=g))]
+    ]
+    images = pool[torch.randint(0, len(pool), (num_images,), generator=g)]
+    texts = pool[torch.randint(0, len(pool), (len(text_to_image),), generator=g)]
+    ranks_t, ranks_i = brute_force_ranks(images, texts, text_to_image.tolist())
+    unit_images, unit_texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
+    ks = (1, 2, 5)
+    for chunk in (1024, 3):
+        monkeypatch.setattr(retrieval, "_CHUNK", chunk)
+        got_t = retrieval.text_to_image_ranks(unit_images, unit_texts, text_to_image)
+        got_i = retrieval.image_to_text_ranks(unit_images, unit_texts, text_to_image)
+        assert (got_t.tolist(), got_i.tolist()) == (ranks_t, ranks_i)
+        result = retrieval_metrics(images, texts, text_to_image, ks=ks)
+        assert result["num_pairs"] == len(text_to_image)
+        assert result["text_to_image"] == pytest.approx(summary(ranks_t, ks))
+        assert result["image_to_text"] == pytest.approx(summary(ranks_i, ks))
+
+
 def test_zero_shot_accuracy() -> None:
     classes = torch.eye(3)
     images = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.2, 1.0], [0.0, 1.0, 0.1], [0.5, 0.6, 0.0]])

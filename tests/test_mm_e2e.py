@@ -80,7 +80,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, scene_set: SceneSet) -> Pa
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"run_dir", "best_checkpoint", "epochs", "best_metric"}
+    assert set(result) == {"run_dir", "best_checkpoint", "epochs", "best_metric", "skipped"}
     assert result["epochs"] == EPOCHS and set(result["best_metric"]) == {"mean_recall"}
     return out
 
@@ -100,7 +100,8 @@ def test_training_loss_decreases_and_run_files(trained: Path, scene_set: SceneSe
     config = json.loads((trained / "best" / "config.json").read_text())
     assert (config["modality"], config["task"]) == ("mm", "contrastive")
     assert config["labels"] == sorted(scene_set.labels)
-    assert config["preprocess"]["text"]["params"]["context_length"] == 24
+    assert config["preprocess"]["text"][0]["params"]["context_length"] == 24
+    assert config["format_version"] == 2
     assert config["data"]["params"]["image_size"] == 64
 
 
@@ -346,3 +347,18 @@ def test_errors_are_one_line(
     assert run_cli("mm", "sim", image, "-k", str(trained)).returncode == 2  # no text
     proc = run_cli("mm", "eval", "--dataset", str(scene_set.layouts["csv"]))
     assert proc.returncode == 2
+
+
+def test_eval_of_a_split_less_manifest_scores_every_image(
+    trained: Path, scene_set: SceneSet, tmp_path: Path
+) -> None:
+    from tests.media.image_layouts import write_csv_manifest
+
+    held_out = scene_set.split("test")
+    manifest = write_csv_manifest(tmp_path / "nosplit", held_out, with_split=False)
+    proc = run_cli("mm", "eval", "--checkpoint", str(trained), "--dataset", str(manifest), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["split"], report["num_images"]) == ("all", len(held_out))
+    assert report["num_pairs"] == sum(len(r.captions) for r in held_out)
+    assert f"scoring all {len(held_out)} items" in proc.stderr

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mmkit.io.image import load_image, load_image_array
-from mmkit.testing.image_layouts import COCO_SPLITS
-from mmkit.testing.images import (
+from tests.media.image_layouts import COCO_SPLITS
+from tests.media.images import (
     COLOURS,
     POSITION_PHRASES,
     SHAPES,

@@ -19,11 +19,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors.torch import save_file
 
 import mmkit
 from mmkit.engine.checkpoint import save_checkpoint
 from mmkit.errors import CheckpointError, MmkitError
 from mmkit.registry import BACKBONES
+from mmkit.spec import CheckpointSpec
 from mmkit.tasks import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +92,7 @@ def audio_config(**backbone: object) -> dict:
 @pytest.fixture
 def audio_checkpoint(tmp_path: Path) -> Path:
     config = audio_config()
-    return save_checkpoint(tmp_path / "ckpt", build_model(config), config)
+    return save_checkpoint(tmp_path / "ckpt", build_model(CheckpointSpec.from_json(config)), config)
 
 
 def test_no_unsafe_loader_in_the_code_base() -> None:
@@ -185,7 +187,11 @@ def test_config_kwargs_of_every_backbone(
                 "modality": "mm",
                 "task": "contrastive",
                 "backbone": {"name": name, "kwargs": kwargs},
-                "preprocess": {"image": {"name": "image_transform", "params": {}}},
+                "preprocess": {
+                    "image": [{"name": "image_transform", "params": {}}],
+                    "text": [{"name": "clip_tokenizer", "params": {}}],
+                },
+                "data": {"params": {"image_size": 32, "tokenizer": {}}},
             }
         else:
             config = audio_config(name=name, kwargs=kwargs)
@@ -193,9 +199,10 @@ def test_config_kwargs_of_every_backbone(
         ckpt = tmp_path / "ck"
         ckpt.mkdir(exist_ok=True)
         (ckpt / "config.json").write_text(json.dumps(config))
-        shutil.copy(pickles["model.pt"], ckpt / "model.safetensors")
-        with pytest.raises(MmkitError):
+        save_file({"x": torch.zeros(1)}, str(ckpt / "model.safetensors"))  # a valid header
+        with pytest.raises(MmkitError) as refused:
             mmkit.load_checkpoint(str(ckpt))
+        assert next(iter(kwargs)) in str(refused.value)  # refused at the argument check
         assert not marker.exists(), (name, kwargs)
 
 
@@ -203,11 +210,11 @@ def test_preprocessor_params_are_checked_too(tmp_path: Path, pickles: dict[str, 
     config = audio_config()
     config["preprocess"][0]["params"]["weights_path"] = str(pickles["model.pt"])
     with pytest.raises(CheckpointError, match="weights_path"):
-        build_model(config)
+        build_model(CheckpointSpec.from_json(config))
     config = audio_config()
     config["preprocess"][0]["params"]["sample_rate"] = {"a": object()}
     with pytest.raises(CheckpointError, match="plain data"):
-        build_model(config)
+        build_model(CheckpointSpec.from_json(config))
 
 
 def test_mm_checkpoint_tokenizer_from_a_local_dir(tmp_path: Path, marker: Path, scene_set) -> None:
@@ -273,7 +280,7 @@ def test_resume_state_pickle(
 ) -> None:
     run = tmp_path / "run"
     config = audio_config()
-    model = build_model(config)
+    model = build_model(CheckpointSpec.from_json(config))
     opt = torch.optim.AdamW(model.parameters())
     save_checkpoint(run / "last", model, config, optimizer=opt, trainer_state={"epoch": 0})
     shutil.copy(pickles["model.pt"], run / "last" / "optimizer.safetensors")

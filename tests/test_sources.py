@@ -16,7 +16,8 @@ import pytest
 import soundfile as sf
 
 import mmkit.data.speech_commands as sc
-from mmkit.data.sources import Record, SourceData, SourceOptions, resolve
+from mmkit.data.records import Record, SourceData, SourceOptions
+from mmkit.data.sources import resolve
 from mmkit.data.splits import hash_split, normalize_split
 from mmkit.errors import UserInputError
 

@@ -1,4 +1,4 @@
-"""mmkit.testing.speech and speech_layouts: the test media are what they claim to be."""
+"""tests.media.speech and speech_layouts: the test media are what they claim to be."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from mmkit.io.audio import info, load_audio
-from mmkit.testing.speech import (
+from tests.media.speech import (
     SpeechToolError,
     Voice,
     default_voices,
@@ -22,7 +22,7 @@ from mmkit.testing.speech import (
     write_audio,
     write_mp3_ffmpeg,
 )
-from mmkit.testing.speech_layouts import CORE_WORDS, speaker_code
+from tests.media.speech_layouts import CORE_WORDS, speaker_code
 
 
 def test_default_voices_are_varied_and_ids_stable():

@@ -229,5 +229,55 @@ def test_other_format_version_is_user_error(tmp_path):
     manifest = json.loads((out / MANIFEST).read_text())
     manifest["format_version"] = 999
     (out / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(UserInputError, match="store format 999"):
+    with pytest.raises(UserInputError, match="format_version is 999, not 1"):
         Store(out)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(total_length=m["total_length"] + 1000), "data.bin: holds"),
+        (lambda m: m["items"][0].update(label="maybe"), r"items\[0\].label 'maybe' is not"),
+        (lambda m: m["items"][1].update(offset=10**9), r"items\[1\] reaches past"),
+        (lambda m: m["items"].append(5), r"items\[5\] is not a store item"),
+        (lambda m: m.update(dtype="|O"), "dtype must be one of"),
+        (lambda m: m.update(item_shape=["x"]), "item_shape must be"),
+        (lambda m: m.update(labels="yes"), "labels must be a JSON list"),
+        (lambda m: m.update(extras={"../x": {}}), "extras must map plain names"),
+    ],
+)
+def test_a_damaged_manifest_is_one_line(tmp_path, edit, message):
+    _, store = _write_audio(tmp_path / "s", _audio_items(np.random.default_rng(0)))
+    manifest = json.loads((store.path / MANIFEST).read_text())
+    edit(manifest)
+    (store.path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(UserInputError, match=message) as err:
+        Store(store.path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_truncated_data_file_is_refused(tmp_path):
+    _, store = _write_audio(tmp_path / "s", _audio_items(np.random.default_rng(0)))
+    data = store.path / "data.bin"
+    data.write_bytes(data.read_bytes()[:7])
+    with pytest.raises(UserInputError, match="damaged"):
+        Store(store.path)
+
+
+def test_a_damaged_cached_store_is_prepared_again(tmp_path):
+    from mmkit.data.store import open_cached
+
+    notes = []
+
+    class Notes:
+        def message(self, text):
+            notes.append(text)
+
+    _, store = _write_audio(
+        tmp_path / "s", _audio_items(np.random.default_rng(0)), fingerprint="abc"
+    )
+    assert open_cached(store.path, "abc", Notes()) is not None
+    assert open_cached(store.path, "other", Notes()) is None  # stale: rebuilt silently
+    (store.path / "data.bin").write_bytes(b"")
+    assert open_cached(store.path, "abc", Notes()) is None
+    assert notes[-1].startswith("preparing again: the cached store is damaged")

@@ -19,8 +19,8 @@ import pytest
 
 from mmkit.io.video import read_video
 from mmkit.pipelines import video
-from mmkit.testing.video import encode_video
-from mmkit.testing.video_layouts import write_folder_layout
+from tests.media.video import encode_video
+from tests.media.video_layouts import write_folder_layout
 
 CHANCE = 0.25
 TRAIN_ARGS = ("--frames", "8", "--size", "48", "--batch-size", "8", "--lr", "0.002", "--seed", "0")
@@ -130,7 +130,7 @@ def test_infer_folder_and_errors(trained: Path, motion_set, tmp_path: Path) -> N
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: cannot decode") and proc.stderr.strip().count("\n") == 0
     proc = run_cli("video", "train", "--dataset", str(folder), "--sampling", "sideways")
-    assert proc.returncode == 1 and "--sampling" in proc.stderr
+    assert proc.returncode == 2 and "--sampling" in proc.stderr  # a closed choice: usage error
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 
 from mmkit.errors import MediaError, UserInputError
 from mmkit.io.video import VIDEO_EXTENSIONS, even_indices, is_video_file, probe, read_video
-from mmkit.testing.video import DIRECTIONS, encode_video, motion_clip
+from tests.media.video import DIRECTIONS, encode_video, motion_clip
 
 CODECS = {
     "h264_mp4": "h264",

@@ -1,6 +1,6 @@
 """Generate the embedded spoken-word demo set in ``examples/audio/data/``.
 
-    python examples/audio/make_data.py [--out DIR]
+    python -m examples.audio.make_data [--out DIR]
 
 Eight words spoken by espeak-ng and flite voices, 16 kHz mono FLAC, in a folder-per-class layout
 with ``train/ val/ test/`` levels. Validation and test speakers are held out of training, so
@@ -13,7 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from mmkit.testing.speech import Voice, VoiceSplit, default_voices, make_word_set, split_voices
+from tests.media.speech import Voice, VoiceSplit, default_voices, make_word_set, split_voices
 
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off")
 SAMPLE_RATE = 16000
@@ -49,7 +49,7 @@ def make_demo_data(out: Path) -> dict[str, int]:
     lines = [
         "# Spoken-word demo data",
         "",
-        "Made by `python examples/audio/make_data.py` (espeak-ng and flite), 16 kHz mono FLAC.",
+        "Made by `python -m examples.audio.make_data` (espeak-ng and flite), 16 kHz mono FLAC.",
         f"Words: {', '.join(WORDS)}. Files are `<split>/<word>/<voice id>_<take>.flac`.",
         "Validation and test speakers never occur in training.",
         "",

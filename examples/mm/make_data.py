@@ -1,6 +1,6 @@
 """Generate the embedded image-text demo set in ``examples/mm/data/``.
 
-    python examples/mm/make_data.py [--out DIR] [--count N]
+    python -m examples.mm.make_data [--out DIR] [--count N]
 
 Pillow scenes (a shape of a colour at a position, sometimes two) with captions that are exactly
 true of them, as ``data/captions.csv`` (``image,caption,split,label``; two captions per image,
@@ -15,8 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mmkit.testing.image_layouts import write_csv_manifest
-from mmkit.testing.images import write_scene_images
+from tests.media.image_layouts import write_csv_manifest
+from tests.media.images import write_scene_images
 
 COUNT = 560
 SEED = 2024
@@ -37,7 +37,7 @@ def make_demo_data(out: Path, count: int = COUNT) -> dict[str, int]:
         counts[r.split] = counts.get(r.split, 0) + 1
     (out / "README.md").write_text(
         "# Image-text demo data\n\n"
-        "Made by `python examples/mm/make_data.py`: Pillow scenes whose captions are exactly true\n"
+        "Made by `python -m examples.mm.make_data`: Pillow scenes whose captions are exactly true\n"
         "(shape x colour x position, some with two objects). `captions.csv` has one row per\n"
         "caption: `image,caption,split,label` (label = the shape, for zero-shot accuracy).\n\n"
         + "".join(f"- {split}: {n} images\n" for split, n in counts.items())

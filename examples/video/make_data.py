@@ -5,7 +5,7 @@ scene; one frame cannot tell the direction. Scenes s0-s3 are train, s4 val, s5 t
 evaluates on backgrounds never seen in training. Clips are 16 frames of 64x64 at 12 fps, h264 mp4,
 encoded by the ffmpeg that imageio-ffmpeg ships.
 
-    python examples/video/make_data.py
+    python -m examples.video.make_data
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mmkit.testing.video import make_motion_set
-from mmkit.testing.video_layouts import write_folder_layout
+from tests.media.video import make_motion_set
+from tests.media.video_layouts import write_folder_layout
 
 OUT = Path(__file__).resolve().parent / "data"
 

@@ -29,15 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmkit.backbones.clip_base import MAX_LOGIT_SCALE, ClipModel
 from mmkit.errors import UserInputError
 from mmkit.preprocess.image import CLIP_MEAN, CLIP_STD
 from mmkit.registry import BACKBONES, register_backbone, variant
 
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
-MAX_LOGIT_SCALE = 100.0
 
 
-class ClipLite(nn.Module):
+class ClipLite(ClipModel):
     """Image tower + text tower, each linearly projected to ``embed_dim``; CLIP's temperature.
 
     ``logit_scale`` starts at ``log(1 / 0.07)``; the scale used (``exp(logit_scale)``) is clamped
@@ -90,41 +90,6 @@ class ClipLite(nn.Module):
         features = self.text_projection(self.text_tower.forward_features(tokens))
         return F.normalize(features, dim=-1) if normalize else features
 
-    def scale(self) -> torch.Tensor:
-        """``exp(logit_scale)`` clamped at ``max_logit_scale`` (differentiable below the cap)."""
-        return self.logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
-
-    @torch.no_grad()
-    def clamp_logit_scale_(self) -> None:
-        """Clamp the parameter in place to ``[0, log(max_logit_scale)]``."""
-        self.logit_scale.clamp_(0.0, math.log(self.max_logit_scale))
-
-    def forward(
-        self, images: torch.Tensor, tokens: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised image and text features and the logit scale, for ``ContrastiveLoss``."""
-        return self.encode_image(images), self.encode_text(tokens), self.scale()
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encode_image(images)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return features
-
-    def preprocessors(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        """The registered preprocessors (name, params) that produce this model's inputs."""
-        return {
-            "image": (
-                "image_transform",
-                {
-                    "size": self.image_size,
-                    "mean": list(self.image_mean),
-                    "std": list(self.image_std),
-                },
-            ),
-            "text": ("clip_tokenizer", {"context_length": self.context_length}),
-        }
-
 
 def _tower(name: str, modality: str, kwargs: dict[str, Any]) -> nn.Module:
     spec = BACKBONES.get(name)
@@ -136,18 +101,21 @@ def _tower(name: str, modality: str, kwargs: dict[str, Any]) -> nn.Module:
     return BACKBONES.create(name, num_classes=0, **kwargs)
 
 
-def build_clip_lite(
+@register_backbone("clip_lite", modality="mm")
+def clip_lite(
     *,
     num_classes: int = 0,
-    embed_dim: int,
-    image_tower: str,
-    image_kwargs: dict | None,
-    text_tower: str,
-    text_kwargs: dict | None,
-    init_logit_scale: float,
-    max_logit_scale: float,
+    embed_dim: int = 128,
+    image_tower: str = "image_vit",
+    image_kwargs: dict | None = None,
+    text_tower: str = "text_transformer",
+    text_kwargs: dict | None = None,
+    init_logit_scale: float = INIT_LOGIT_SCALE,
+    max_logit_scale: float = MAX_LOGIT_SCALE,
 ) -> ClipLite:
-    """Build the towers from the registry and join them; ``model.config`` holds the kwargs."""
+    """Small CLIP: registered image + text towers, projections, learnable temperature.
+
+    The towers are built from the registry; ``model.config`` holds the kwargs."""
     if num_classes != 0:
         raise UserInputError(
             f"image-text models take no num_classes (got {num_classes}); use zero-shot prompts"
@@ -168,31 +136,6 @@ def build_clip_lite(
         init_logit_scale=config["init_logit_scale"],
         max_logit_scale=config["max_logit_scale"],
         config=config,
-    )
-
-
-@register_backbone("clip_lite", modality="mm")
-def clip_lite(
-    *,
-    num_classes: int = 0,
-    embed_dim: int = 128,
-    image_tower: str = "image_vit",
-    image_kwargs: dict | None = None,
-    text_tower: str = "text_transformer",
-    text_kwargs: dict | None = None,
-    init_logit_scale: float = INIT_LOGIT_SCALE,
-    max_logit_scale: float = MAX_LOGIT_SCALE,
-) -> ClipLite:
-    """Small CLIP: registered image + text towers, projections, learnable temperature."""
-    return build_clip_lite(
-        num_classes=num_classes,
-        embed_dim=embed_dim,
-        image_tower=image_tower,
-        image_kwargs=image_kwargs,
-        text_tower=text_tower,
-        text_kwargs=text_kwargs,
-        init_logit_scale=init_logit_scale,
-        max_logit_scale=max_logit_scale,
     )
 
 

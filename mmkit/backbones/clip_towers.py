@@ -102,7 +102,8 @@ class TextTower(_Tower):
         return self.body(tokens.long())
 
 
-def build_image_vit(
+@register_backbone("image_vit", modality="image")
+def image_vit(
     *,
     num_classes: int = 0,
     image_size: int = 64,
@@ -112,7 +113,9 @@ def build_image_vit(
     heads: int = 3,
     mlp_ratio: float = 4.0,
 ) -> ImageTower:
-    """A patch ViT (open_clip ``VisionTransformer``) whose features are its pooled class token."""
+    """Small patch ViT image tower (open_clip VisionTransformer), 64 px / patch 8 by default.
+
+    Its features are the pooled class token."""
     _check(
         image_size > 0 and patch_size > 0 and image_size % patch_size == 0,
         f"image_size ({image_size}) must be a positive multiple of patch_size ({patch_size})",
@@ -133,29 +136,6 @@ def build_image_vit(
     )
     body.proj = None  # ClipLite (or the head) projects; open_clip skips a None proj
     return ImageTower(body, width, num_classes, image_size)
-
-
-@register_backbone("image_vit", modality="image")
-def image_vit(
-    *,
-    num_classes: int = 0,
-    image_size: int = 64,
-    patch_size: int = 8,
-    width: int = 192,
-    layers: int = 4,
-    heads: int = 3,
-    mlp_ratio: float = 4.0,
-) -> ImageTower:
-    """Small patch ViT image tower (open_clip VisionTransformer), 64 px / patch 8 by default."""
-    return build_image_vit(
-        num_classes=num_classes,
-        image_size=image_size,
-        patch_size=patch_size,
-        width=width,
-        layers=layers,
-        heads=heads,
-        mlp_ratio=mlp_ratio,
-    )
 
 
 image_vit_test = register_backbone("image_vit_test", modality="image")(
@@ -203,7 +183,8 @@ def image_resnet(
     return ImageTower(body, output_dim, num_classes, image_size)
 
 
-def build_text_transformer(
+@register_backbone("text_transformer", modality="text")
+def text_transformer(
     *,
     num_classes: int = 0,
     context_length: int = DEFAULT_CONTEXT_LENGTH,
@@ -213,7 +194,9 @@ def build_text_transformer(
     heads: int = 4,
     mlp_ratio: float = 4.0,
 ) -> TextTower:
-    """A causal text transformer (open_clip ``TextTransformer``) pooled at the end token."""
+    """Small causal text transformer tower (open_clip TextTransformer) for clip_tokenizer ids.
+
+    Its features are the hidden state at the end token."""
     _check(context_length >= 3, f"context_length ({context_length}) must be >= 3")
     _check(
         heads > 0 and width % heads == 0, f"width ({width}) must be divisible by heads ({heads})"
@@ -231,29 +214,6 @@ def build_text_transformer(
         pool_type="argmax",
     )
     return TextTower(body, width, num_classes, context_length, vocab_size)
-
-
-@register_backbone("text_transformer", modality="text")
-def text_transformer(
-    *,
-    num_classes: int = 0,
-    context_length: int = DEFAULT_CONTEXT_LENGTH,
-    vocab_size: int = CLIP_VOCAB_SIZE,
-    width: int = 128,
-    layers: int = 4,
-    heads: int = 4,
-    mlp_ratio: float = 4.0,
-) -> TextTower:
-    """Small causal text transformer tower (open_clip TextTransformer) for clip_tokenizer ids."""
-    return build_text_transformer(
-        num_classes=num_classes,
-        context_length=context_length,
-        vocab_size=vocab_size,
-        width=width,
-        layers=layers,
-        heads=heads,
-        mlp_ratio=mlp_ratio,
-    )
 
 
 text_transformer_test = register_backbone("text_transformer_test", modality="text")(

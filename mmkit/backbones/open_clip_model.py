@@ -1,21 +1,23 @@
 """Any open_clip architecture behind the ClipLite interface (``open_clip_model``).
 
-:func:`create_open_clip` builds ``open_clip.create_model_and_transforms(name, pretrained=...)`` and
-wraps it in :class:`OpenClipModel`, which has ClipLite's ``encode_image`` / ``encode_text`` /
-``forward`` plus the model's own tokenizer, image size, mean and std, so ``mm sim``, ``mm eval``
-and fine-tuning work with it unchanged. ``pretrained`` is a local weights file (``.safetensors``,
-``.bin``, ``.pt``; works offline) or a tag from ``open_clip.list_pretrained()`` (downloads from the
-hub, so it needs the network or a warm cache).
+:func:`create_open_clip` has open_clip build the architecture (no weights) and wraps it in
+:class:`OpenClipModel`, which has ClipLite's ``encode_image`` / ``encode_text`` / ``forward``
+plus the model's own tokenizer and image preprocessing (size, resize mode, interpolation, mean,
+std), so ``mm sim``, ``mm eval`` and fine-tuning work with it unchanged. ``pretrained`` is a
+local weights file (``.safetensors``, ``.bin``, ``.pt``; works offline), a tag from
+``open_clip.list_pretrained()`` or ``hf-hub:ORG/REPO`` (downloaded, so it needs the network or a
+warm cache; see :mod:`mmkit.backbones.open_clip_sources`); a tag or hub model brings the
+preprocessing its weights were trained with, ``preprocess_cfg`` overrides it.
 
 When rebuilding from an mmkit checkpoint pass ``pretrained=None``: the architecture is created
-with random weights and the checkpoint's ``model.safetensors`` then fills it.
+with random weights and the checkpoint's ``model.safetensors`` then fills it; ``preprocess_cfg``
+(saved in the checkpoint) keeps the preprocessing of the weights training started from.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,24 +25,30 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmkit.backbones.clip_base import MAX_LOGIT_SCALE, ClipModel
+from mmkit.backbones.open_clip_sources import clean_preprocess_cfg, resolve_pretrained
 from mmkit.errors import UserInputError
 from mmkit.io.weights import read_state_dict
 from mmkit.registry import register_backbone
 
-MAX_LOGIT_SCALE = 100.0
 
-
-class OpenClipModel(nn.Module):
+class OpenClipModel(ClipModel):
     """An open_clip ``CLIP`` / ``CustomTextCLIP`` with ClipLite's interface.
 
     Attributes:
         model: the wrapped open_clip model (its state dict keys are prefixed ``model.``).
         name: the open_clip architecture name.
         embed_dim: size of the shared image-text embedding (``num_features``).
-        image_size, image_mean, image_std: the model's own preprocessing.
+        image_size, image_mean, image_std: the model's own preprocessing, with
+        resize_mode, interpolation, fill_color: how an image is fitted into ``image_size``
+            (:func:`mmkit.io.image.resize_image`, as open_clip's eval transform).
         context_length: tokens per caption the text tower expects.
         tokenizer: the open_clip tokenizer object for this architecture.
+        config: the ``open_clip_model`` kwargs that rebuild it, weights aside (set by
+            :func:`create_open_clip`).
     """
+
+    config: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -62,6 +70,10 @@ class OpenClipModel(nn.Module):
         self.image_size = int(sizes[0])
         self.image_mean = tuple(float(v) for v in cfg["mean"])
         self.image_std = tuple(float(v) for v in cfg["std"])
+        resize = clean_preprocess_cfg(cfg, source=f"open_clip model {name!r}")
+        self.resize_mode = str(resize.get("resize_mode", "shortest"))
+        self.interpolation = str(resize.get("interpolation", "bicubic"))
+        self.fill_color = int(resize.get("fill_color", 0))
         self.context_length = int(context_length)
         self.max_logit_scale = float(max_logit_scale)
         self.embed_dim = int(embed_dim)
@@ -89,43 +101,25 @@ class OpenClipModel(nn.Module):
         """``LongTensor [N, context_length]`` from :attr:`tokenizer` (or ``clip_tokenizer``)."""
         return self.model.encode_text(tokens, normalize=normalize)
 
-    def scale(self) -> torch.Tensor:
-        """``exp(logit_scale)`` clamped at ``max_logit_scale``."""
-        return self.model.logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
-
-    @torch.no_grad()
-    def clamp_logit_scale_(self) -> None:
-        """Clamp the parameter in place to ``[0, log(max_logit_scale)]``."""
-        self.model.logit_scale.clamp_(0.0, math.log(self.max_logit_scale))
-
-    def forward(
-        self, images: torch.Tensor, tokens: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised image and text features and the (clamped) logit scale."""
-        return self.encode_image(images), self.encode_text(tokens), self.scale()
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encode_image(images)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return features
-
-    def preprocessors(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        """The registered preprocessors (name, params) that produce this model's inputs."""
+    @property
+    def image_resize(self) -> dict[str, Any]:
+        """How images are fitted into ``image_size`` when decoded (the prepared store's params,
+        :func:`mmkit.io.image.load_image_array`'s keywords)."""
         return {
-            "image": (
-                "image_transform",
-                {
-                    "size": self.image_size,
-                    "mean": list(self.image_mean),
-                    "std": list(self.image_std),
-                },
-            ),
-            "text": (
-                "clip_tokenizer",
-                {"context_length": self.context_length, "model_name": self.name},
-            ),
+            "resize_mode": self.resize_mode,
+            "interpolation": self.interpolation,
+            "fill_color": self.fill_color,
         }
+
+    @property
+    def preprocess_cfg(self) -> dict[str, Any]:
+        """The preprocessing as open_clip ``PreprocessCfg`` keys (size aside): what the
+        ``preprocess_cfg`` argument takes to rebuild this model with the same preprocessing."""
+        return {"mean": list(self.image_mean), "std": list(self.image_std), **self.image_resize}
+
+    @property
+    def tokenizer_name(self) -> str:  # type: ignore[override]
+        return self.name
 
 
 _ARCH_KEYS = frozenset(
@@ -173,39 +167,18 @@ def check_arch(model_kwargs: Any, *, source: str = "model_kwargs") -> dict[str, 
     return dict(model_kwargs)
 
 
-def _resolve_pretrained(name: str, pretrained: str, cache_dir: str | None) -> tuple[str, dict]:
-    """(local weights file, the tag's preprocessing config) for a file path or an open_clip tag
-    (downloaded into the cache; offline that fails with one line)."""
-    import os
-
-    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
-
-    tag_cfg = get_pretrained_cfg(name, pretrained)
-    if tag_cfg:
-        try:
-            path = download_pretrained(tag_cfg, cache_dir=cache_dir)
-        except Exception as exc:  # huggingface_hub / urllib raise many types offline
-            raise UserInputError(
-                f"open_clip {name!r}: cannot fetch pretrained={pretrained!r} "
-                f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})"
-            ) from exc
-        keys = ("mean", "std", "interpolation", "resize_mode")
-        return path, {k: tag_cfg[k] for k in keys if k in tag_cfg}
-    if os.path.isfile(pretrained):
-        return pretrained, {}
-    import open_clip
-
-    tags = open_clip.list_pretrained_tags_by_model(name)
-    raise UserInputError(
-        f"open_clip {name!r}: pretrained={pretrained!r} is not a known tag or valid file path"
-        + (f" (tags: {', '.join(tags)})" if tags else "")
-    )
-
-
-def load_open_clip_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+def load_open_clip_state(
+    model: nn.Module, state: dict[str, torch.Tensor], *, weights: str, arch: str
+) -> None:
     """Load a state dict into an open_clip model the way ``open_clip.load_checkpoint`` would
     (its own converters for third-party and old layouts, resized position embeddings), strictly,
-    from tensors read by mmkit rather than from a path open_clip would open itself."""
+    from tensors read by mmkit rather than from a path open_clip would open itself.
+
+    Raises:
+        UserInputError: one line naming the weights file and the architecture ``arch`` when
+            they do not fit (missing or unexpected keys, other shapes), whatever open_clip's
+            converters raised on the way (assertions included).
+    """
     from open_clip.convert import convert_state_dict
     from open_clip.model import (
         convert_to_custom_text_state_dict,
@@ -213,31 +186,37 @@ def load_open_clip_state(model: nn.Module, state: dict[str, torch.Tensor], what:
         resize_text_pos_embed,
     )
 
-    state = convert_state_dict(model, dict(state))
-    if "positional_embedding" in state and not hasattr(model, "positional_embedding"):
-        state = convert_to_custom_text_state_dict(state)
-    for key in ("logit_scale", "logit_bias"):
-        own = getattr(model, key, None)
-        if key in state and own is not None and own.ndim != state[key].ndim:
-            state[key] = state[key].reshape(own.shape)
-    if "logit_bias" not in state and getattr(model, "logit_bias", None) is not None:
-        state["logit_bias"] = torch.zeros_like(model.logit_bias)
-    state.pop("text.transformer.embeddings.position_ids", None)
+    state = dict(state)
     try:
+        state = convert_state_dict(model, state)
+        if "positional_embedding" in state and not hasattr(model, "positional_embedding"):
+            state = convert_to_custom_text_state_dict(state)
+        for key in ("logit_scale", "logit_bias"):
+            own = getattr(model, key, None)
+            if key in state and own is not None and own.ndim != state[key].ndim:
+                state[key] = state[key].reshape(own.shape)
+        if "logit_bias" not in state and getattr(model, "logit_bias", None) is not None:
+            state["logit_bias"] = torch.zeros_like(model.logit_bias)
+        state.pop("text.transformer.embeddings.position_ids", None)
         resize_pos_embed(state, model)
         resize_text_pos_embed(state, model)
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, KeyError, ValueError) as exc:
+    except Exception as exc:  # open_clip's converters assert, reshape and index on the way
         own = model.state_dict()
         missing = sorted(own.keys() - state.keys())
         unexpected = sorted(state.keys() - own.keys())
         wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
-        detail = (
-            f"wrong shape {wrong[0]} {tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)}"
-            if wrong
-            else f"missing {missing[:2]}, unexpected {unexpected[:2]}"
-        )
-        raise UserInputError(f"{what} do not fit this architecture ({detail})") from exc
+        if wrong:
+            key = wrong[0]
+            detail = f"{key} is {tuple(state[key].shape)}, the model's {tuple(own[key].shape)}"
+            detail += f"; {len(wrong) - 1} more tensors of other shapes" if len(wrong) > 1 else ""
+        elif missing or unexpected:
+            detail = f"missing {missing[:2]}, unexpected {unexpected[:2]}"
+        else:
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserInputError(
+            f"pretrained weights {weights} do not fit open_clip architecture {arch!r} ({detail})"
+        ) from exc
 
 
 @contextmanager
@@ -257,18 +236,25 @@ def create_open_clip(
     force_image_size: int | None = None,
     force_context_length: int | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    preprocess_cfg: dict[str, Any] | None = None,
     cache_dir: str | None = None,
 ) -> OpenClipModel:
-    """Build open_clip architecture ``name`` with weights from ``pretrained`` (path or tag).
+    """Build open_clip architecture ``name`` with weights from ``pretrained`` (a file, a tag or
+    ``hf-hub:ORG/REPO``).
 
     ``model_kwargs`` override the architecture config (``embed_dim``, ``vision_cfg``,
-    ``text_cfg``...; see :func:`check_arch`). open_clip only builds the architecture: the weights
-    are read by :func:`mmkit.io.weights.read_state_dict` and loaded by
+    ``text_cfg``...; see :func:`check_arch`). The image preprocessing is open_clip's default,
+    then what the tag or hub repo of ``pretrained`` records, then ``preprocess_cfg`` (open_clip
+    ``PreprocessCfg`` keys: ``mean``, ``std``, ``interpolation``, ``resize_mode``,
+    ``fill_color``); so ``create_open_clip(name, preprocess_cfg=tag_preprocess_cfg(name, tag))``
+    is ``name`` with ``tag``'s preprocessing and random weights. open_clip only builds the
+    architecture: the weights are read by :func:`mmkit.io.weights.read_state_dict` and loaded by
     :func:`load_open_clip_state`, so no file is ever unpickled.
 
     Raises:
-        UserInputError: unknown architecture, bad ``model_kwargs``, weights that are neither a
-            file nor a tag that could be fetched, or weights of another architecture.
+        UserInputError: unknown architecture, bad ``model_kwargs`` or ``preprocess_cfg``,
+            weights that are neither a file nor a tag / hub repo that could be fetched, or
+            weights of another architecture.
     """
     import open_clip  # lazy: importing open_clip takes seconds
 
@@ -278,9 +264,11 @@ def create_open_clip(
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise UserInputError(f"unknown open_clip architecture {name!r}.{hint}")
     arch = check_arch(model_kwargs or {})
-    state, preprocess_cfg = None, {}
+    preprocess = clean_preprocess_cfg(preprocess_cfg or {})
+    state = None
     if pretrained:
-        weights, preprocess_cfg = _resolve_pretrained(name, pretrained, cache_dir)
+        weights, shipped = resolve_pretrained(name, pretrained, cache_dir)
+        preprocess = {**shipped, **preprocess}
         state = read_state_dict(weights, what="--pretrained")
     try:
         with _quiet_logging():  # it warns that no weights were loaded: mmkit loads them below
@@ -290,21 +278,33 @@ def create_open_clip(
                 load_weights=False,
                 pretrained_image=False,
                 pretrained_text=False,
+                device=torch.get_default_device(),  # "meta" when a checkpoint is pre-checked
                 force_image_size=force_image_size,
                 force_context_length=force_context_length,
-                force_preprocess_cfg=preprocess_cfg or None,
+                force_preprocess_cfg=preprocess or None,
                 **arch,
             )
     except (RuntimeError, OSError, ValueError, KeyError, TypeError) as exc:
         reason = " ".join(str(exc).split())  # one line
         raise UserInputError(f"open_clip {name!r}: cannot build it ({reason[:300]})") from exc
     if state is not None:
-        load_open_clip_state(model, state, f"pretrained weights {pretrained!r}")
+        load_open_clip_state(model, state, weights=weights, arch=name)
     context_length = getattr(model, "context_length", None)
     if context_length is None:
         context_length = getattr(model.text, "context_length", 77)
     embed_dim = arch.get("embed_dim", open_clip.get_model_config(name)["embed_dim"])
-    return OpenClipModel(model, name=name, embed_dim=embed_dim, context_length=int(context_length))
+    wrapped = OpenClipModel(
+        model, name=name, embed_dim=embed_dim, context_length=int(context_length)
+    )
+    wrapped.config = {  # what rebuilds it, weights aside (the open_clip_model backbone's kwargs)
+        "model_name": name,
+        "pretrained": None,
+        "force_image_size": force_image_size,
+        "force_context_length": force_context_length,
+        "model_kwargs": model_kwargs,
+        "preprocess_cfg": wrapped.preprocess_cfg,
+    }
+    return wrapped
 
 
 @register_backbone("open_clip_model", modality="mm", loads=("pretrained",))
@@ -316,8 +316,10 @@ def open_clip_model(
     force_image_size: int | None = None,
     force_context_length: int | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    preprocess_cfg: dict[str, Any] | None = None,
 ) -> OpenClipModel:
-    """Any open_clip architecture (weights from a local file or a hub tag) as an mm model.
+    """Any open_clip architecture (weights from a local file, a tag or a hub repo) as an mm
+    model, with the image preprocessing of those weights unless ``preprocess_cfg`` says.
 
     ``model_name`` is the open_clip architecture (``open_clip.list_models()``); the keyword is
     not ``name`` because ``create_backbone(name, **kwargs)`` takes the plugin name.
@@ -332,4 +334,5 @@ def open_clip_model(
         force_image_size=force_image_size,
         force_context_length=force_context_length,
         model_kwargs=model_kwargs,
+        preprocess_cfg=preprocess_cfg,
     )

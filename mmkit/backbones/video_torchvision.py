@@ -18,7 +18,7 @@ from torchvision.models import video as tv_video
 
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.weights import read_state_dict
-from mmkit.registry import register_backbone
+from mmkit.registry import register_backbone, variant
 
 ARCHS: dict[str, Callable[..., nn.Module]] = {
     "r3d_18": tv_video.r3d_18,
@@ -87,31 +87,21 @@ class TorchvisionVideoResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_backbone("r3d_18", modality="video", tags=("torchvision",), loads=("weights_path",))
-def r3d_18(
-    *, num_classes: int, dropout: float = 0.0, weights_path: str | None = None
-) -> TorchvisionVideoResNet:
-    """torchvision R3D-18 (3D ResNet-18, 33M parameters); optional local weights."""
-    return TorchvisionVideoResNet(
-        "r3d_18", num_classes=num_classes, dropout=dropout, weights_path=weights_path
+def _torchvision_variant(arch: str, doc: str) -> Callable[..., TorchvisionVideoResNet]:
+    register = register_backbone(
+        arch, modality="video", tags=("torchvision",), loads=("weights_path",)
     )
+    return register(variant(TorchvisionVideoResNet, doc, arch=arch))
 
 
-@register_backbone("mc3_18", modality="video", tags=("torchvision",), loads=("weights_path",))
-def mc3_18(
-    *, num_classes: int, dropout: float = 0.0, weights_path: str | None = None
-) -> TorchvisionVideoResNet:
-    """torchvision MC3-18 (3D stem, 2D later stages, 11.7M parameters); optional local weights."""
-    return TorchvisionVideoResNet(
-        "mc3_18", num_classes=num_classes, dropout=dropout, weights_path=weights_path
-    )
-
-
-@register_backbone("r2plus1d_18", modality="video", tags=("torchvision",), loads=("weights_path",))
-def r2plus1d_18(
-    *, num_classes: int, dropout: float = 0.0, weights_path: str | None = None
-) -> TorchvisionVideoResNet:
-    """torchvision R(2+1)D-18 (factorised 3D convs, 31.5M parameters); optional local weights."""
-    return TorchvisionVideoResNet(
-        "r2plus1d_18", num_classes=num_classes, dropout=dropout, weights_path=weights_path
-    )
+r3d_18 = _torchvision_variant(
+    "r3d_18", "torchvision R3D-18 (3D ResNet-18, 33M parameters); optional local weights."
+)
+mc3_18 = _torchvision_variant(
+    "mc3_18",
+    "torchvision MC3-18 (3D stem, 2D later stages, 11.7M parameters); optional local weights.",
+)
+r2plus1d_18 = _torchvision_variant(
+    "r2plus1d_18",
+    "torchvision R(2+1)D-18 (factorised 3D convs, 31.5M parameters); optional local weights.",
+)

@@ -25,8 +25,11 @@ def _encoder(dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float)
     return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
 
 
+@register_backbone("video_vit", modality="video")
 class VideoViT(nn.Module):
-    """Factorised encoder: a spatial transformer per frame, then a temporal one over frames."""
+    """Factorised space-time transformer (~1.2M parameters at the defaults).
+
+    A spatial transformer per frame, then a temporal one over the frames' class tokens."""
 
     def __init__(
         self,
@@ -119,40 +122,9 @@ class VideoViT(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_backbone("video_vit", modality="video")
-def video_vit(
-    *,
-    num_classes: int,
-    img_size: int = 64,
-    num_frames: int = 16,
-    patch_size: int = 8,
-    dim: int = 128,
-    spatial_depth: int = 4,
-    temporal_depth: int = 2,
-    heads: int = 4,
-    mlp_ratio: float = 4.0,
-    dropout: float = 0.0,
-    head_dropout: float = 0.1,
-) -> VideoViT:
-    """Factorised space-time transformer (~1.2M parameters at the defaults)."""
-    return VideoViT(
-        num_classes=num_classes,
-        img_size=img_size,
-        num_frames=num_frames,
-        patch_size=patch_size,
-        dim=dim,
-        spatial_depth=spatial_depth,
-        temporal_depth=temporal_depth,
-        heads=heads,
-        mlp_ratio=mlp_ratio,
-        dropout=dropout,
-        head_dropout=head_dropout,
-    )
-
-
 video_vit_test = register_backbone("video_vit_test", modality="video")(
     variant(
-        video_vit,
+        VideoViT,
         "Tiny factorised transformer (~24k parameters) for fast end-to-end tests.",
         img_size=32,
         num_frames=8,

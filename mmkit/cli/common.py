@@ -1,28 +1,30 @@
-"""Shared CLI pieces: reusable ``Annotated`` options, the one output channel, rich progress."""
+"""Options shared by the commands, as reusable ``Annotated`` types.
+
+An option that fills a config field defaults to None here, meaning "not given": only what is
+typed on the command line overrides ``--config``/``--set`` (see :mod:`mmkit.cli.binding`), and
+``--help`` shows the field's per-modality default, filled in by
+:func:`mmkit.cli.binding.show_config_defaults`.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
+import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+DEVICES = ("auto", "cpu", "cuda")
 
-# -- options shared by every modality (None = not given, so --config values can show through) ---
+
+def parse_device(value: str) -> str:
+    """auto, cpu, cuda, or one GPU as ``cuda:N``."""
+    if value in DEVICES or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise typer.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N.")
+
+
+# -- options shared by every modality --------------------------------------------------------
 Dataset = Annotated[
     str | None,
     typer.Option(
@@ -52,9 +54,41 @@ Lr = Annotated[
     typer.Option(help="Peak learning rate (AdamW, warmup + cosine).", show_default=False),
 ]
 Seed = Annotated[int | None, typer.Option(help="Seed for every random choice.", show_default=False)]
-Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda.", show_default=False)]
+Device = Annotated[
+    str | None,
+    typer.Option(
+        parser=parse_device,
+        metavar="[auto|cpu|cuda|cuda:N]",
+        autocompletion=lambda: list(DEVICES),
+        help="Where to run.",
+        show_default=False,
+    ),
+]
+WeightDecay = Annotated[
+    float | None, typer.Option(help="AdamW weight decay.", show_default=False, min=0.0)
+]
+Warmup = Annotated[
+    float | None,
+    typer.Option(help="Fraction of the steps spent warming up the lr.", show_default=False),
+]
+Patience = Annotated[
+    int | None,
+    typer.Option(
+        help="Stop after this many epochs without a better validation score (0: never).",
+        show_default=False,
+        min=0,
+    ),
+]
 Workers = Annotated[
     int | None, typer.Option(help="DataLoader worker processes.", show_default=False, min=0)
+]
+Logger = Annotated[
+    Literal["auto", "tensorboard", "csv", "none"] | None,
+    typer.Option(
+        help="Per-epoch metrics besides metrics.jsonl and curves.png: TensorBoard events "
+        "(run_dir/tensorboard), metrics.csv, or none; auto = tensorboard when installed.",
+        show_default=False,
+    ),
 ]
 Resume = Annotated[
     bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
@@ -68,7 +102,7 @@ ConfigFile = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="YAML experiment file; flags override it.",
+        help="YAML/JSON experiment file (keys = config keys); --set and flags override it.",
         exists=False,
         show_default=False,
     ),
@@ -79,145 +113,31 @@ Checkpoint = Annotated[
         "--checkpoint", "-k", help="Run directory (its best checkpoint) or checkpoint directory."
     ),
 ]
-Split = Annotated[str, typer.Option(help="Split to evaluate.")]
+Split = Annotated[
+    Literal["auto", "test", "validation", "train", "all"],
+    typer.Option(
+        help="auto: the test split of a dataset with splits, every item of one without (or the "
+        "held-back test part of the dataset the checkpoint trained on); test, validation, "
+        "train; or all."
+    ),
+]
 TopK = Annotated[int, typer.Option("--top-k", help="How many labels to show per file.", min=1)]
 Json = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
-HfConfig = Annotated[str | None, typer.Option(help="HF dataset config name.", show_default=False)]
-LabelColumn = Annotated[str | None, typer.Option(help="HF label column.", show_default=False)]
-
-
-def config_flags(values: dict[str, Any], *skip: str) -> dict[str, Any]:
-    """A command's parameters (its ``locals()``) as config keys, minus CLI-only ones."""
-    return {k: v for k, v in values.items() if k not in {"config", "json_", *skip}}
-
-
-def print_json(data: Any) -> None:
-    """The ``--json`` output: one document on stdout, nothing else."""
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-    sys.stdout.flush()
-
-
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, justify="right" if c not in (columns[0],) else "left")
-    for r in rows:
-        t.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r))
-    return t
-
-
-class RichProgress:
-    """Renders the library's progress events as rich bars on stderr."""
-
-    def __init__(self, console: Console | None = None) -> None:
-        self.console = console or err
-        self._bar: Progress | None = None
-        self._task: Any = None
-
-    def start(self, task: str, total: int | None) -> None:
-        self._close()
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=self.console,
-            transient=False,
-        )
-        self._bar.start()
-        self._task = self._bar.add_task(task, total=total, info="")
-
-    def advance(self, n: int = 1, **fields: Any) -> None:
-        if self._bar is None:
-            return
-        info = "  ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items()
-        )
-        self._bar.update(self._task, advance=n, info=info)
-
-    def end(self, **summary: Any) -> None:
-        self._close()
-        if summary:
-            text = "  ".join(
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()
-            )
-            self.console.print(f"  [dim]{text}[/dim]")
-
-    def message(self, text: str) -> None:
-        self.console.print(f"[yellow]{text}[/yellow]", highlight=False)
-
-    def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
-def progress_for(json_mode: bool) -> Any:
-    """Rich bars on stderr, or nothing under ``--json``."""
-    from mmkit.engine.events import NullProgress
-
-    return NullProgress() if json_mode else RichProgress()
-
-
-def render_train(result: dict[str, Any], json_mode: bool) -> None:
-    if json_mode:
-        print_json(result)
-        return
-    out.print(f"[green]done[/green] after {result['epochs']} epochs; best {result['best_metric']}")
-    out.print(f"best checkpoint: {result['best_checkpoint']}")
-    out.print(
-        f"curves: {Path(result['run_dir']) / 'curves.png'}   metrics: "
-        f"{Path(result['run_dir']) / 'metrics.jsonl'}"
-    )
-
-
-def render_eval(result: dict[str, Any], json_mode: bool) -> None:
-    if json_mode:
-        print_json(result)
-        return
-    out.print(
-        f"accuracy [bold]{result['accuracy']:.4f}[/bold]   macro-F1 "
-        f"[bold]{result['macro_f1']:.4f}[/bold]   samples {result['num_samples']}"
-    )
-    rows = [
-        [label, m["precision"], m["recall"], m["f1"], m["support"]]
-        for label, m in result["per_class"].items()
-    ]
-    out.print(table("per class", ["label", "precision", "recall", "f1", "support"], rows))
-    if "confusion_png" in result:
-        out.print(f"confusion matrix: {result['confusion_png']}")
-
-
-def render_infer(results: list[dict[str, Any]], json_mode: bool) -> None:
-    if json_mode:
-        print_json(results)
-        return
-    for r in results:
-        best = ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["top_k"])
-        out.print(f"[bold]{r['path']}[/bold]: {best}", highlight=False)
-        for w in r.get("windows", []):
-            out.print(
-                f"  {w['start']:7.2f}-{w['end']:<7.2f} {w['top_k'][0]['label']} "
-                f"{w['top_k'][0]['score']:.3f}",
-                highlight=False,
-            )
-
-
-def render_prepare(summary: dict[str, Any], json_mode: bool) -> None:
-    if json_mode:
-        print_json(summary)
-        return
-    out.print(f"prepared store: [bold]{summary['path']}[/bold] ({summary['num_items']} items)")
-    splits = [s for s in summary["per_class"] if summary["per_class"][s]]
-    rows = [
-        [label, *(summary["per_class"][s].get(label, 0) for s in splits)]
-        for label in summary["labels"]
-    ]
-    rows.append(["total", *(summary["splits"][s] for s in splits)])
-    if "seconds" in summary:
-        rows.append(["seconds", *(round(summary["seconds"].get(s, 0.0), 1) for s in splits)])
-    out.print(table("files per class and split", ["label", *splits], rows))
-    for s in summary["skipped"]:
-        out.print(f"[yellow]skipped[/yellow] {s['name']}: {s['reason']}", highlight=False)
+Set = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Any config key, repeatable; dotted for nested keys (backbone_kwargs.width=64), "
+        "values in YAML ([0, 20], null). Beats --config, loses to explicit flags.",
+        show_default=False,
+    ),
+]
+HF = "Hugging Face datasets"
+HfConfig = Annotated[
+    str | None,
+    typer.Option(help="HF dataset config name.", show_default=False, rich_help_panel=HF),
+]
+LabelColumn = Annotated[
+    str | None, typer.Option(help="HF label column.", show_default=False, rich_help_panel=HF)
+]

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from mmkit import __version__
-from mmkit.cli import audio, mm, plugins, video
-from mmkit.cli.common import Json, err, print_json, progress_for
-from mmkit.cli.common import out as out_console
-from mmkit.errors import MmkitError
+from mmkit.cli import audio, export, mm, plugins, video
+from mmkit.cli.binding import command, show_config_defaults
+from mmkit.cli.common import Device, Json
+from mmkit.cli.output import err, mapping_tables, out, print_json, progress_for, table
+from mmkit.errors import MmkitError, TrainingInterrupted
+
+MODALITIES = ("audio", "video", "mm")
 
 app = typer.Typer(
     name="mmkit",
     help="Audio, video and image-text deep-learning experiments from one command line.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -30,6 +33,7 @@ app.add_typer(audio.app, name="audio")
 app.add_typer(video.app, name="video")
 app.add_typer(mm.app, name="mm")
 plugins.register(app)
+export.register(app)
 
 
 def _version(value: bool) -> None:
@@ -47,44 +51,56 @@ def _root(
     """Audio, video and image-text deep-learning experiments from one command line."""
 
 
-@app.command()
+@command(app, cli_only=("out_dir", "only"), example="mmkit demo --only audio")
 def demo(
-    out: Annotated[str, typer.Option("--out", "-o", help="Where the demo runs go.")] = "runs/demo",
+    out_dir: Annotated[
+        str, typer.Option("--out", "-o", help="Where the demo runs go.")
+    ] = "runs/demo",
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Run only this modality (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="[audio|video|mm]",
+            autocompletion=lambda: list(MODALITIES),
+            help="Run only this modality (repeatable).",
+            show_default=False,
+        ),
     ] = None,
     json_: Json = False,
 ) -> None:
     """Train, evaluate and infer on the small data sets embedded in examples/ (a few minutes)."""
     from mmkit.pipelines.demo import run_demo
 
-    summary = run_demo(out, progress_for(json_), only)
+    summary = run_demo(out_dir, progress_for(json_), only)
     if json_:
         print_json(summary)
         return
     for modality, part in summary.items():
-        out_console.rule(f"[bold]{modality}")
-        for key, value in part.items():
-            if key != "predictions":
-                out_console.print(f"{key}: {value}", highlight=False)
-        for p in part.get("predictions", []):
-            out_console.print(f"  {p}", highlight=False)
+        out.rule(f"[bold]{modality}")
+        for piece in mapping_tables(modality, part):
+            out.print(piece, highlight=False)
 
 
-@app.command()
+@command(app, cli_only=("only", "device", "seconds"), example="mmkit bench --only audio --json")
 def bench(
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Benchmark only this modality (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="[audio|video|mm]",
+            autocompletion=lambda: list(MODALITIES),
+            help="Benchmark only this modality (repeatable).",
+            show_default=False,
+        ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = None,
     seconds: Annotated[float, typer.Option(help="Time spent on each stage.", min=0.1)] = 2.0,
     json_: Json = False,
 ) -> None:
     """Throughput of decoding, the prepared store, preprocessing and a train step, as ratios."""
-    from mmkit.cli.common import table
     from mmkit.pipelines.bench import run_bench
 
-    reports = run_bench(only, device, seconds)
+    reports = run_bench(only, device or "auto", seconds)
     if json_:
         print_json(reports)
         return
@@ -94,7 +110,14 @@ def bench(
             for stage, rate in r["items_per_second"].items()
         ]
         title = f"{r['modality']} on {r['device']}"
-        out_console.print(table(title, ["stage", "items/s", "x train step"], rows))
+        out.print(table(title, ["stage", "items/s", "x train step"], rows))
+
+
+def build_command() -> Any:
+    """The click command tree of ``app``, each config option showing its modality's default."""
+    root = typer.main.get_command(app)
+    show_config_defaults(root)
+    return root
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,15 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     Click's standalone mode handles usage errors (exit 2), ``--help`` and ``Exit``; mmkit's own
     errors come through here and become one line on stderr.
     """
-    from mmkit.engine.trainer import TrainingInterrupted
-
-    command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="mmkit", standalone_mode=True)
-    except TrainingInterrupted as exc:
-        err.print(f"interrupted: {exc}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(130)
+        build_command().main(args=argv, prog_name="mmkit", standalone_mode=True)
     except MmkitError as exc:
+        if isinstance(exc, TrainingInterrupted):
+            if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 speaks for all
+                err.print(f"interrupted: {exc}", highlight=False, markup=False, soft_wrap=True)
+            sys.exit(130)
         if os.environ.get("MMKIT_DEBUG", "0") not in ("", "0"):
             raise
         err.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from mmkit.cli import common as c
+from mmkit.cli import output as o
+from mmkit.cli.binding import command, config_from
+from mmkit.configs import MMConfig
 
 app = typer.Typer(
     help="Image-text models: CLIP-style training, retrieval, zero-shot, similarity.",
@@ -16,34 +18,54 @@ app = typer.Typer(
 
 ImageSize = Annotated[
     int | None,
-    typer.Option(help="Image side in pixels (clip_lite: 64; open_clip: the model's).", min=8),
+    typer.Option(
+        help="Image side in pixels; default: clip_lite 64, open_clip the model's.",
+        min=8,
+        show_default=False,
+    ),
 ]
 ContextLength = Annotated[
-    int | None, typer.Option(help="Tokens per caption (clip_lite: 32; open_clip: 77).", min=3)
+    int | None,
+    typer.Option(
+        help="Tokens per caption; default: clip_lite 32, open_clip 77.",
+        min=3,
+        show_default=False,
+    ),
 ]
 Model = Annotated[
     str | None,
-    typer.Option(help="open_clip architecture (e.g. ViT-B-32) or model-config JSON file."),
+    typer.Option(
+        help="open_clip architecture (e.g. ViT-B-32), model-config JSON file or hf-hub:ORG/REPO.",
+        show_default=False,
+    ),
 ]
 Pretrained = Annotated[
-    str | None, typer.Option(help="open_clip weights: a local file, or a tag (needs the hub).")
+    str | None,
+    typer.Option(
+        help="open_clip weights: a local file, a tag or hf-hub:ORG/REPO (tags and hub need the "
+        "network or a warm cache); their preprocessing comes with them.",
+        show_default=False,
+    ),
 ]
 Prompt = Annotated[
-    str | None, typer.Option(help="Zero-shot prompt template (default 'a photo of a {}').")
+    str | None,
+    typer.Option(help="Zero-shot prompt template; default: 'a photo of a {}'.", show_default=False),
 ]
-ImageColumn = Annotated[str | None, typer.Option(help="HF image column.", show_default=False)]
-TextColumn = Annotated[str | None, typer.Option(help="HF caption column.", show_default=False)]
+ImageColumn = Annotated[
+    str | None, typer.Option(help="HF image column.", show_default=False, rich_help_panel=c.HF)
+]
+TextColumn = Annotated[
+    str | None, typer.Option(help="HF caption column.", show_default=False, rich_help_panel=c.HF)
+]
 Checkpoint = Annotated[
     str | None,
-    typer.Option("--checkpoint", "-k", help="Run or checkpoint directory (or use --model)."),
+    typer.Option(
+        "--checkpoint",
+        "-k",
+        help="Run or checkpoint directory (or use --model).",
+        show_default=False,
+    ),
 ]
-
-
-def _config(config: Path | None, **flags: object) -> Any:
-    from mmkit.config import build_config
-    from mmkit.pipelines.mm import MMConfig
-
-    return build_config(MMConfig, config, flags)
 
 
 def _one_source(checkpoint: str | None, model: str | None) -> None:
@@ -55,8 +77,9 @@ def _one_source(checkpoint: str | None, model: str | None) -> None:
         )
 
 
-@app.command()
+@command(app, MMConfig, cli_only=("out",), example="mmkit mm prepare --dataset ./flickr8k --json")
 def prepare(
+    ctx: typer.Context,
     dataset: c.Dataset = None,
     out: c.StoreOut = None,
     image_size: ImageSize = None,
@@ -67,28 +90,34 @@ def prepare(
     text_column: TextColumn = None,
     label_column: c.LabelColumn = None,
     config: c.ConfigFile = None,
+    set_: c.Set = None,
     json_: c.Json = False,
 ) -> None:
     """Decode every image and tokenise every caption once; report counts and skipped files."""
-    flags = c.config_flags(locals(), "out")
+    cfg = config_from(ctx)
     from mmkit.pipelines import mm
 
-    cfg = _config(config, **flags)
-    summary = mm.summary(mm.prepare(cfg, out=out, progress=c.progress_for(json_)))
+    summary = mm.summary(mm.prepare(cfg, out=out, progress=o.progress_for(json_)))
     if json_:
-        c.print_json(summary)
+        o.print_json(summary)
         return
-    c.out.print(f"prepared store: [bold]{summary['path']}[/bold]")
+    o.out.print(f"prepared store: [bold]{summary['path']}[/bold]")
+    o.out.print(o.split_source_line(summary["split_source"]), highlight=False)
     rows = [[s, n["images"], n["captions"]] for s, n in summary["splits"].items()]
-    c.out.print(c.table("images and captions per split", ["split", "images", "captions"], rows))
+    o.out.print(o.table("images and captions per split", ["split", "images", "captions"], rows))
     if summary["labels"]:
-        c.out.print(f"classes: {', '.join(summary['labels'])}", highlight=False)
-    for s in summary["skipped"]:
-        c.out.print(f"[yellow]skipped[/yellow] {s['name']}: {s['reason']}", highlight=False)
+        o.out.print(f"classes: {', '.join(summary['labels'])}", highlight=False)
+    o.render_skipped(summary["skipped"], show=len(summary["skipped"]))
 
 
-@app.command()
+@command(
+    app,
+    MMConfig,
+    cli_only=("resume",),
+    example="mmkit mm train --dataset ./flickr8k --out runs/clip --epochs 30",
+)
 def train(
+    ctx: typer.Context,
     dataset: c.Dataset = None,
     out: c.Out = None,
     backbone: c.Backbone = None,
@@ -97,6 +126,9 @@ def train(
     epochs: c.Epochs = None,
     batch_size: c.BatchSize = None,
     lr: c.Lr = None,
+    weight_decay: c.WeightDecay = None,
+    warmup: c.Warmup = None,
+    patience: c.Patience = None,
     seed: c.Seed = None,
     device: c.Device = None,
     resume: c.Resume = False,
@@ -105,27 +137,35 @@ def train(
     prompt: Prompt = None,
     augment: c.Augment = None,
     num_workers: c.Workers = None,
+    logger: c.Logger = None,
     hf_config: c.HfConfig = None,
     image_column: ImageColumn = None,
     text_column: TextColumn = None,
     label_column: c.LabelColumn = None,
     config: c.ConfigFile = None,
+    set_: c.Set = None,
     json_: c.Json = False,
 ) -> None:
     """Train an image-text model contrastively (prepares the dataset first when needed)."""
-    flags = c.config_flags(locals(), "resume")
+    cfg = config_from(ctx)
     from mmkit.pipelines import mm
 
-    cfg = _config(config, **flags)
-    result = mm.train(cfg, resume=resume, progress=c.progress_for(json_))
-    c.render_train(result.to_dict(), json_)
+    result = mm.train(cfg, resume=resume, progress=o.progress_for(json_))
+    o.render_train(result.to_dict(), json_)
 
 
-@app.command("eval")
+@command(
+    app,
+    MMConfig,
+    name="eval",
+    cli_only=("checkpoint", "split"),
+    example="mmkit mm eval --checkpoint runs/clip --dataset ./flickr8k --json",
+)
 def eval_(
+    ctx: typer.Context,
     checkpoint: Checkpoint = None,
     dataset: c.Dataset = None,
-    split: c.Split = "test",
+    split: c.Split = "auto",
     model: Model = None,
     pretrained: Pretrained = None,
     prompt: Prompt = None,
@@ -134,41 +174,40 @@ def eval_(
     image_column: ImageColumn = None,
     text_column: TextColumn = None,
     label_column: c.LabelColumn = None,
+    config: c.ConfigFile = None,
+    set_: c.Set = None,
     json_: c.Json = False,
 ) -> None:
-    """Recall@1/5/10 and mean/median rank both ways; zero-shot accuracy when labelled."""
+    """Recall@1/5/10 and mean/median rank both ways; zero-shot accuracy when labelled.
+
+    Image size and context length come from the checkpoint (or the open_clip model).
+    """
     _one_source(checkpoint, model)
+    cfg = config_from(ctx)
     from mmkit.pipelines import mm
 
-    cfg = _config(
-        None,
-        dataset=dataset,
-        model=model,
-        pretrained=pretrained,
-        prompt=prompt,
-        device=device,
-        hf_config=hf_config,
-        image_column=image_column,
-        text_column=text_column,
-        label_column=label_column,
-    )
-    result = mm.evaluate(checkpoint, cfg, split=split, progress=c.progress_for(json_))
+    result = mm.evaluate(checkpoint, cfg, split=split, progress=o.progress_for(json_))
     if json_:
-        c.print_json(result)
+        o.print_json(result)
         return
     names = ("R@1", "R@5", "R@10", "mean_rank", "median_rank")
     rows = [[d, *(result[d][n] for n in names)] for d in ("image_to_text", "text_to_image")]
-    title = f"{result['num_images']} images, {result['num_pairs']} captions"
-    c.out.print(c.table(title, ["direction", *names], rows))
+    title = f"{result['split']}: {result['num_images']} images, {result['num_pairs']} captions"
+    o.out.print(o.table(title, ["direction", *names], rows))
+    o.render_skipped(result.get("skipped", []))
     if "zero_shot_accuracy" in result:
         prompt_used = result["zero_shot"]["prompt"]
-        c.out.print(
+        o.out.print(
             f"zero-shot accuracy [bold]{result['zero_shot_accuracy']:.4f}[/bold] ({prompt_used!r})",
             highlight=False,
         )
 
 
-@app.command()
+@command(
+    app,
+    cli_only=("args", "checkpoint", "model", "pretrained", "device"),
+    example='mmkit mm sim img.jpg "a dog" "a cat" --checkpoint runs/clip',
+)
 def sim(
     args: Annotated[
         list[str],
@@ -193,7 +232,9 @@ def sim(
     Several of both: a list with one {"image", "scores"} per image.
     """
     _one_source(checkpoint, model)
-    n_images = next((i for i, a in enumerate(args) if i and not Path(a).exists()), len(args))
+    from mmkit.io.files import path_exists  # False for a caption too long to be a file name
+
+    n_images = next((i for i, a in enumerate(args) if i and not path_exists(a)), len(args))
     images, texts = args[:n_images], args[n_images:]
     if not texts:
         raise typer.BadParameter("give an image and at least one text", param_hint="IMAGE TEXT...")
@@ -203,12 +244,12 @@ def sim(
         images, texts, checkpoint, model=model, pretrained=pretrained, device=device or "auto"
     )
     if json_:
-        c.print_json(result)
+        o.print_json(result)
         return
     for entry in result if isinstance(result, list) else [result]:
         query, key = ("image", "text") if "image" in entry else ("text", "image")
-        c.out.print(f"[bold]{entry[query]}[/bold]", highlight=False)
+        o.out.print(f"[bold]{entry[query]}[/bold]", highlight=False)
         for s in entry["scores"]:
-            c.out.print(
+            o.out.print(
                 f"  {s['similarity']:+.4f}  {s['probability']:.3f}  {s[key]}", highlight=False
             )

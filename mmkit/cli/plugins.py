@@ -2,37 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from mmkit.cli.common import Json, out, print_json, table
-from mmkit.registry import MODALITIES, describe, list_plugins
+from mmkit.cli import common as c
+from mmkit.cli.binding import command
+from mmkit.cli.output import out, print_json, table
+from mmkit.registry import MODALITIES, REGISTRIES, describe, list_plugins
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("list")
+    @command(
+        app,
+        name="list",
+        cli_only=("patterns", "kind", "modality"),
+        example="mmkit list '*vit*' --kind backbone",
+    )
     def list_cmd(
+        patterns: Annotated[
+            list[str] | None,
+            typer.Argument(
+                help="Wildcard filters on the name (fnmatch, like timm.list_models: '*vit*').",
+                metavar="PATTERN",
+                show_default=False,
+            ),
+        ] = None,
         kind: Annotated[
-            str | None, typer.Option(help="backbone or preprocessor.", show_default=False)
+            Literal[tuple(REGISTRIES)] | None,
+            typer.Option(help="Plugin kind.", show_default=False),
         ] = None,
         modality: Annotated[
-            str | None, typer.Option(help=f"One of {', '.join(MODALITIES)}.", show_default=False)
+            Literal[MODALITIES] | None, typer.Option(help="Modality.", show_default=False)
         ] = None,
-        json_: Json = False,
+        json_: c.Json = False,
     ) -> None:
         """List registered backbones and preprocessors."""
-        specs = list_plugins(kind, modality)
+        specs = list_plugins(kind, modality, patterns)
         if json_:
             print_json([s.to_dict() for s in specs])
             return
         rows = [[s.name, s.kind, s.modality, s.description] for s in specs]
         out.print(table("plugins", ["name", "kind", "modality", "description"], rows))
 
-    @app.command("describe")
+    @command(app, name="describe", cli_only=("name",), example="mmkit describe audio_cnn")
     def describe_cmd(
         name: Annotated[str, typer.Argument(help="A backbone or preprocessor name.")],
-        json_: Json = False,
+        json_: c.Json = False,
     ) -> None:
         """Show one plugin: what it is, where it comes from and its arguments."""
         spec = describe(name)

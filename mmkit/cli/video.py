@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from mmkit.cli import common as c
+from mmkit.cli import output as o
+from mmkit.cli.binding import command, config_from
 from mmkit.cli.classify import add_eval_and_infer
+from mmkit.configs import SAMPLINGS, VideoConfig
 
 app = typer.Typer(help="Video classification: actions, gestures, motion.", no_args_is_help=True)
 
-Frames = Annotated[
-    int | None, typer.Option(help="Frames per clip (default 16).", show_default=False)
-]
-Size = Annotated[
-    int | None, typer.Option(help="Crop size in pixels (default 64).", show_default=False)
-]
+Frames = Annotated[int | None, typer.Option(help="Frames per clip.", show_default=False, min=1)]
+Size = Annotated[int | None, typer.Option(help="Crop size in pixels.", show_default=False)]
 Sampling = Annotated[
-    str | None,
+    Literal[SAMPLINGS] | None,
     typer.Option(
         help="'random' clips (test: --num-clips averaged) or 'uniform' over the video.",
         show_default=False,
     ),
 ]
+FrameInterval = Annotated[
+    int | None,
+    typer.Option(help="Step between sampled frames ('random').", show_default=False, min=1),
+]
 NumClips = Annotated[
-    int | None, typer.Option(help="Test-time clips averaged (default 3).", show_default=False)
+    int | None, typer.Option(help="Test-time clips averaged.", show_default=False, min=1)
 ]
 Hflip = Annotated[
     bool | None,
@@ -36,19 +38,22 @@ Hflip = Annotated[
         help="Random horizontal flips (off: they swap left/right).",
     ),
 ]
-Fold = Annotated[int | None, typer.Option(help="UCF101 split list 1-3.", show_default=False)]
-VideoColumn = Annotated[str | None, typer.Option(help="HF video column.", show_default=False)]
+Fold = Annotated[
+    int | None, typer.Option(help="UCF101 split list (1-3).", show_default=False, min=1)
+]
+VideoColumn = Annotated[
+    str | None, typer.Option(help="HF video column.", show_default=False, rich_help_panel=c.HF)
+]
 
 
-def _config(config: Path | None, **flags: object):
-    from mmkit.config import build_config
-    from mmkit.pipelines.video import VideoConfig
-
-    return build_config(VideoConfig, config, flags)
-
-
-@app.command()
+@command(
+    app,
+    VideoConfig,
+    cli_only=("out",),
+    example="mmkit video prepare --dataset ./UCF101 --fold 1 --size 112",
+)
 def prepare(
+    ctx: typer.Context,
     dataset: c.Dataset = None,
     out: c.StoreOut = None,
     size: Size = None,
@@ -57,53 +62,66 @@ def prepare(
     video_column: VideoColumn = None,
     label_column: c.LabelColumn = None,
     config: c.ConfigFile = None,
+    set_: c.Set = None,
     json_: c.Json = False,
 ) -> None:
     """Decode every video once into the frame store and report what was found and skipped."""
-    flags = c.config_flags(locals(), "out")
+    cfg = config_from(ctx)
     from mmkit.pipelines import video
 
-    cfg = _config(config, **flags)
-    store = video.prepare(cfg, out=out, progress=c.progress_for(json_))
-    c.render_prepare(store.summary(), json_)
+    store = video.prepare(cfg, out=out, progress=o.progress_for(json_))
+    o.render_prepare(store.summary(), json_)
 
 
-@app.command()
+@command(
+    app,
+    VideoConfig,
+    cli_only=("resume",),
+    example="mmkit video train --dataset ./UCF101 --out runs/ucf --frames 16 --size 112",
+)
 def train(
+    ctx: typer.Context,
     dataset: c.Dataset = None,
     out: c.Out = None,
     backbone: c.Backbone = None,
     epochs: c.Epochs = None,
     batch_size: c.BatchSize = None,
     lr: c.Lr = None,
+    weight_decay: c.WeightDecay = None,
+    warmup: c.Warmup = None,
+    patience: c.Patience = None,
     seed: c.Seed = None,
     device: c.Device = None,
     resume: c.Resume = False,
     frames: Frames = None,
     size: Size = None,
     sampling: Sampling = None,
+    frame_interval: FrameInterval = None,
     num_clips: NumClips = None,
     hflip: Hflip = None,
     fold: Fold = None,
     num_workers: c.Workers = None,
+    logger: c.Logger = None,
     hf_config: c.HfConfig = None,
     video_column: VideoColumn = None,
     label_column: c.LabelColumn = None,
     config: c.ConfigFile = None,
+    set_: c.Set = None,
     json_: c.Json = False,
 ) -> None:
     """Train a classifier (prepares the dataset first when needed)."""
-    flags = c.config_flags(locals(), "resume")
+    cfg = config_from(ctx)
     from mmkit.pipelines import video
 
-    cfg = _config(config, **flags)
-    result = video.train(cfg, resume=resume, progress=c.progress_for(json_))
-    c.render_train(result.to_dict(), json_)
+    result = video.train(cfg, resume=resume, progress=o.progress_for(json_))
+    o.render_train(result.to_dict(), json_)
 
 
 add_eval_and_infer(
     app,
     "video",
-    config="VideoConfig",
+    VideoConfig,
+    eval_example="mmkit video eval --checkpoint runs/ucf --dataset ./UCF101 --json",
+    infer_example="mmkit video infer clip.mp4 --checkpoint runs/ucf --top-k 5",
     infer_help="Classify video files (scores averaged over the test-time clips).",
 )

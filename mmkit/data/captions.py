@@ -1,4 +1,4 @@
-"""Resolve ``--dataset SRC`` into captioned images for image-text models (DESIGN §4).
+"""Resolve ``--dataset SRC`` into captioned images for image-text models (docs/design.md).
 
 A local path is read by its layout, anything else is a Hugging Face hub id:
 
@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from mmkit.data import hf
-from mmkit.data.sources import SourceOptions, _read_rows, media_files
-from mmkit.data.splits import hash_split, normalize_split
+from mmkit.data.sources import SourceOptions, local_path, media_files, read_rows, row_value
+from mmkit.data.splits import hash_split, normalize_split, split_source_of
 from mmkit.errors import UserInputError
+from mmkit.io.files import read_text
 from mmkit.io.image import IMAGE_EXTENSIONS
 
 IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))
@@ -57,10 +58,11 @@ class CaptionData:
     records: list[CaptionRecord]
     labels: list[str]
     kind: str
+    split_source: str = "dataset"  # or "hash": no image had a split; mmkit hashed them
 
     def with_splits(self) -> CaptionData:
         records = [r if r.split else replace(r, split=hash_split(r.name)) for r in self.records]
-        return CaptionData(records, self.labels, self.kind)
+        return CaptionData(records, self.labels, self.kind, split_source_of(self.records))
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,8 @@ class _Collector:
 
 def resolve_captions(src: str, options: CaptionOptions) -> CaptionData:
     """Turn ``--dataset SRC`` into captioned images; every image gets a split."""
-    path = Path(src).expanduser()
-    if path.exists():
+    path = local_path(src)
+    if path is not None:
         data = read_local(path, options)
     elif src.startswith((".", "/", "~")) or src.endswith((".csv", ".jsonl", ".json", ".parquet")):
         raise UserInputError(f"dataset not found: {src}")
@@ -160,22 +162,38 @@ def read_local(path: Path, options: CaptionOptions) -> CaptionData:
 
 
 def read_manifest(path: Path) -> CaptionData:
-    """CSV/JSONL rows ``image,caption[,split][,label]``; repeated images gather captions."""
+    """CSV/JSONL rows ``image,caption[,split][,label]``; repeated images gather captions. A row
+    with an image but no caption text is a one-line :class:`UserInputError` naming the line."""
     out = _Collector(str(path))
-    for n, row in enumerate(_read_rows(path), start=2 if path.suffix.lower() == ".csv" else 1):
-        image = row.get("image", row.get("path"))
-        captions = row.get("captions", row.get("caption", row.get("text")))
-        if not image or captions is None:
-            raise UserInputError(f"{path}:{n}: a manifest row needs 'image' and 'caption' columns")
-        split = row.get("split") or None
+    for n, row in read_rows(path):
+        where = f"{path}:{n}"
+        image_key = "image" if "image" in row else "path"
+        text_key = next((k for k in ("captions", "caption", "text") if k in row), None)
+        if image_key not in row or text_key is None:
+            raise UserInputError(f"{where}: a manifest row needs 'image' and 'caption' columns")
+        image = row_value(row, image_key, where)
+        texts = _captions(row[text_key], where, image)
+        split = row_value(row, "split", where, required=False)
         if split is not None and normalize_split(split) is None:
-            raise UserInputError(f"{path}:{n}: unknown split {split!r}")
-        media = Path(str(image))
+            raise UserInputError(f"{where}: unknown split {split!r}")
+        media = Path(image)
         media = media if media.is_absolute() else path.parent / media
-        texts = captions if isinstance(captions, list) else [str(captions)]
-        label = str(row["label"]) if row.get("label") not in (None, "") else None
-        out.add(str(media), str(media), str(image), texts, normalize_split(split), label)
+        label = row_value(row, "label", where, required=False)
+        out.add(str(media), str(media), image, texts, normalize_split(split), label)
     return out.data("manifest")
+
+
+def _captions(value: Any, where: str, image: str) -> list[str]:
+    """A manifest's caption value (a string, or JSONL's list of strings) as a non-empty list of
+    non-blank captions; anything else is a :class:`UserInputError` naming ``where``."""
+    texts = value if isinstance(value, list) else [value]
+    if not all(isinstance(t, str) for t in texts):
+        shown = json.dumps(value)[:40]
+        raise UserInputError(f"{where}: captions of {image} must be text, got {shown}")
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise UserInputError(f"{where}: empty caption for {image}")
+    return texts
 
 
 def read_caption_folder(root: Path) -> CaptionData:
@@ -204,7 +222,7 @@ def read_flickr(token_file: Path) -> CaptionData:
     """Flickr8k/30k ``name.jpg#k<TAB>caption`` lines + ``*{train,dev,test}Images.txt`` lists."""
     root = token_file.parent
     pairs = []
-    for n, line in enumerate(token_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text(token_file, "caption file").splitlines(), start=1):
         if not line.strip():
             continue
         head, sep, caption = line.partition("\t")
@@ -214,7 +232,8 @@ def read_flickr(token_file: Path) -> CaptionData:
     splits: dict[str, str] = {}
     for key, split in FLICKR_SPLITS.items():
         for listing in root.glob(f"*{key}Images.txt"):
-            splits.update((n.strip(), split) for n in listing.read_text().splitlines() if n.strip())
+            names = read_text(listing, "split list").splitlines()
+            splits.update((n.strip(), split) for n in names if n.strip())
     folder = _image_dir(root, [root / d for d in IMAGE_DIRS], pairs[0][0] if pairs else None)
     out = _Collector(str(token_file))
     for name, caption in pairs:
@@ -236,32 +255,46 @@ def read_caption_json(files: list[Path]) -> CaptionData:
     kind = "coco"
     for f in files:
         try:
-            doc = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            doc = json.loads(read_text(f, "caption JSON"))
+        except json.JSONDecodeError as exc:
             raise UserInputError(f"cannot read caption JSON {f}: {exc}") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
             raise UserInputError(f"{f}: expected COCO captions or a Karpathy split file")
         root = f.parent.parent if f.parent.name == "annotations" else f.parent
-        if doc["images"] and "sentences" in doc["images"][0]:
-            kind = "karpathy"
-            _karpathy(doc, root, out)
-            continue
-        split, stem = _coco_split(f)
-        by_id = {img["id"]: img["file_name"] for img in doc["images"]}
-        first = next(iter(by_id.values()), None)
-        folder = _image_dir(root, [root / stem, root / "images" / stem, root / "images"], first)
-        captions: dict[Any, list[str]] = {i: [] for i in by_id}
-        for ann in doc.get("annotations", []):
-            if ann.get("image_id") not in captions:
-                raise UserInputError(f"{f}: annotation {ann.get('id')} names an unknown image")
-            captions[ann["image_id"]].append(str(ann.get("caption", "")))
-        for image_id, file_name in by_id.items():
-            source = str(folder / file_name)
-            out.add((stem, image_id), source, file_name, captions[image_id], split, None)
+        karpathy = bool(doc["images"]) and "sentences" in _entry(doc["images"][0], f)
+        kind = "karpathy" if karpathy else kind
+        try:
+            (_karpathy if karpathy else _coco)(doc, f, root, out)
+        except (KeyError, TypeError, AttributeError) as exc:  # a field missing or of a wrong type
+            what = "Karpathy split file" if karpathy else "COCO caption file"
+            detail = f"no {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:80]
+            raise UserInputError(f"{f}: not a valid {what} ({detail})") from None
     return out.data(kind)
 
 
-def _karpathy(doc: dict[str, Any], root: Path, out: _Collector) -> None:
+def _entry(value: Any, f: Path) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        shown = json.dumps(value)[:40]
+        raise UserInputError(f"{f}: expected JSON objects in 'images', got {shown}")
+    return value
+
+
+def _coco(doc: dict[str, Any], f: Path, root: Path, out: _Collector) -> None:
+    split, stem = _coco_split(f)
+    by_id = {img["id"]: img["file_name"] for img in doc["images"]}
+    first = next(iter(by_id.values()), None)
+    folder = _image_dir(root, [root / stem, root / "images" / stem, root / "images"], first)
+    captions: dict[Any, list[str]] = {i: [] for i in by_id}
+    for ann in doc.get("annotations", []):
+        if ann.get("image_id") not in captions:
+            raise UserInputError(f"{f}: annotation {ann.get('id')} names an unknown image")
+        captions[ann["image_id"]].append(str(ann.get("caption", "")))
+    for image_id, file_name in by_id.items():
+        source = str(folder / file_name)
+        out.add((stem, image_id), source, file_name, captions[image_id], split, None)
+
+
+def _karpathy(doc: dict[str, Any], f: Path, root: Path, out: _Collector) -> None:
     first = doc["images"][0].get("filename")
     folder = _image_dir(root, [root / d for d in IMAGE_DIRS], first)
     for img in doc["images"]:
@@ -275,7 +308,7 @@ def _karpathy(doc: dict[str, Any], root: Path, out: _Collector) -> None:
 def _read_parquet(files: list[Path], options: CaptionOptions, root: Path) -> CaptionData:
     """Parquet files; the split comes from each file's name or folder below ``root``."""
     by_split: dict[str, list[str]] = {}
-    for f in files:
+    for f in hf.regular_files(files):
         by_split.setdefault(hf._split_of(f.relative_to(root)) or "unsplit", []).append(str(f))
     ds = hf._datasets().load_dataset("parquet", data_files=by_split)
     return _from_hf(ds, options, "hf_parquet", base=root)

@@ -1,105 +1,64 @@
-"""Resolve ``--dataset SRC`` into labelled records (DESIGN §4), for audio and video classification.
+"""Resolve ``--dataset SRC`` into labelled records, for audio and video classification.
+
+See docs/design.md for the contract.
 
 Order: a known alias, then a local path (prepared store, HF ``save_to_disk`` dir, parquet, a layout
 such as Speech Commands or UCF101, a folder per class, a CSV/JSONL manifest), else a Hugging Face
-hub id. Modality-specific layouts and aliases register themselves with :func:`register_layout` and
-:func:`register_alias`.
+hub id. Layouts and aliases register themselves in :mod:`mmkit.data.records`; the built-in ones
+are imported here.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmkit.data.splits import hash_split, normalize_split
+from mmkit.data import hf, speech_commands, ucf101  # noqa: F401 - the built-in layouts register
+from mmkit.data.records import Record, SourceData, SourceOptions, alias, layouts
+from mmkit.data.splits import normalize_split
 from mmkit.errors import UserInputError
-
-
-@dataclass(frozen=True)
-class Record:
-    """One labelled media item: a file path or the encoded bytes of one."""
-
-    source: str | bytes
-    label: str
-    name: str
-    split: str | None = None
-    group: str | None = None
-
-
-@dataclass
-class SourceData:
-    """What a source resolves to: records with splits, the label order and extras."""
-
-    records: list[Record]
-    labels: list[str]
-    kind: str
-    noise_files: list[str] = field(default_factory=list)
-
-    def with_splits(self) -> SourceData:
-        """Give every record without a split a deterministic hash split (by group, else name)."""
-        records = [
-            r
-            if r.split
-            else Record(r.source, r.label, r.name, hash_split(r.group or r.name), r.group)
-            for r in self.records
-        ]
-        return SourceData(records, self.labels, self.kind, self.noise_files)
-
-
-@dataclass(frozen=True)
-class SourceOptions:
-    """How to read a source: which files count, and HF column names."""
-
-    modality: str
-    extensions: tuple[str, ...]
-    hf_config: str | None = None
-    hf_split: str | None = None
-    media_column: str | None = None
-    label_column: str = "label"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-Detector = Callable[[Path, SourceOptions], bool]
-Reader = Callable[[Path, SourceOptions], SourceData]
-_LAYOUTS: list[tuple[str, str | None, Detector, Reader]] = []
-_ALIASES: dict[str, tuple[str, Callable[[SourceOptions], Path]]] = {}
-
-
-def register_layout(name: str, modality: str | None, detect: Detector, read: Reader) -> None:
-    """Add a directory layout, tried before the generic folder-per-class reader."""
-    _LAYOUTS.append((name, modality, detect, read))
-
-
-def register_alias(name: str, modality: str, fetch: Callable[[SourceOptions], Path]) -> None:
-    """Add a dataset alias: ``fetch`` returns a local path (downloading it when needed)."""
-    _ALIASES[name] = (modality, fetch)
+from mmkit.io.files import file_problem, read_text, short_path, stat_problem
 
 
 def resolve(src: str, options: SourceOptions) -> SourceData:
     """Turn ``--dataset SRC`` into records; every record gets a split."""
-    if src in _ALIASES and _ALIASES[src][0] == options.modality:
-        return resolve(str(_ALIASES[src][1](options)), options)
-    path = Path(src).expanduser()
-    if path.exists():
+    fetch = alias(src, options.modality)
+    if fetch is not None:
+        return resolve(str(fetch(options)), options)
+    path = local_path(src)
+    if path is not None:
         data = read_local(path, options)
     elif src.startswith((".", "/", "~")) or src.endswith((".csv", ".jsonl", ".json")):
         raise UserInputError(f"dataset not found: {src}")
     else:
-        from mmkit.data.hf import read_hub
-
-        data = read_hub(src, options)
+        data = hf.read_hub(src, options)
     if not data.records:
         raise UserInputError(f"no {options.modality} files found in {src}")
     return data.with_splits()
 
 
-def read_local(path: Path, options: SourceOptions) -> SourceData:
-    from mmkit.data import hf
+def local_path(src: str) -> Path | None:
+    """``src`` as an existing local path (``~`` expanded), ``None`` when nothing is there; a
+    name the system refuses (too long, a loop of links) is a one-line :class:`UserInputError`,
+    as is anything there that is neither a folder nor a regular file (a FIFO would block)."""
+    try:
+        path = Path(src).expanduser()
+    except RuntimeError:  # ~user of an unknown user
+        path = Path(src)
+    problem = stat_problem(path)
+    if problem == "no such file":
+        return None
+    if problem is None and not path.is_dir():
+        problem = file_problem(path)
+    if problem is not None:
+        raise UserInputError(f"dataset {short_path(src)}: {problem}")
+    return path
 
+
+def read_local(path: Path, options: SourceOptions) -> SourceData:
     if path.is_file():
         if path.suffix.lower() in (".csv", ".jsonl"):
             return read_manifest(path, options)
@@ -113,19 +72,21 @@ def read_local(path: Path, options: SourceOptions) -> SourceData:
     parquet = sorted(path.rglob("*.parquet"))
     if parquet:
         return hf.read_parquet(parquet, options, root=path)
-    for _name, modality, detect, read in _LAYOUTS:
+    for _name, modality, detect, read in layouts():
         if modality in (None, options.modality) and detect(path, options):
             return read(path, options)
     return read_folder(path, options)
 
 
 def media_files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
-    """Media files below ``root`` (hidden entries skipped), sorted for determinism."""
+    """Media files below ``root`` (hidden entries skipped), sorted for determinism. Entries
+    that are not regular files (a FIFO, a dangling link) are listed too, so that decoding
+    refuses them with their reason instead of leaving them out unsaid."""
     return sorted(
         p
         for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in extensions
+        if p.suffix.lower() in extensions
+        and not p.is_dir()
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
 
@@ -147,42 +108,67 @@ def read_folder(root: Path, options: SourceOptions) -> SourceData:
 
 
 def read_manifest(path: Path, options: SourceOptions) -> SourceData:
-    """CSV or JSONL with ``path,label[,split][,group]``; paths relative to the manifest."""
-    rows = _read_rows(path)
+    """CSV or JSONL with ``path,label[,split][,group]``; paths relative to the manifest. A row
+    with an empty path or label is a one-line :class:`UserInputError` naming the line."""
     records = []
-    for n, row in enumerate(rows, start=2 if path.suffix.lower() == ".csv" else 1):
+    for n, row in read_rows(path):
+        where = f"{path}:{n}"
         if "path" not in row or "label" not in row:
-            raise UserInputError(f"{path}:{n}: a manifest row needs 'path' and 'label' columns")
-        media = Path(str(row["path"]))
-        media = media if media.is_absolute() else path.parent / media
-        split = row.get("split") or None
+            raise UserInputError(f"{where}: a manifest row needs 'path' and 'label' columns")
+        name = row_value(row, "path", where)
+        label = row_value(row, "label", where, subject=name)
+        split = row_value(row, "split", where, required=False)
         if split is not None and normalize_split(split) is None:
-            raise UserInputError(f"{path}:{n}: unknown split {split!r}")
-        records.append(
-            Record(
-                str(media),
-                str(row["label"]),
-                str(row["path"]),
-                normalize_split(split),
-                str(row["group"]) if row.get("group") else None,
-            )
-        )
+            raise UserInputError(f"{where}: unknown split {split!r}")
+        media = Path(name)
+        media = media if media.is_absolute() else path.parent / media
+        group = row_value(row, "group", where, required=False)
+        records.append(Record(str(media), label, name, normalize_split(split), group))
     labels = sorted({r.label for r in records})
     return SourceData(records, labels, "manifest")
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        if path.suffix.lower() == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
-                return list(csv.DictReader(f))
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise UserInputError(f"{path}:{n}: invalid JSON: {exc.msg}") from exc
-        return rows
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserInputError(f"cannot read manifest {path}: {exc}") from exc
+def row_value(
+    row: dict[str, Any], key: str, where: str, *, required: bool = True, subject: str = ""
+) -> str | None:
+    """``row[key]`` as text: a string or an integer (a JSONL label may be a class number).
+    Missing or blank is ``None``, or a :class:`UserInputError` naming ``where`` when
+    ``required``; any other JSON value (a list, ``true``, ``1.5``) is an error."""
+    value = row.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if not required:
+            return None
+        about = f" for {subject}" if subject else ""
+        raise UserInputError(f"{where}: empty {key!r}{about}")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        shown = json.dumps(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise UserInputError(f"{where}: {key!r} must be text, got {shown}")
+    return str(value)
+
+
+def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, row)`` of a CSV (a header line first) or JSONL (one JSON object a line)
+    manifest, read as UTF-8 with a leading byte-order mark dropped (Excel writes one). Anything
+    else (a line that is ``5`` or ``null``, broken quoting, bytes that are not UTF-8) is a
+    one-line :class:`UserInputError` naming the file and line."""
+    text = read_text(path, "manifest")
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        try:
+            return [(reader.line_num, row) for row in reader]
+        except csv.Error as exc:
+            raise UserInputError(f"{path}:{reader.line_num}: {exc}") from None
+    rows = []
+    for n, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{path}:{n}: invalid JSON: {exc.msg}") from exc
+        if not isinstance(row, dict):
+            shown = line.strip() if len(line.strip()) <= 40 else line.strip()[:37] + "..."
+            raise UserInputError(f"{path}:{n}: expected a JSON object, got {shown}")
+        rows.append((n, row))
+    return rows

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmkit.data.sources import Record, SourceData, SourceOptions, register_alias, register_layout
+from mmkit.cache import cache_dir
+from mmkit.data.records import (
+    Record,
+    SourceData,
+    SourceOptions,
+    register_alias,
+    register_layout,
+)
 from mmkit.data.splits import hash_split
 from mmkit.errors import UserInputError
 
@@ -81,8 +88,6 @@ def _silence_records(noise_files: list[str], per_class: int) -> list[Record]:
 def fetch(options: SourceOptions) -> Path:
     """Download the official v0.02 archive into the cache once (torchaudio's downloader)."""
     from torchaudio.datasets import SPEECHCOMMANDS
-
-    from mmkit.pipelines.classify import cache_dir
 
     root = cache_dir() / "datasets"
     target = root / "SpeechCommands" / ARCHIVE

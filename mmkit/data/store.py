@@ -15,9 +15,7 @@ renamed into place, so an interrupted ``prepare`` never leaves a half store behi
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from mmkit.errors import UserInputError
+from mmkit.io.atomic import recover_dir, replace_dir, temp_dir_for
+from mmkit.io.files import file_problem
 
 MANIFEST = "mmkit_store.json"
 FORMAT_VERSION = 1
@@ -42,7 +42,90 @@ class StoreItem:
 
 
 def is_store(path: str | Path) -> bool:
-    return (Path(path) / MANIFEST).is_file()
+    """Whether ``path`` is a prepared store (any name, even one the system refuses, answers)."""
+    return file_problem(Path(path) / MANIFEST) is None
+
+
+_DTYPES = ("<i2", "|u1", "<f4")
+_MAX_MANIFEST_BYTES = 2 * 1024**3
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A store manifest, checked key by key (one-line :class:`UserInputError` naming the file
+    and the key): a damaged or hand-edited store never reaches numpy as garbage."""
+
+    def bad(key: str, what: str) -> UserInputError:
+        return UserInputError(f"{path}: {key} {what}")
+
+    try:
+        if path.stat().st_size > _MAX_MANIFEST_BYTES:
+            raise bad("file", "is too large for a store manifest")
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"{path}: not a readable store manifest ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise bad("the top level", "must be a JSON object")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise bad("format_version", f"is {meta.get('format_version')!r}, not {FORMAT_VERSION}")
+    if meta.get("dtype") not in _DTYPES:
+        raise bad("dtype", f"must be one of {', '.join(_DTYPES)}")
+    shape = meta.get("item_shape")
+    if not isinstance(shape, list) or not all(_count(d) for d in shape) or len(shape) > 4:
+        raise bad("item_shape", "must be a short list of non-negative integers")
+    for key in ("modality",):
+        if not isinstance(meta.get(key), str):
+            raise bad(key, "must be a string")
+    for key, kind in (("params", dict), ("labels", list), ("items", list), ("skipped", list)):
+        if not isinstance(meta.get(key), kind):
+            raise bad(key, f"must be a JSON {'object' if kind is dict else 'list'}")
+    labels = meta["labels"]
+    if not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+        raise bad("labels", "must be distinct strings")
+    total = meta.get("total_length")
+    if not _count(total):
+        raise bad("total_length", "must be a non-negative integer")
+    known = set(labels)
+    for n, item in enumerate(meta["items"]):
+        if (
+            not isinstance(item, dict)
+            or set(item) != {"name", "label", "split", "group", "offset", "length"}
+            or not all(isinstance(item[k], str) for k in ("name", "label", "split", "group"))
+            or not _count(item["offset"])
+            or not _count(item["length"])
+        ):
+            raise bad(f"items[{n}]", "is not a store item")
+        if item["offset"] + item["length"] > total:
+            raise bad(f"items[{n}]", f"reaches past total_length {total}")
+        if item["label"] not in known:
+            raise bad(f"items[{n}].label", f"{item['label']!r} is not in labels")
+    extras = meta.get("extras", {})
+    if not isinstance(extras, dict) or not all(
+        isinstance(k, str) and k.isidentifier() for k in extras
+    ):
+        raise bad("extras", "must map plain names to arrays")
+    return meta
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def open_cached(path: Path, fingerprint: str, progress: Any) -> Store | None:
+    """The store at ``path`` if it was built from the same source (``fingerprint``); None when
+    there is none, it is stale, or it is damaged (then it is rebuilt, with a note)."""
+    if not is_store(path):
+        return None
+    try:
+        store = Store(path)
+    except UserInputError as exc:
+        progress.message(f"preparing again: the cached store is damaged ({exc})")
+        return None
+    if store.meta.get("fingerprint") != fingerprint:
+        return None
+    skipped = len(store.skipped)
+    note = f"; {skipped} files were skipped when it was built" if skipped else ""
+    progress.message(f"using prepared store {path}{note}")
+    return store
 
 
 class StoreWriter:
@@ -59,7 +142,8 @@ class StoreWriter:
     ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", dir=self.out_dir.parent))
+        recover_dir(self.out_dir)
+        self._tmp = temp_dir_for(self.out_dir)
         self._data = open(self._tmp / "data.bin", "wb")  # noqa: SIM115 - closed in commit/abort
         self.dtype = np.dtype(dtype)
         self.item_shape = tuple(item_shape)
@@ -113,17 +197,6 @@ class StoreWriter:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing any old ``dst`` with two renames (never a half copy)."""
-    old = dst.with_name(f".{dst.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 class Store:
     """Read side of a prepared store. ``store[i]`` is item ``i``'s array (a memory-map view)."""
 
@@ -131,18 +204,22 @@ class Store:
         self.path = Path(path)
         if not is_store(self.path):
             raise UserInputError(f"{self.path} is not a prepared mmkit store (no {MANIFEST})")
-        self.meta: dict[str, Any] = json.loads((self.path / MANIFEST).read_text())
-        if self.meta.get("format_version") != FORMAT_VERSION:
-            raise UserInputError(f"{self.path}: store format {self.meta.get('format_version')}")
+        self.meta = read_manifest(self.path / MANIFEST)
         self.items = [StoreItem(**i) for i in self.meta["items"]]
         self.labels: list[str] = self.meta["labels"]
         self.item_shape = tuple(self.meta["item_shape"])
         total = int(self.meta["total_length"])
         dtype = np.dtype(self.meta["dtype"])
-        if total:
-            self.data = np.memmap(
-                self.path / "data.bin", dtype=dtype, mode="r", shape=(total, *self.item_shape)
+        data = self.path / "data.bin"
+        needed = total * dtype.itemsize * int(np.prod(self.item_shape, dtype=np.int64))
+        size = data.stat().st_size if data.is_file() else -1
+        if size < needed:
+            raise UserInputError(
+                f"{data}: holds {max(size, 0)} bytes but {MANIFEST} describes {needed}; "
+                "the store is damaged (delete it and prepare again)"
             )
+        if total:
+            self.data = np.memmap(data, dtype=dtype, mode="r", shape=(total, *self.item_shape))
         else:
             self.data = np.zeros((0, *self.item_shape), dtype=dtype)
         index = {name: i for i, name in enumerate(self.labels)}
@@ -159,6 +236,11 @@ class Store:
     @property
     def skipped(self) -> list[dict[str, str]]:
         return self.meta["skipped"]
+
+    @property
+    def split_source(self) -> str:
+        """``"dataset"``: the source named the splits; ``"hash"``: mmkit hashed them."""
+        return self.meta.get("split_source", "dataset")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -197,6 +279,7 @@ class Store:
             "modality": self.modality,
             "num_items": len(self),
             "labels": self.labels,
+            "split_source": self.split_source,
             "splits": {s: sum(c.values()) for s, c in counts.items()},
             "per_class": counts,
             "skipped": self.skipped,

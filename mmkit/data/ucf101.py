@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mmkit.data.sources import Record, SourceData, SourceOptions, register_layout
+from mmkit.data.records import Record, SourceData, SourceOptions, register_layout
 from mmkit.data.splits import hash_split
 from mmkit.errors import UserInputError
 

@@ -1,4 +1,4 @@
-"""Checkpoints: a directory of ``model.safetensors`` + ``config.json`` (DESIGN §5).
+"""Checkpoints: a directory of ``model.safetensors`` + ``config.json`` (docs/design.md).
 
 For resume, ``trainer_state.json`` (step, epoch, scheduler, early-stopping state) and
 ``optimizer.safetensors`` (optimizer tensors and RNG states) sit beside them. Everything is written
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,11 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from mmkit.data.store import replace_dir
-from mmkit.errors import CheckpointError
-from mmkit.io.weights import read_safetensors
+from mmkit.errors import CheckpointError, MmkitError
+from mmkit.io.atomic import old_of, replace_dir, temp_dir_for
+from mmkit.io.files import file_problem, short_path, stat_problem
+from mmkit.io.weights import read_safetensors, safetensors_shapes
+from mmkit.spec import CheckpointSpec
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -35,11 +37,14 @@ def save_checkpoint(
     *,
     optimizer: torch.optim.Optimizer | None = None,
     trainer_state: dict[str, Any] | None = None,
+    rng: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically and return its path."""
+    """Write a checkpoint directory atomically and return its path. With ``optimizer`` and
+    ``trainer_state`` it can be resumed; ``rng`` (default: this process's, :func:`rng_states`)
+    holds every rank's random-number state."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = temp_dir_for(path)
     try:
         # each tensor saved on its own: tied weights are stored twice, views become whole tensors
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -47,7 +52,7 @@ def save_checkpoint(
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
         if optimizer is not None and trainer_state is not None:
             tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-            tensors.update(_rng_tensors())
+            tensors.update(rng or rng_states())
             save_file(tensors, str(tmp / OPTIMIZER_FILE))
             state = dict(trainer_state, optimizer=opt_meta)
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -59,15 +64,29 @@ def save_checkpoint(
 
 
 def resolve_checkpoint_dir(path: str | Path, *, prefer: str = "best") -> Path:
-    """A checkpoint dir as given, or a run dir's ``best`` (falling back to ``last``)."""
+    """A checkpoint dir as given, or a run dir's ``best`` (falling back to ``last``). A kill in
+    the middle of replacing one leaves it parked as ``.best.old`` / ``.last.old``: that complete
+    copy is read instead (the next training start puts it back)."""
     path = Path(path).expanduser()
-    candidates = [path, path / prefer, path / ("last" if prefer == "best" else "best")]
+    other = "last" if prefer == "best" else "best"
+    candidates = [path]
+    for name in (prefer, other):
+        candidates += [path / name, old_of(path / name)]
     for c in candidates:
-        if (c / CONFIG_FILE).is_file() and (c / MODEL_FILE).is_file():
+        if file_problem(c / CONFIG_FILE) is None and file_problem(c / MODEL_FILE) is None:
             return c
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    raise CheckpointError(f"{path} is not a checkpoint or run directory (no {CONFIG_FILE})")
+    problem = stat_problem(path)
+    if problem == "no such file":
+        raise CheckpointError(f"checkpoint not found: {short_path(path)}")
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {short_path(path)}: {problem}")
+    if not path.is_dir():
+        raise CheckpointError(
+            f"{short_path(path)} is a file; --checkpoint takes a run or checkpoint directory"
+        )
+    raise CheckpointError(
+        f"{short_path(path)} is not a checkpoint or run directory (no {CONFIG_FILE})"
+    )
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -97,11 +116,59 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.d
         )
 
 
+def read_spec(path: str | Path) -> CheckpointSpec:
+    """The checked :class:`~mmkit.spec.CheckpointSpec` of a checkpoint or run directory."""
+    return CheckpointSpec.read(resolve_checkpoint_dir(path) / CONFIG_FILE)
+
+
+def build_checked(
+    build: Callable[[], torch.nn.Module], ckpt: Path, device: str | torch.device
+) -> torch.nn.Module:
+    """``build()`` the model a checkpoint describes and load its weights, in eval mode.
+
+    The model is first built on the ``meta`` device (no memory) and its parameter names and
+    shapes are compared with the safetensors header: a config.json that describes another or an
+    absurdly large model is refused before anything is allocated.
+    """
+    shapes = safetensors_shapes(ckpt / MODEL_FILE, what="checkpoint weights")
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except MmkitError:
+        raise
+    except Exception:  # a plugin that cannot be built on meta: the strict load below still checks
+        skeleton = None
+    if skeleton is not None:
+        expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        if expected != shapes:
+            raise CheckpointError(
+                f"{ckpt}: config.json describes a model whose weights do not match "
+                f"{MODEL_FILE} ({_first_difference(expected, shapes)})"
+            )
+    model = build()
+    load_weights(model, ckpt, device)
+    return model.to(device).eval()
+
+
+def _first_difference(expected: dict[str, tuple], found: dict[str, tuple]) -> str:
+    for key in sorted(expected.keys() - found.keys())[:1]:
+        return f"missing {key}"
+    for key in sorted(found.keys() - expected.keys())[:1]:
+        return f"unexpected {key}"
+    key = next(k for k in sorted(expected) if expected[k] != found[k])
+    return f"{key}: {found[key]} in the file, {expected[key]} in the model"
+
+
 @dataclass
 class LoadedCheckpoint:
     model: torch.nn.Module
-    config: dict[str, Any]
+    spec: CheckpointSpec
     path: Path
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The checkpoint's ``config.json`` as a dict."""
+        return self.spec.to_json()
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
@@ -109,10 +176,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     from mmkit.tasks import build_model
 
     ckpt = resolve_checkpoint_dir(path)
-    config = read_config(ckpt)
-    model = build_model(config, str(ckpt / CONFIG_FILE))
-    load_weights(model, ckpt, device)
-    return LoadedCheckpoint(model.to(device).eval(), config, ckpt)
+    spec = read_spec(ckpt)
+    model = build_checked(lambda: build_model(spec, str(ckpt / CONFIG_FILE)), ckpt, device)
+    return LoadedCheckpoint(model, spec, ckpt)
 
 
 @dataclass
@@ -121,18 +187,65 @@ class ResumeState:
     optimizer_state: dict[str, Any]
 
 
-def load_resume_state(path: str | Path) -> ResumeState:
-    """Trainer state and optimizer state of a ``last`` checkpoint; restores the RNG states."""
+def load_resume_state(path: str | Path, *, rank: int = 0) -> ResumeState:
+    """Trainer state and optimizer state of a ``last`` checkpoint; restores rank ``rank``'s
+    RNG states."""
     path = Path(path)
     if not (path / STATE_FILE).is_file() or not (path / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{path} has no trainer state to resume from")
+    source = path / STATE_FILE
     try:
-        state = json.loads((path / STATE_FILE).read_text())
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read the trainer state ({exc})") from exc
+        state = json.loads(source.read_text(), parse_constant=_no_constant)
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: cannot read the trainer state ({exc})") from exc
+    _check_trainer_state(state, source)
     tensors = read_safetensors(path / OPTIMIZER_FILE, what="optimizer state")
-    _restore_rng(tensors)
-    return ResumeState(state, _unflatten_optimizer(tensors, state.pop("optimizer")))
+    try:
+        optimizer = _unflatten_optimizer(tensors, state.pop("optimizer"))
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path / OPTIMIZER_FILE}: not an mmkit optimizer state") from exc
+    _restore_rng(tensors, rank)
+    return ResumeState(state, optimizer)
+
+
+_STATE_INTS = ("epoch", "step_in_epoch", "global_step", "best_epoch", "bad_epochs")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _check_trainer_state(state: Any, source: Path) -> None:
+    """The fields :class:`~mmkit.engine.trainer.Trainer` resumes from, with their types."""
+
+    def bad(key: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{source}: {key} must be {what}")
+
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: must be a JSON object")
+    for key in _STATE_INTS:
+        value = state.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+            raise bad(key, "an integer")
+    for key, optional in (("best", True), ("epoch_loss_sum", False)):
+        value = state.get(key)
+        if not (optional and value is None) and (
+            not isinstance(value, int | float) or isinstance(value, bool)
+        ):
+            raise bad(key, "a number")
+    history = state.get("history")
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise bad("history", "a list of JSON objects")
+    if not isinstance(state.get("scheduler"), dict):
+        raise bad("scheduler", "a JSON object")
+    opt = state.get("optimizer")
+    if (
+        not isinstance(opt, dict)
+        or not isinstance(opt.get("param_groups"), list)
+        or not all(isinstance(g, dict) for g in opt["param_groups"])
+        or not isinstance(opt.get("scalars"), dict)
+    ):
+        raise bad("optimizer", "a JSON object with param_groups and scalars")
 
 
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -158,17 +271,25 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _rng_tensors() -> dict[str, torch.Tensor]:
-    out = {"rng.cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"rng.cuda.{i}"] = s
+def rng_states() -> dict[str, torch.Tensor]:
+    """Every rank's CPU (and current CUDA device's) RNG state, keyed ``rng.rank<r>.cpu`` /
+    ``.cuda``; a collective under torchrun (every rank must call it)."""
+    from mmkit.engine import distributed
+
+    out = {}
+    for r, state in enumerate(distributed.gather_objects(torch.get_rng_state())):
+        out[f"rng.rank{r}.cpu"] = state
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = torch.cuda.get_rng_state()
+        for r, state in enumerate(distributed.gather_objects(cuda)):
+            out[f"rng.rank{r}.cuda"] = state
     return out
 
 
-def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
-    if "rng.cpu" in tensors:
-        torch.set_rng_state(tensors["rng.cpu"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+def _restore_rng(tensors: dict[str, torch.Tensor], rank: int) -> None:
+    cpu = tensors.get(f"rng.rank{rank}.cpu", tensors.get("rng.cpu") if rank == 0 else None)
+    if cpu is not None:
+        torch.set_rng_state(cpu)
+    cuda = tensors.get(f"rng.rank{rank}.cuda")
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)

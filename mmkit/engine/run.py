@@ -2,37 +2,213 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from torch.utils.data import Dataset
 
+from mmkit.config import TrainConfig
+from mmkit.data.splits import MIN_ITEMS_TO_CARVE, VALIDATION_FRACTION, carve_validation
 from mmkit.data.store import Store
+from mmkit.engine import distributed
 from mmkit.engine.events import Progress
+from mmkit.engine.trainer import Task, Trainer, TrainResult, resolve_device, seed_everything
 from mmkit.errors import UserInputError
+from mmkit.io.atomic import recover_dir, write_text_atomic
+
+LOCK_FILE = ".lock"
+CHECKPOINT_DIRS = ("last", "best")
 
 
-def start_run(out: str | Path, config: dict[str, Any], *, resume: bool) -> Path:
-    """Check ``out`` against ``--resume`` and write the resolved ``config.yaml`` into it."""
+@contextmanager
+def start_run(out: str | Path, config: dict[str, Any], *, resume: bool) -> Iterator[Path]:
+    """Hold the run directory ``out`` for one training job.
+
+    Takes an exclusive lock (a second job on the same ``--out`` gets one line naming the
+    holder), puts back a checkpoint that a kill left mid-swap (:func:`~mmkit.io.atomic.
+    recover_dir`), checks ``out`` against ``--resume`` and writes the resolved ``config.yaml``.
+    Under ``torchrun`` only rank 0 locks and writes.
+    """
     run_dir = Path(out)
-    if resume and not (run_dir / "last").is_dir():
-        raise UserInputError(f"--resume: {run_dir / 'last'} does not exist")
-    if not resume and (run_dir / "last").is_dir():
-        raise UserInputError(f"{run_dir} already holds a run; use --resume or another --out")
+    main = distributed.is_main()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return run_dir
+    with _locked(run_dir) if main else nullcontext():
+        if main:
+            for name in CHECKPOINT_DIRS:
+                recover_dir(run_dir / name)
+        if resume and not (run_dir / "last").is_dir():
+            raise UserInputError(f"--resume: {run_dir / 'last'} does not exist")
+        if not resume and (run_dir / "last").is_dir():
+            raise UserInputError(f"{run_dir} already holds a run; use --resume or another --out")
+        if main and not resume:  # leftovers of a run killed before its first last/ was saved
+            shutil.rmtree(run_dir / "best", ignore_errors=True)
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        if main:
+            text = yaml.safe_dump(config, sort_keys=False)
+            write_text_atomic(run_dir / "config.yaml", text)
+        yield run_dir
 
 
-def training_splits(store: Store, dataset: str, progress: Progress) -> tuple[list[int], list[int]]:
-    """Train and validation indices; without a validation split, the test (else train) split."""
+@contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``run_dir/.lock`` (released by the kernel if the process dies);
+    the file names the holder for whoever finds it taken."""
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise UserInputError(
+                f"{run_dir} is in use by {holder}; wait for it or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train and validation indices into a store, and how validation was formed."""
+
+    train: list[int]
+    validation: list[int]
+    info: dict[str, Any]  # recorded in the checkpoint's config.json under data.validation
+
+
+def training_splits(store: Store, dataset: str, progress: Progress, *, seed: int = 0) -> Splits:
+    """Train and validation indices. Validation is the dataset's validation split, else about a
+    tenth of train carved out (whole speakers/groups when known, seeded), else — for a train
+    split under 20 items — train itself, with a warning. It is never the test split."""
     train_idx, val_idx = store.indices("train"), store.indices("validation")
     if not train_idx:
         raise UserInputError(f"{dataset}: the train split is empty")
-    if not val_idx:
-        val_idx = store.indices("test") or train_idx
+    if val_idx:
+        info = {"source": "validation split", "num_items": len(val_idx)}
+        return Splits(train_idx, val_idx, info)
+    if len(train_idx) < MIN_ITEMS_TO_CARVE:
         progress.message(
-            "no validation split; validating on "
-            + ("the test split" if store.indices("test") else "the train split")
+            f"warning: no validation split and only {len(train_idx)} train items: validating "
+            "on the train split (the best checkpoint is chosen on data it trained on)"
         )
-    return train_idx, val_idx
+        return Splits(train_idx, train_idx, {"source": "train", "num_items": len(train_idx)})
+    carved = carve_validation([store.items[i].group for i in train_idx], seed=seed)
+    info = {
+        "source": "carved from train",
+        "by": carved.by,
+        "fraction": VALIDATION_FRACTION,
+        "seed": seed,
+        "num_items": len(carved.validation),
+    }
+    progress.message(
+        f"no validation split: validating on {len(carved.validation)} of the "
+        f"{len(train_idx)} train items (by {carved.by}, seed {seed}); the test split is not used"
+    )
+    return Splits(
+        [train_idx[i] for i in carved.train], [train_idx[i] for i in carved.validation], info
+    )
+
+
+EVAL_SPLITS = ("auto", "test", "validation", "train", "all")
+
+
+@dataclass(frozen=True)
+class EvalSelection:
+    split: str  # the split scored: test, validation, train or all
+    indices: list[int]
+    note: str  # one line for the user: what was scored and why
+
+
+def eval_selection(
+    store: Store, split: str | None, trained_fingerprint: str | None
+) -> EvalSelection:
+    """Which items ``eval`` scores. ``all`` scores everything. ``auto`` (the default): a dataset
+    with splits of its own is scored on its test split; one without (``store.split_source ==
+    "hash"``) is scored whole, unless it is the very dataset the checkpoint was trained on (same
+    fingerprint), whose held-back test part is scored instead."""
+    split = split or "auto"
+    if split not in EVAL_SPLITS:
+        raise UserInputError(f"--split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+    everything = list(range(len(store)))
+    same = trained_fingerprint is not None and store.meta.get("fingerprint") == trained_fingerprint
+    if split == "all":
+        return EvalSelection(
+            "all", everything, f"scoring all {len(everything)} items (--split all)"
+        )
+    if split == "auto" and store.split_source == "hash" and not same:
+        return EvalSelection(
+            "all",
+            everything,
+            f"the dataset has no splits of its own: scoring all {len(everything)} items",
+        )
+    name = "test" if split == "auto" else split
+    indices = store.indices(name)
+    if not indices:
+        hint = "; use --split all to score every item" if name == "test" else ""
+        raise UserInputError(
+            f"{store.meta.get('dataset', store.path)}: the {name} split is empty{hint}"
+        )
+    if same and store.split_source == "hash":
+        note = (
+            f"this is the dataset the checkpoint was trained on: scoring the {len(indices)} items "
+            f"of the {name} part training held back"
+        )
+    elif store.split_source == "hash":
+        note = (
+            f"the dataset has no splits of its own: scoring mmkit's hash {name} split "
+            f"({len(indices)} items)"
+        )
+    else:
+        note = f"scoring the {name} split ({len(indices)} items)"
+    return EvalSelection(name, indices, note)
+
+
+@dataclass
+class Job:
+    """What one training run needs, built once its run directory is held (see :func:`fit`)."""
+
+    model: torch.nn.Module
+    task: Task
+    train_set: Dataset
+    val_set: Dataset
+    checkpoint: dict[str, Any]  # the config.json of the run's checkpoints (CheckpointSpec JSON)
+    skipped: list[dict[str, str]]  # files the data step left out
+
+
+def fit(
+    cfg: TrainConfig, setup: Callable[[], Job], *, resume: bool, progress: Progress
+) -> TrainResult:
+    """The one training entry of every modality: hold the run directory, seed, ``setup()`` the
+    job (prepare the data, build the model), train it (or continue with ``resume``)."""
+    distributed.init(resolve_device(cfg.device))  # torchrun: join before any rank waits
+    with start_run(cfg.out, cfg.to_dict(), resume=resume) as run_dir:
+        seed_everything(cfg.seed)
+        with distributed.main_first():  # rank 0 prepares the store, the others then open it
+            job = setup()
+        trainer = Trainer(
+            job.model,
+            job.task,
+            job.train_set,
+            job.val_set,
+            cfg,
+            run_dir,
+            checkpoint_config=lambda: job.checkpoint,
+            progress=progress,
+        )
+        if resume:
+            trainer.resume()
+        result = trainer.fit()
+    distributed.close()
+    return replace(result, skipped=job.skipped)

@@ -11,11 +11,12 @@ What is modality-specific lives in the :class:`Task` (how a batch becomes a loss
 from __future__ import annotations
 
 import json
-import os
+import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,9 +24,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mmkit.config import TrainConfig
-from mmkit.engine.checkpoint import load_resume_state, save_checkpoint
+from mmkit.engine import distributed
+from mmkit.engine.checkpoint import load_resume_state, rng_states, save_checkpoint
 from mmkit.engine.events import NullProgress, Progress
-from mmkit.errors import MmkitError, UserInputError
+from mmkit.engine.loggers import NoLogger, make_logger
+from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted, UserInputError
+from mmkit.io.atomic import write_text_atomic
+from mmkit.seeds import epoch_seed
 
 
 class Task(Protocol):
@@ -40,8 +45,7 @@ class Task(Protocol):
     ) -> dict[str, float]: ...
 
 
-class TrainingInterrupted(MmkitError):
-    """Raised after an interrupt once ``last/`` holds everything needed to resume."""
+LOG_EVERY = 20  # steps between host syncs of the running loss (and its finiteness check)
 
 
 @dataclass
@@ -52,6 +56,7 @@ class TrainResult:
     epochs: int
     best_metric: dict[str, float]
     history: list[dict[str, Any]]
+    skipped: list[dict[str, str]] = field(default_factory=list)  # files the data step left out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +64,7 @@ class TrainResult:
             "best_checkpoint": str(self.best_checkpoint),
             "epochs": self.epochs,
             "best_metric": self.best_metric,
+            "skipped": self.skipped,
         }
 
 
@@ -76,7 +82,7 @@ class EpochSampler(Sampler[int]):
     def _order(self) -> list[int]:
         if not self.shuffle:
             return list(range(self.n))
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         return torch.randperm(self.n, generator=g).tolist()
 
     def __iter__(self) -> Iterator[int]:
@@ -150,27 +156,48 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress or NullProgress()
         self.checkpoint_config = checkpoint_config
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not torch.distributed.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            torch.distributed.init_process_group(backend)
-        self.device = resolve_device(cfg.device)
-        if self.world > 1 and self.device.type == "cuda":
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(self.device)
+        self.train_set = train_set
+        self._join_process_group()
+        self._place_model(model)
+        self._build_loaders(train_set, val_set, collate_fn)
+        self._build_optimizer()
+        self._stop = _StopOnSignal()
+        self.state: dict[str, Any] = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "best": None,
+            "best_epoch": -1,
+            "bad_epochs": 0,
+            "epoch_loss_sum": 0.0,
+            "history": [],
+        }
+
+    # -- set-up steps ------------------------------------------------------------------------
+    def _join_process_group(self) -> None:
+        """Under ``torchrun``: join the process group and take this rank's device."""
+        self.device = distributed.init(resolve_device(self.cfg.device))
+        self.rank, self.world = distributed.rank(), distributed.world()
+        self.use_amp = self.cfg.amp and self.device.type == "cuda"
+
+    def _place_model(self, model: torch.nn.Module) -> None:
+        """The model on this rank's device, wrapped in DDP when there are several ranks."""
         self.model = model.to(self.device)
         self.ddp_model: torch.nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        pin = self.device.type == "cuda"
+
+    def _build_loaders(
+        self, train_set: Dataset, val_set: Dataset, collate_fn: Callable[[list[Any]], Any] | None
+    ) -> None:
+        """Train and validation loaders. Workers draw their seeds from the loader's own
+        generator, never the global RNG, so the augmentation stream is the same with and
+        without a resume in between."""
+        cfg, pin = self.cfg, self.device.type == "cuda"
         self.sampler = EpochSampler(
             len(train_set), seed=cfg.seed, shuffle=True, rank=self.rank, world=self.world
         )
-        self.train_set = train_set
-        # loaders draw worker seeds from their own generator, never from the global RNG, so that
-        # the augmentation RNG stream is the same with and without a resume in between
         self.loader_generator = torch.Generator()
         self.train_loader = DataLoader(
             train_set,
@@ -185,7 +212,7 @@ class Trainer:
         self.val_loader = DataLoader(
             val_set,
             batch_size=cfg.batch_size,
-            shuffle=False,
+            sampler=distributed.shard(range(len(val_set))),  # gathered back by the task
             num_workers=cfg.num_workers,
             pin_memory=pin,
             collate_fn=collate_fn,
@@ -196,21 +223,14 @@ class Trainer:
             steps = min(steps, cfg.max_steps_per_epoch)
         self.steps_per_epoch = max(1, steps)
         self.total_steps = self.steps_per_epoch * cfg.epochs
+
+    def _build_optimizer(self) -> None:
+        """AdamW (no decay on biases and norms) with linear warmup then cosine decay."""
+        cfg = self.cfg
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
-        warmup = int(cfg.warmup * self.total_steps)
-        self.scheduler = _scheduler(self.optimizer, self.total_steps, warmup)
-        self.use_amp = cfg.amp and self.device.type == "cuda"
-        self._stop = _StopOnSignal()
-        self.state: dict[str, Any] = {
-            "epoch": 0,
-            "step_in_epoch": 0,
-            "global_step": 0,
-            "best": None,
-            "best_epoch": -1,
-            "bad_epochs": 0,
-            "epoch_loss_sum": 0.0,
-            "history": [],
-        }
+        self.scheduler = _scheduler(
+            self.optimizer, self.total_steps, int(cfg.warmup * self.total_steps)
+        )
 
     @property
     def is_main(self) -> bool:
@@ -220,23 +240,44 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``run_dir/last`` exactly where it stopped."""
         last = self.run_dir / "last"
-        rs = load_resume_state(last)
+        rs = load_resume_state(last, rank=self.rank)
+        saved_world = rs.trainer_state.pop("world", 1)
+        if saved_world != self.world:
+            self.progress.message(
+                f"resuming a {saved_world}-process run with {self.world}: the data order "
+                "differs from an uninterrupted run from here on"
+            )
         from mmkit.engine.checkpoint import load_weights
 
         load_weights(self.model, last, self.device)
-        self.optimizer.load_state_dict(rs.optimizer_state)
-        self.scheduler.load_state_dict(rs.trainer_state.pop("scheduler"))
+        try:
+            self.optimizer.load_state_dict(rs.optimizer_state)
+            self.scheduler.load_state_dict(rs.trainer_state.pop("scheduler"))
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(
+                f"{last}: the saved optimizer/scheduler state does not fit this run ({reason})"
+            ) from exc
         self.state.update(rs.trainer_state)
+        if self.is_main:  # rows of epochs after `last` (a kill before it was saved) go away
+            rows = "".join(json.dumps(r) + "\n" for r in self.state["history"])
+            write_text_atomic(self.run_dir / "metrics.jsonl", rows)
 
-    def _save(self, name: str, metrics: dict[str, Any] | None = None) -> Path:
+    def _save(self, name: str, metrics: dict[str, Any] | None = None) -> None:
+        """Write ``best``/``last`` (rank 0). Every rank calls it: each one's RNG state is
+        gathered into ``last`` so a resumed DDP run continues exactly."""
+        rng = rng_states() if name == "last" else {}
+        if not self.is_main:
+            return
         config = dict(self.checkpoint_config(), metrics=metrics or {}, epoch=self.state["epoch"])
-        state = dict(self.state, scheduler=self.scheduler.state_dict())
-        return save_checkpoint(
+        state = dict(self.state, world=self.world, scheduler=self.scheduler.state_dict())
+        save_checkpoint(
             self.run_dir / name,
             self.model,
             config,
             optimizer=self.optimizer if name == "last" else None,
             trainer_state=state if name == "last" else None,
+            rng=rng,
         )
 
     # -- loop --------------------------------------------------------------------------------
@@ -245,23 +286,27 @@ class Trainer:
         ``last/`` and raise :class:`TrainingInterrupted`; ``--resume`` continues from there."""
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        with _StopOnSignal() as stop:
+        self.logger = (
+            make_logger(self.cfg.logger, self.run_dir, self.state["history"])
+            if self.is_main
+            else NoLogger()
+        )
+        with _StopOnSignal() as stop, closing(self.logger):
             self._stop = stop
+            self._stopping = False
             while self.state["epoch"] < self.cfg.epochs and not self._stopped_early():
                 self._train_epoch()
-                if stop.requested:
+                if self._stopping:
                     break
                 self._end_epoch()
-        if stop.requested:
-            if self.is_main:
-                self._save("last")
+        if self._stopping:
+            self._save("last")
             raise TrainingInterrupted(
                 f"interrupted at epoch {self.state['epoch'] + 1}, step "
                 f"{self.state['step_in_epoch']}; continue with --resume (state in "
                 f"{self.run_dir / 'last'})"
             )
-        if self.world > 1:
-            torch.distributed.barrier()
+        distributed.barrier()
         return TrainResult(
             self.run_dir,
             self.run_dir / "best",
@@ -280,42 +325,64 @@ class Trainer:
         if set_epoch:
             set_epoch(epoch)
         self.sampler.set_epoch(epoch, start * self.cfg.batch_size)
-        self.loader_generator.manual_seed(self.cfg.seed * 100_003 + epoch)
+        self.loader_generator.manual_seed(epoch_seed(self.cfg.seed, epoch))
         self.ddp_model.train()
         self.progress.start(f"epoch {epoch + 1}/{self.cfg.epochs}", self.steps_per_epoch)
         if start:
             self.progress.advance(start)
         t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)  # summed on the device: no per-step sync
+        synced = self.state["step_in_epoch"]  # steps already counted in epoch_loss_sum
         for batch in self.train_loader:
-            if self.state["step_in_epoch"] >= self.steps_per_epoch or self._stop.requested:
+            (self._stopping,) = distributed.any_rank(self._stop.requested)
+            if self.state["step_in_epoch"] >= self.steps_per_epoch or self._stopping:
                 break
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
                 loss = self.task.loss(self.ddp_model, batch, self.device)
-            if not torch.isfinite(loss):
-                raise MmkitError(
-                    f"loss is {loss.item()} at step {self.state['global_step']}; "
-                    "lower --lr or check the data"
-                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
+            loss_sum += loss.detach().float()
             self.state["step_in_epoch"] += 1
             self.state["global_step"] += 1
-            self.state["epoch_loss_sum"] += loss.item()
+            if self.state["step_in_epoch"] % LOG_EVERY and self.state["step_in_epoch"] < (
+                self.steps_per_epoch
+            ):
+                self.progress.advance(1)
+                continue
+            synced = self._sync_loss(loss_sum, synced)
+            loss_sum.zero_()
             mean = self.state["epoch_loss_sum"] / self.state["step_in_epoch"]
             self.progress.advance(1, loss=mean, lr=self.scheduler.get_last_lr()[0])
+        self._sync_loss(loss_sum, synced)
+        (self._stopping,) = distributed.any_rank(self._stop.requested)  # asked on the last step
         mean = self.state["epoch_loss_sum"] / max(1, self.state["step_in_epoch"])
         self._epoch_train = {"train_loss": mean, "train_seconds": time.perf_counter() - t0}
 
+    def _sync_loss(self, loss_sum: torch.Tensor, synced: int) -> int:
+        """Fold the device-side loss sum into the state (one host sync); stop every rank on a
+        non-finite loss. Returns the step count now synced."""
+        if self.state["step_in_epoch"] == synced:
+            return synced
+        value = float(loss_sum)
+        (bad,) = distributed.any_rank(not math.isfinite(value))
+        if bad:
+            raise MmkitError(
+                f"the loss became {value} by step {self.state['global_step']}; "
+                "lower --lr or check the data"
+            )
+        self.state["epoch_loss_sum"] += value
+        return self.state["step_in_epoch"]
+
     def _end_epoch(self) -> None:
-        metrics: dict[str, Any] = {}
-        if self.is_main:
-            self.ddp_model.eval()
-            with torch.no_grad():
-                metrics = self.task.evaluate(self.model, self.val_loader, self.device)
+        """Validate (each rank its shard; the task gathers the outputs, so every rank gets the
+        same metrics and takes the same early-stopping decision), then rank 0 writes."""
+        self.ddp_model.eval()
+        with torch.no_grad():
+            metrics = self.task.evaluate(self.model, self.val_loader, self.device)
         self.state["epoch"] += 1
         self.state["step_in_epoch"] = 0
         self.state["epoch_loss_sum"] = 0.0
@@ -325,9 +392,6 @@ class Trainer:
             **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
         }
         self.progress.end(**row)
-        if not self.is_main:
-            torch.distributed.barrier()
-            return
         value = metrics[self.task.monitor]
         improved = self.state["best"] is None or value > self.state["best"]
         if improved:
@@ -335,16 +399,17 @@ class Trainer:
         else:
             self.state["bad_epochs"] += 1
         self.state["history"].append(row)
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        if self.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            self.logger.log(row)
         if improved:
             self._save("best", metrics)
         self._save("last", metrics)
-        from mmkit.engine.plots import plot_curves
+        if self.is_main:
+            from mmkit.engine.plots import plot_curves
 
-        plot_curves(self.state["history"], self.run_dir / "curves.png", self.task.monitor)
-        if self.world > 1:
-            torch.distributed.barrier()
+            plot_curves(self.state["history"], self.run_dir / "curves.png", self.task.monitor)
 
 
 class _StopOnSignal:

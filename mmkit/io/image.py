@@ -1,7 +1,12 @@
 """Image decoding with Pillow: any common format to RGB, EXIF orientation honoured.
 
+
 :func:`load_image` returns a ``PIL.Image.Image`` in RGB; :func:`load_image_array` returns the
-``uint8 [S, S, 3]`` array the prepared store keeps (short side resized to ``S``, centre crop).
+``uint8 [S, S, 3]`` array the prepared store keeps, made by :func:`resize_image` the way
+open_clip's eval transform (``open_clip.image_transform_v2(cfg, is_train=False)``) makes it
+before ``ToTensor``: ``resize_mode`` ``shortest`` (short side to ``S``, centre crop; the
+default), ``squash`` (both sides to ``S``, aspect ratio lost) or ``longest`` (long side to
+``S``, centred on a ``fill_color`` square), with ``bicubic`` or ``bilinear`` resampling.
 Every decoding failure becomes :class:`mmkit.errors.MediaError` with the message
 ``cannot decode <path>: <reason>``.
 """
@@ -13,9 +18,10 @@ import os
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmkit.errors import MediaError
+from mmkit.errors import MediaError, UserInputError
+from mmkit.io.files import file_problem, os_reason, short_path
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | BinaryIO
 
@@ -24,6 +30,21 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 )
 """File suffixes (lower case, with the dot) treated as images when scanning folders."""
 
+RESIZE_MODES: tuple[str, ...] = ("shortest", "squash", "longest")
+"""How :func:`resize_image` fits an image into ``S x S`` (open_clip's ``resize_mode``)."""
+INTERPOLATIONS: dict[str, Image.Resampling] = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+}
+"""Resampling filters by open_clip's ``interpolation`` name."""
+RESIZE_DEFAULTS: dict[str, str | int] = {
+    "resize_mode": "shortest",
+    "interpolation": "bicubic",
+    "fill_color": 0,
+}
+""":func:`load_image_array`'s fitting keywords when nothing says otherwise (and for stores and
+checkpoints made before they were recorded)."""
+
 _BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 
 
@@ -31,7 +52,7 @@ def _source_name(source: ImageSource) -> str:
     if isinstance(source, bytes | bytearray):
         return "<bytes>"
     if isinstance(source, str | os.PathLike):
-        return os.fspath(source)
+        return short_path(source)
     return str(getattr(source, "name", "<stream>"))
 
 
@@ -67,6 +88,10 @@ def load_image(source: ImageSource) -> Image.Image:
         MediaError: ``cannot decode <path>: <reason>`` for a missing, truncated or unknown file.
     """
     name = _source_name(source)
+    if isinstance(source, str | os.PathLike):
+        problem = file_problem(source)  # opening a FIFO would block forever
+        if problem is not None:
+            raise MediaError.cannot_decode(name, problem)
     try:
         if isinstance(source, bytes | bytearray):
             stream: BinaryIO = io.BytesIO(bytes(source))
@@ -83,25 +108,84 @@ def load_image(source: ImageSource) -> Image.Image:
         finally:
             if isinstance(source, str | os.PathLike):
                 stream.close()
-    except FileNotFoundError:
-        raise MediaError(f"cannot decode {name}: no such file") from None
-    except IsADirectoryError:
-        raise MediaError(f"cannot decode {name}: is a directory") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError as exc:  # its message repeats the whole file name
+        raise MediaError.cannot_decode(name, "not an image format Pillow reads") from exc
+    except OSError as exc:
+        if exc.errno is not None:  # from the file system, not from a decoder
+            raise MediaError.cannot_decode(name, os_reason(exc)) from None
+        raise MediaError.cannot_decode(name, str(exc or type(exc).__name__)) from exc
+    except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         reason = str(exc) or type(exc).__name__
-        raise MediaError(f"cannot decode {name}: {reason}") from exc
+        raise MediaError.cannot_decode(name, reason) from exc
     return image
 
 
-def center_crop_resize(image: Image.Image, size: int) -> Image.Image:
-    """Resize the short side to ``size`` and crop the centre square (antialiased, bicubic)."""
+def check_resize(resize_mode: str, interpolation: str, fill_color: int) -> None:
+    """:class:`UserInputError` unless the three are a valid :func:`resize_image` setting."""
+    if resize_mode not in RESIZE_MODES:
+        raise UserInputError(
+            f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {resize_mode!r}"
+        )
+    if interpolation not in INTERPOLATIONS:
+        raise UserInputError(
+            f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}"
+        )
+    if isinstance(fill_color, bool) or not isinstance(fill_color, int) or not 0 <= fill_color < 256:
+        raise UserInputError(f"fill_color must be an integer in [0, 255], got {fill_color!r}")
+
+
+def resize_image(
+    image: Image.Image,
+    size: int,
+    *,
+    resize_mode: str = "shortest",
+    interpolation: str = "bicubic",
+    fill_color: int = 0,
+) -> Image.Image:
+    """Fit ``image`` into ``size x size`` exactly as open_clip's eval transform does (torchvision's
+    ``Resize`` + ``CenterCrop``, ``Resize((S, S))``, or ``ResizeKeepRatio(longest=1)`` +
+    ``CenterCropOrPad``, on a PIL image: antialiased Pillow resampling).
+
+    Raises:
+        ValueError: ``size`` is not positive.
+        UserInputError: an unknown ``resize_mode`` / ``interpolation`` or a bad ``fill_color``.
+    """
     if size <= 0:
         raise ValueError(f"size ({size}) must be > 0")
-    return ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
+    check_resize(resize_mode, interpolation, fill_color)
+    method = INTERPOLATIONS[interpolation]
+    width, height = image.size
+    if resize_mode == "squash":
+        target = (size, size)
+    elif resize_mode == "shortest":  # the short side to size, the long one truncated as torchvision
+        short, long = min(width, height), max(width, height)
+        new_long = int(size * long / short)
+        target = (size, new_long) if width <= height else (new_long, size)
+    else:  # longest: the long side to size, rounded as open_clip's ResizeKeepRatio
+        ratio = max(width, height) / size
+        target = (max(1, round(width / ratio)), max(1, round(height / ratio)))
+    if target != image.size:
+        image = image.resize(target, method)
+    width, height = image.size
+    if width < size or height < size:  # only in longest mode: centre on a fill_color square
+        left, top = (size - width) // 2, (size - height) // 2
+        canvas = Image.new("RGB", (max(width, size), max(height, size)), (fill_color,) * 3)
+        canvas.paste(image, (max(left, 0), max(top, 0)))
+        image, width, height = canvas, canvas.width, canvas.height
+    top, left = round((height - size) / 2.0), round((width - size) / 2.0)
+    return image.crop((left, top, left + size, top + size))
 
 
-def load_image_array(source: ImageSource, size: int) -> np.ndarray:
-    """Decode ``source`` to a ``uint8 [size, size, 3]`` array: short-side resize + centre crop.
+def load_image_array(
+    source: ImageSource,
+    size: int,
+    *,
+    resize_mode: str = "shortest",
+    interpolation: str = "bicubic",
+    fill_color: int = 0,
+) -> np.ndarray:
+    """Decode ``source`` to a ``uint8 [size, size, 3]`` array fitted by :func:`resize_image`
+    (default: short-side resize + centre crop, bicubic).
 
     This is the form the prepared store keeps; random crops for training happen later on the
     device (:mod:`mmkit.preprocess.image`).
@@ -109,5 +193,11 @@ def load_image_array(source: ImageSource, size: int) -> np.ndarray:
     Raises:
         MediaError: when the image cannot be decoded (see :func:`load_image`).
     """
-    image = center_crop_resize(load_image(source), size)
+    image = resize_image(
+        load_image(source),
+        size,
+        resize_mode=resize_mode,
+        interpolation=interpolation,
+        fill_color=fill_color,
+    )
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))

@@ -33,6 +33,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from mmkit.errors import MediaError, UserInputError
+from mmkit.io.files import file_problem, short_path
 
 # fmt: off
 VIDEO_EXTENSIONS = frozenset({
@@ -97,11 +98,14 @@ def _as_path(source: VideoSource) -> Iterator[tuple[str, str]]:
                 os.unlink(tmp)
         return
     path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise MediaError(f"cannot decode {path}: no such file")
+    name = short_path(path)
+    problem = file_problem(path)  # a FIFO would block ffmpeg forever
+    if problem is not None:
+        raise MediaError.cannot_decode(name, problem)
     if os.path.getsize(path) == 0:
-        raise MediaError(f"cannot decode {path}: empty file")
-    yield path, path
+        raise MediaError.cannot_decode(name, "empty file")
+    # ffmpeg reads "name:rest" as protocol "name" (http:, concat:, ...): say it is a file
+    yield f"file:{os.path.abspath(path)}", name
 
 
 def _reason(stderr: str) -> str:
@@ -169,12 +173,12 @@ def _probe_path(path: str, name: str) -> VideoInfo:
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
     if proc.returncode != 0:
-        raise MediaError(f"cannot decode {name}: {_reason(proc.stderr)}")
+        raise MediaError.cannot_decode(name, _reason(proc.stderr))
     header = _parse_header(proc.stderr)
     frames = re.findall(r"^frame=(\d+)", proc.stdout, flags=re.MULTILINE)
     num_frames = int(frames[-1]) if frames else 0
     if "size" not in header or num_frames == 0:
-        raise MediaError(f"cannot decode {name}: no video frames")
+        raise MediaError.cannot_decode(name, "no video frames")
     width, height = header["size"]
     if header["rotation"] in (90, 270):
         width, height = height, width
@@ -233,10 +237,10 @@ def _decode(path: str, name: str, filters: list[str], max_frames: int | None) ->
     cmd += ["-f", "image2pipe", "-c:v", "ppm", "-pix_fmt", "rgb24", "-"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 and not proc.stdout:
-        raise MediaError(f"cannot decode {name}: {_reason(proc.stderr.decode(errors='replace'))}")
+        raise MediaError.cannot_decode(name, _reason(proc.stderr.decode(errors="replace")))
     header = _PPM_HEADER.match(proc.stdout)
     if header is None:
-        raise MediaError(f"cannot decode {name}: no video frames")
+        raise MediaError.cannot_decode(name, "no video frames")
     width, height = int(header[1]), int(header[2])
     frame_bytes = header.end() + width * height * 3
     count = len(proc.stdout) // frame_bytes  # a frame cut short by a decode error is dropped

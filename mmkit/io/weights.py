@@ -11,29 +11,15 @@ from __future__ import annotations
 
 import os
 import pickle
-import stat
 import struct
 from pathlib import Path
 
 import torch
 
-from mmkit.errors import CheckpointError, UserInputError
+from mmkit.errors import CheckpointError
+from mmkit.io.files import regular_file, short_path
 
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
-
-
-def regular_file(path: str | os.PathLike[str], what: str) -> Path:
-    """``path`` if it is a regular file (FIFOs, devices and folders are refused: reading a FIFO
-    blocks forever); raises :class:`UserInputError` naming ``what`` otherwise."""
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        raise UserInputError(f"{what}: no such file: {_short(path)}") from None
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise UserInputError(f"{what}: {_short(path)} is {kind}")
-    return path
 
 
 def is_safetensors(path: Path) -> bool:
@@ -65,6 +51,33 @@ def read_safetensors(
         raise CheckpointError(
             f"{what} {_short(path)}: cannot read it ({_first_line(exc)})"
         ) from exc
+
+
+def safetensors_shapes(path: str | os.PathLike[str], *, what: str = "weights") -> dict[str, tuple]:
+    """``{name: shape}`` from a safetensors header alone (no tensor is read), so a model can be
+    checked against its weights before it is allocated."""
+    import json
+
+    path = regular_file(path, what)
+    if not is_safetensors(path):
+        raise CheckpointError(f"{what} {_short(path)} is not a safetensors file")
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        try:
+            header = json.loads(f.read(size))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{what} {_short(path)}: corrupt header") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{what} {_short(path)}: corrupt header")
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
+            raise CheckpointError(f"{what} {_short(path)}: corrupt header entry {name!r}")
+        shapes[name] = tuple(shape)
+    return shapes
 
 
 def read_state_dict(
@@ -102,8 +115,7 @@ def read_state_dict(
 
 
 def _short(path: Path, limit: int = 120) -> str:
-    text = str(path)
-    return text if len(text) <= limit else f"...{text[-limit:]}"
+    return short_path(path, limit)
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:

@@ -77,7 +77,7 @@ def retrieval_metrics(
     text_to_image: torch.Tensor,
     ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, Any]:
-    """Recall@K and mean/median rank in both directions (DESIGN §3 ``mm eval`` shape).
+    """Recall@K and mean/median rank in both directions (docs/design.md ``mm eval`` shape).
 
     Args:
         image_features: ``[N_images, D]``.

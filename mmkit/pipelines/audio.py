@@ -5,8 +5,8 @@ classification pipeline with :class:`AudioModality` plugged in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,72 +14,33 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-import mmkit.data.speech_commands  # noqa: F401 - registers the layout and the alias
-from mmkit.config import TrainConfig
-from mmkit.data.sources import SourceData
+from mmkit.configs import AudioConfig
+from mmkit.data.records import SourceData
 from mmkit.data.store import Store
-from mmkit.errors import MediaError, UserInputError
+from mmkit.errors import MediaError
 from mmkit.io.audio import (
     AUDIO_EXTENSIONS,
     from_int16,
+    iter_windows,
     load_audio,
     pad_or_crop,
-    sliding_windows,
+    stream_audio,
     to_int16,
 )
+from mmkit.io.files import path_exists
 from mmkit.pipelines import classify
 from mmkit.registry import create_preprocessor
 
 
-@dataclass
-class AudioConfig(TrainConfig):
-    """``mmkit audio train`` options (also the keys of an ``examples/audio/*.yaml`` file)."""
-
-    out: str = "runs/audio"
-    backbone: str = "audio_cnn"
-    epochs: int = 30
-    batch_size: int = 64
-    sample_rate: int = 16000
-    duration: float = 1.0
-    n_mels: int = 64
-    max_seconds: float = 30.0
-    classes: str = "all"
-    audio_column: str | None = None
-    hf_split: str | None = None
-    noise_snr: tuple[float, float] = (0.0, 25.0)
-    wave_augment: dict[str, Any] = field(default_factory=dict)
-    log_mel: dict[str, Any] = field(default_factory=dict)
-    spec_augment: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.sample_rate < 1000:
-            raise UserInputError(f"--sample-rate must be >= 1000 Hz, got {self.sample_rate}")
-        if not 0.05 <= self.duration <= self.max_seconds:
-            raise UserInputError(
-                f"--duration must be in [0.05, {self.max_seconds}] s, got {self.duration}"
-            )
-        if self.n_mels < 8:
-            raise UserInputError(f"--n-mels must be >= 8, got {self.n_mels}")
-
-    @property
-    def media_column(self) -> str | None:
-        return self.audio_column
-
-    def source_extra(self) -> dict[str, Any]:
-        return {"classes": self.classes}
-
-    @property
-    def num_samples(self) -> int:
-        return round(self.duration * self.sample_rate)
-
-
 def _split_fragment(source: str | bytes) -> tuple[str | bytes, tuple[float, float] | None]:
     """``file.wav#t=3,4`` (a W3C media fragment) -> (``file.wav``, (3.0, 4.0))."""
-    if isinstance(source, bytes) or "#t=" not in source or Path(source).exists():
+    if isinstance(source, bytes) or "#t=" not in source or path_exists(source):
         return source, None
     path, frag = source.rsplit("#t=", 1)
-    start, end = (float(x) for x in frag.split(","))
+    try:
+        start, end = (float(x) for x in frag.split(","))
+    except ValueError:  # not a start,end pair: a file name that happens to hold "#t="
+        return source, None
     return path, (start, end)
 
 
@@ -88,6 +49,7 @@ class AudioModality:
     extensions = AUDIO_EXTENSIONS
     dtype = "int16"
     shape_keys = ("sample_rate", "duration", "max_seconds", "classes")
+    config_class = AudioConfig
 
     def store_params(self, cfg: AudioConfig) -> dict[str, Any]:
         return {"sample_rate": cfg.sample_rate, "max_seconds": cfg.max_seconds}
@@ -103,7 +65,7 @@ class AudioModality:
             wave = wave[a:b]
         wave = wave[: int(params["max_seconds"] * params["sample_rate"])]
         if wave.numel() == 0:
-            raise MediaError(f"cannot decode {source!s:.80}: no samples")
+            raise MediaError.cannot_decode(f"{source!s:.80}", "no samples")
         return to_int16(wave).numpy()
 
     def extras(self, data: SourceData, params: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -135,31 +97,40 @@ class AudioModality:
             if noise is not None:
                 wave_aug.set_noise_bank(from_int16(torch.from_numpy(noise)))
             stages.append(("wave_augment", wave_aug))
-        stages.append(
-            (
-                "log_mel",
-                create_preprocessor(
-                    "log_mel",
-                    **{"sample_rate": cfg.sample_rate, "n_mels": cfg.n_mels, **cfg.log_mel},
-                ),
-            )
-        )
+        stages.append(("log_mel", create_preprocessor("log_mel", **cfg.log_mel_params())))
         if cfg.augment:
             stages.append(("spec_augment", create_preprocessor("spec_augment", **cfg.spec_augment)))
         return stages
 
-    def file_views(self, path: str, config: dict[str, Any]) -> tuple[torch.Tensor, list[dict]]:
+    def file_views(self, path: str, cfg: AudioConfig) -> tuple[torch.Tensor, list[dict]]:
         """Clips longer than the training duration are cut into half-overlapping windows."""
-        sr = config["data"]["params"]["sample_rate"]
-        length = round(config["train"]["duration"] * sr)
-        wave = load_audio(path, sr)
-        if wave.numel() <= length:
-            return pad_or_crop(wave, length, mode="center")[None], [{}]
-        windows = sliding_windows(wave, length, max(1, length // 2))
-        infos = [
-            {"start": round(s / sr, 3), "end": round((s + length) / sr, 3)} for s, _ in windows
-        ]
-        return torch.stack([w for _, w in windows]), infos
+        batches = list(self.view_batches(path, cfg, batch_size=64))
+        return torch.cat([v for v, _ in batches]), [i for _, infos in batches for i in infos]
+
+    def view_batches(
+        self, path: str, cfg: AudioConfig, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, list[dict]]]:
+        """:meth:`file_views` ``batch_size`` views at a time, decoded block by block
+        (:func:`~mmkit.io.audio.stream_audio`), so an hours-long file needs bounded memory.
+        A clip no longer than the training duration is one zero-padded view without times."""
+        sr, length = cfg.sample_rate, cfg.num_samples
+        blocks = stream_audio(path, sr)
+        head: list[torch.Tensor] = []
+        seen = 0
+        for block in blocks:
+            head.append(block)
+            seen += block.numel()
+            if seen > length:
+                break
+        if seen <= length:
+            yield pad_or_crop(torch.cat(head), length, mode="center")[None], [{}]
+            return
+        windows = iter_windows(itertools.chain(head, blocks), length, max(1, length // 2))
+        while batch := list(itertools.islice(windows, batch_size)):
+            infos = [
+                {"start": round(s / sr, 3), "end": round((s + length) / sr, 3)} for s, _ in batch
+            ]
+            yield torch.stack([w for _, w in batch]), infos
 
 
 class AudioClips(Dataset):

@@ -80,7 +80,7 @@ def bench_audio(device: torch.device, seconds: float, batch: int = 64) -> dict[s
 
         pcm = torch.stack([clips[i % len(clips)][0] for i in range(batch)])
         pcm = pcm.pin_memory() if device.type == "cuda" else pcm
-        log_mel = create_preprocessor("log_mel", sample_rate=cfg.sample_rate).to(device)
+        log_mel = create_preprocessor("log_mel", **cfg.log_mel_params()).to(device)
 
         def features() -> int:
             with torch.no_grad():
@@ -103,10 +103,10 @@ def bench_mm(device: torch.device, seconds: float, batch: int = 64) -> dict[str,
     """Images: decode + resize per sample vs the prepared store vs ``image_transform`` on the
     device vs a train step of the demo's image-text model."""
     from mmkit.config import build_config
-    from mmkit.io.image import load_image_array
     from mmkit.losses import ContrastiveLoss
     from mmkit.pipelines import mm
     from mmkit.pipelines.demo import examples_dir
+    from mmkit.pipelines.mm_store import decode_image
     from mmkit.tasks.contrastive import CaptionPairs, create_pipeline
 
     example = examples_dir() / "mm"
@@ -125,7 +125,7 @@ def bench_mm(device: torch.device, seconds: float, batch: int = 64) -> dict[str,
         cursor = iter(range(10**9))
 
         def decode() -> int:
-            load_image_array(str(files[next(cursor) % len(files)]), params["image_size"])
+            decode_image(str(files[next(cursor) % len(files)]), params)
             return 1
 
         def read_store() -> int:

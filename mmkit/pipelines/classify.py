@@ -8,12 +8,9 @@ metrics — is the same for every modality and lives here or below.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,20 +20,33 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import mmkit
-from mmkit.config import TrainConfig
-from mmkit.data.sources import SourceData, SourceOptions, resolve
-from mmkit.data.store import Store, StoreWriter, is_store
-from mmkit.engine.checkpoint import load_checkpoint, read_config, resolve_checkpoint_dir
+from mmkit.config import TrainConfig, from_dict
+from mmkit.data.records import SourceData, SourceOptions
+from mmkit.data.sources import resolve
+from mmkit.data.store import Store, StoreWriter
+from mmkit.engine import distributed
+from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
-from mmkit.engine.run import start_run, training_splits
-from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
-from mmkit.errors import MediaError, UserInputError
+from mmkit.engine.run import Job, eval_selection, fit, training_splits
+from mmkit.engine.trainer import TrainResult, resolve_device
+from mmkit.errors import CheckpointError, UserInputError
+from mmkit.io.files import short_path, stat_problem
 from mmkit.metrics.classification import classification_report
+from mmkit.pipelines.store_builder import (
+    StoreRecipe,
+    build_store,
+    default_out,
+    fingerprint,
+    given_store,
+    record_line,
+)
+from mmkit.spec import CheckpointSpec, Stage
+from mmkit.tasks.checks import check_finite
 from mmkit.tasks.classify import (
     ClassificationTask,
     Classifier,
     predict,
-    stage_config,
+    stage_spec,
     top_k,
 )
 
@@ -48,6 +58,7 @@ class Modality(Protocol):
     extensions: tuple[str, ...]
     dtype: str
     shape_keys: tuple[str, ...]  # train options that define the input; eval reuses the run's
+    config_class: type  # the modality's TrainConfig subclass
 
     def store_params(self, cfg: Any) -> dict[str, Any]:
         """Decode parameters that define the store (sample rate, frame size, ...)."""
@@ -67,12 +78,9 @@ class Modality(Protocol):
     def stages(self, cfg: Any, store: Store) -> list[tuple[str, nn.Module]]:
         """Preprocess stages, in order (augmentations are identity in eval mode)."""
 
-    def file_views(self, path: str, config: dict[str, Any]) -> tuple[torch.Tensor, list[dict]]:
-        """A file as ``[K, ...]`` views plus one info dict per view (e.g. window times)."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MMKIT_CACHE", Path.home() / ".cache" / "mmkit"))
+    def file_views(self, path: str, cfg: Any) -> tuple[torch.Tensor, list[dict]]:
+        """A file as ``[K, ...]`` views plus one info dict per view (e.g. window times), shaped
+        by ``cfg``, the checkpoint's :func:`trained_config`."""
 
 
 def source_options(modality: Modality, cfg: Any) -> SourceOptions:
@@ -87,26 +95,6 @@ def source_options(modality: Modality, cfg: Any) -> SourceOptions:
     )
 
 
-def source_stamp(source: str | bytes) -> str:
-    """What identifies a media source's content for a store fingerprint (hash, or path+stat)."""
-    if isinstance(source, bytes):
-        return hashlib.sha1(source).hexdigest()
-    try:
-        st = os.stat(source)
-        return f"{source}:{st.st_size}:{st.st_mtime_ns}"
-    except OSError:
-        return f"{source}:missing"
-
-
-def _fingerprint(src: str, data: SourceData, params: dict[str, Any], modality: str) -> str:
-    h = hashlib.sha1(json.dumps([modality, params, data.labels, data.kind]).encode())
-    for r in data.records:
-        h.update(f"{r.name}|{r.label}|{r.split}|{source_stamp(r.source)}\n".encode())
-    for f in data.noise_files:
-        h.update(f.encode())
-    return h.hexdigest()[:16]
-
-
 def prepare(
     modality: Modality,
     cfg: Any,
@@ -116,90 +104,58 @@ def prepare(
     workers: int | None = None,
 ) -> Store:
     """Decode every file of ``cfg.dataset`` once into a prepared store (reused when unchanged)."""
-    progress = progress or NullProgress()
-    if is_store(cfg.dataset):
-        store = Store(cfg.dataset)
-        if store.modality != modality.name:
-            raise UserInputError(f"{cfg.dataset} is a {store.modality} store, not {modality.name}")
-        return store
+    given = given_store(cfg.dataset, modality.name)
+    if given is not None:
+        return given
     params = modality.store_params(cfg)
     data = resolve(cfg.dataset, source_options(modality, cfg))
-    fp = _fingerprint(cfg.dataset, data, params, modality.name)
-    out = Path(out) if out else cache_dir() / "prepared" / f"{modality.name}-{fp}"
-    if is_store(out):
-        store = Store(out)
-        if store.meta.get("fingerprint") == fp:
-            progress.message(f"using prepared store {out}")
-            return store
-    writer = StoreWriter(
-        out,
-        modality=modality.name,
-        dtype=modality.dtype,
-        item_shape=modality.item_shape(params),
-        params=params,
+    head = [modality.name, params, data.labels, data.kind, data.split_source]
+    fp = fingerprint(head, [*(record_line(r) for r in data.records), *data.noise_files])
+    recipe = StoreRecipe(
+        modality.name, modality.dtype, modality.item_shape(params), params, modality.decode
     )
-    try:
-        progress.start("prepare", len(data.records))
-        for record, result in decode_all(modality, data.records, params, workers):
-            if isinstance(result, str):
-                writer.skip(record.name, result)
-                progress.message(f"skipped {record.name}: {result}")
-            else:
-                writer.add(
-                    result,
-                    name=record.name,
-                    label=record.label,
-                    split=record.split or "train",
-                    group=record.group or "",
-                )
-            progress.advance(1)
+
+    def finish(writer: StoreWriter) -> None:
         for key, array in modality.extras(data, params).items():
             writer.add_extra(key, array)
-        store = writer.commit(
-            data.labels, fingerprint=fp, dataset=cfg.dataset, source_kind=data.kind
-        )
-    except BaseException:
-        writer.abort()
-        raise
-    progress.end(items=len(store), skipped=len(store.skipped))
-    return store
+
+    info = {"dataset": cfg.dataset, "source_kind": data.kind, "split_source": data.split_source}
+    return build_store(
+        recipe,
+        data.records,
+        fp=fp,
+        out=Path(out) if out else default_out(modality.name, fp),
+        labels=lambda writer: data.labels,
+        info=info,
+        progress=progress,
+        workers=workers,
+        finish=finish,
+    )
 
 
-def decode_all(
-    modality: Any, records: Sequence[Any], params: dict[str, Any], workers: int | None
-) -> Iterable[tuple[Any, np.ndarray | str]]:
-    """``(record, array or skip reason)`` for each record, in order, decoded on a thread pool by
-    ``modality.decode(record.source, params)`` (any record type with a ``source``)."""
-
-    def one(record: Any) -> np.ndarray | str:
-        try:
-            return modality.decode(record.source, params)
-        except MediaError as exc:
-            return str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
-
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:
-        yield from zip(records, pool.map(one, records), strict=True)
-
-
-def checkpoint_config(
-    modality: Modality, cfg: TrainConfig, store: Store, stages: list[tuple[str, nn.Module]]
-) -> dict[str, Any]:
-    return {
-        "mmkit_version": mmkit.__version__,
-        "modality": modality.name,
-        "task": "classify",
-        "backbone": {"name": cfg.backbone, "kwargs": cfg.backbone_kwargs},
-        "preprocess": [stage_config(m, n) for n, m in stages],
-        "labels": store.labels,
-        "data": {
+def checkpoint_spec(
+    modality: Modality,
+    cfg: TrainConfig,
+    store: Store,
+    stages: list[tuple[str, nn.Module]],
+    validation: dict[str, Any],
+) -> CheckpointSpec:
+    return CheckpointSpec(
+        modality=modality.name,
+        task="classify",
+        backbone=Stage(cfg.backbone, cfg.backbone_kwargs),
+        preprocess={"input": [stage_spec(m, n) for n, m in stages]},
+        labels=store.labels,
+        data={
             "params": store.params,
             "fingerprint": store.meta.get("fingerprint"),
             "dataset": cfg.dataset,
             "store": str(store.path),
+            "validation": validation,
         },
-        "train": cfg.to_dict(),
-    }
+        train=cfg.to_dict(),
+        mmkit_version=mmkit.__version__,
+    )
 
 
 def train(
@@ -207,53 +163,66 @@ def train(
 ) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-    run_dir = start_run(cfg.out, cfg.to_dict(), resume=resume)
-    seed_everything(cfg.seed)
-    store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
-    train_idx, val_idx = training_splits(store, cfg.dataset, progress)
-    stages = modality.stages(cfg, store)
-    model = Classifier(
-        nn.Sequential(*(m for _, m in stages)),
-        mmkit.create_backbone(cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs),
-    )
-    ckpt_config = checkpoint_config(modality, cfg, store, stages)
-    trainer = Trainer(
-        model,
-        ClassificationTask(store.labels),
-        modality.train_set(store, train_idx, cfg),
-        modality.eval_set(store, val_idx, cfg),
-        cfg,
-        run_dir,
-        checkpoint_config=lambda: ckpt_config,
-        progress=progress,
-    )
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+
+    def setup() -> Job:
+        store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
+        splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
+        stages = modality.stages(cfg, store)
+        backbone = mmkit.create_backbone(
+            cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs
+        )
+        return Job(
+            Classifier(nn.Sequential(*(m for _, m in stages)), backbone),
+            ClassificationTask(store.labels),
+            modality.train_set(store, splits.train, cfg),
+            modality.eval_set(store, splits.validation, cfg),
+            checkpoint_spec(modality, cfg, store, stages, splits.info).to_json(),
+            store.skipped,
+        )
+
+    return fit(cfg, setup, resume=resume, progress=progress)
 
 
 @dataclass
 class LoadedClassifier:
     model: Classifier
-    config: dict[str, Any]
+    spec: CheckpointSpec
+    trained: Any  # the modality's config with the data-shaping options the model trained with
     path: Path
     device: torch.device
 
+    @property
+    def labels(self) -> list[str]:
+        return self.spec.labels
+
+
+def trained_config(modality: Modality, spec: CheckpointSpec, source: str) -> Any:
+    """The checkpoint's data-shaping options (``modality.shape_keys``) as a checked config."""
+    values = {k: spec.train[k] for k in modality.shape_keys if k in spec.train}
+    try:
+        cfg = from_dict(modality.config_class, dict(values, dataset="-"), source=f"{source}: train")
+        cfg.validate()
+    except UserInputError as exc:
+        text = str(exc) if str(exc).startswith(source) else f"{source}: train: {exc}"
+        raise CheckpointError(text) from exc
+    return cfg
+
 
 def load_classifier(
-    checkpoint: str | Path, modality: str, device: str = "auto"
+    checkpoint: str | Path, modality: Modality, device: str = "auto"
 ) -> LoadedClassifier:
     """A classification checkpoint of this modality, rebuilt from its config, in eval mode."""
     path = resolve_checkpoint_dir(checkpoint)
-    config = read_config(path)
-    if config.get("modality") != modality or config.get("task") != "classify":
+    spec = read_spec(path)
+    if spec.modality != modality.name or spec.task != "classify":
         raise UserInputError(
-            f"{path} is a {config.get('modality')} {config.get('task')} checkpoint, "
-            f"not {modality} classification"
+            f"{path} is a {spec.modality} {spec.task} checkpoint, not {modality.name} "
+            "classification"
         )
-    dev = resolve_device(device)
+    trained = trained_config(modality, spec, str(path / "config.json"))
+    dev = distributed.init(resolve_device(device))  # torchrun: eval is sharded over ranks
     loaded = load_checkpoint(path, dev)
-    return LoadedClassifier(loaded.model, config, path, dev)
+    return LoadedClassifier(loaded.model, spec, trained, path, dev)
 
 
 def evaluate(
@@ -261,28 +230,36 @@ def evaluate(
     checkpoint: str | Path,
     cfg: Any,
     *,
-    split: str = "test",
+    split: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a checkpoint on one split of a dataset, decoded with the checkpoint's params."""
+    """Metrics of a checkpoint on a dataset, decoded with the checkpoint's params. Which items
+    are scored follows :func:`~mmkit.engine.run.eval_selection` (``split`` None = auto); the
+    result names the split and ``num_samples``."""
     from mmkit.engine.plots import plot_confusion
 
-    loaded = load_classifier(checkpoint, modality.name, getattr(cfg, "device", "auto"))
-    trained = loaded.config["train"]
-    for key in modality.shape_keys:
-        setattr(cfg, key, trained[key])
-    store = prepare(modality, cfg, progress=progress)
-    indices = store.indices(split)
-    if not indices:
-        raise UserInputError(f"{cfg.dataset}: the {split} split is empty")
-    labels = loaded.config["labels"]
+    progress = progress or NullProgress()
+    loaded = load_classifier(checkpoint, modality, getattr(cfg, "device", "auto"))
+    cfg = replace(cfg, **{k: getattr(loaded.trained, k) for k in modality.shape_keys})
+    with distributed.main_first():
+        store = prepare(modality, cfg, progress=progress)
+    selection = eval_selection(store, split, loaded.spec.fingerprint)
+    progress.message(selection.note)
+    indices, split = selection.indices, selection.split
+    labels = loaded.labels
     unknown = sorted({store.labels[store.targets[i]] for i in indices} - set(labels))
     if unknown:
         raise UserInputError(f"labels not in the checkpoint: {', '.join(unknown[:5])}")
     remap = torch.tensor([labels.index(x) if x in labels else -1 for x in store.labels])
-    loader = torch.utils.data.DataLoader(modality.eval_set(store, indices, cfg), batch_size=32)
+    eval_set = modality.eval_set(store, indices, cfg)
+    shard = distributed.shard(range(len(eval_set)))  # predict() gathers every rank's part
+    loader = torch.utils.data.DataLoader(eval_set, batch_size=32, sampler=shard)
     targets, probs = predict(loaded.model, loader, loaded.device)
+    check_finite(probs, loaded.model, loaded.path, str(cfg.dataset))
     result = classification_report(remap[targets], probs.argmax(1), labels)
+    result.update(split=split, split_note=selection.note, skipped=store.skipped)
+    if not distributed.is_main():
+        return result
     out_dir = loaded.path.parent / "eval"
     out_dir.mkdir(exist_ok=True)
     stem = f"{Path(str(cfg.dataset)).name or 'dataset'}-{split}"
@@ -294,22 +271,42 @@ def evaluate(
 
 
 def expand_paths(paths: Sequence[str], extensions: tuple[str, ...]) -> list[str]:
-    """Files as given; folders become every media file inside them."""
+    """Files as given; folders become every media file inside them. A name that is not there
+    (or that the system refuses, such as one too long) is one :class:`UserInputError`; what is
+    there but not a regular file (a FIFO) is refused by the decoder, with its reason."""
     from mmkit.data.sources import media_files
 
     out: list[str] = []
     for p in paths:
+        problem = stat_problem(p)
+        if problem is not None:
+            detail = "" if problem == "no such file" else f" ({problem})"
+            raise UserInputError(f"file not found: {short_path(p)}{detail}")
         path = Path(p)
         if path.is_dir():
             found = media_files(path, extensions)
             if not found:
                 raise UserInputError(f"no media files in {p}")
             out.extend(str(f) for f in found)
-        elif path.exists():
-            out.append(str(path))
         else:
-            raise UserInputError(f"file not found: {p}")
+            out.append(str(path))
     return out
+
+
+def view_batches(
+    modality: Modality, path: str, cfg: Any, batch_size: int
+) -> Iterable[tuple[torch.Tensor, list[dict]]]:
+    """A file's views ``batch_size`` at a time with their infos: the modality's own
+    ``view_batches`` when it streams (audio), else its :meth:`Modality.file_views` cut into
+    batches (test-time clips of a video share one info: it goes with the first batch)."""
+    if hasattr(modality, "view_batches"):
+        yield from modality.view_batches(path, cfg, batch_size)
+        return
+    views, infos = modality.file_views(path, cfg)
+    per_view = len(infos) == len(views)
+    for i in range(0, len(views), batch_size):
+        batch_infos = infos[i : i + batch_size] if per_view else (infos if i == 0 else [])
+        yield views[i : i + batch_size], batch_infos
 
 
 def infer(
@@ -321,27 +318,31 @@ def infer(
     device: str = "auto",
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Top-k labels per file (DESIGN §3 infer JSON); several views are averaged."""
+    """Top-k labels per file (docs/design.md); several views are averaged. Views are
+    scored a batch at a time as the modality makes them, so memory does not grow with a file's
+    length (a 3-hour recording is thousands of windows); only each window's top-k is kept."""
     progress = progress or NullProgress()
-    loaded = load_classifier(checkpoint, modality.name, device)
-    labels = loaded.config["labels"]
+    loaded = load_classifier(checkpoint, modality, device)
+    labels = loaded.labels
     files = expand_paths(paths, modality.extensions)
     results = []
     progress.start("infer", len(files))
     for f in files:
-        views, infos = modality.file_views(f, loaded.config)
-        with torch.no_grad():
-            probs = torch.cat(
-                [
-                    loaded.model(views[i : i + 64].to(loaded.device)).float().softmax(-1)
-                    for i in range(0, len(views), 64)
-                ]
-            ).cpu()
-        entry: dict[str, Any] = {"path": f, "top_k": top_k(probs.mean(0), labels, k)}
-        if any("start" in info for info in infos):
-            entry["windows"] = [
-                dict(info, top_k=top_k(p, labels, k)) for info, p in zip(infos, probs, strict=True)
-            ]
+        total, count, windows = torch.zeros(len(labels)), 0, []
+        for views, infos in view_batches(modality, f, loaded.trained, 64):
+            with torch.no_grad():
+                probs = loaded.model(views.to(loaded.device)).float().softmax(-1).cpu()
+            check_finite(probs, loaded.model, loaded.path, f)
+            total += probs.sum(0)
+            count += len(probs)
+            if any("start" in info for info in infos):  # one info per view: time windows
+                windows.extend(
+                    dict(info, top_k=top_k(p, labels, k))
+                    for info, p in zip(infos, probs, strict=True)
+                )
+        entry: dict[str, Any] = {"path": f, "top_k": top_k(total / count, labels, k)}
+        if windows:
+            entry["windows"] = windows
         results.append(entry)
         progress.advance(1)
     progress.end()

@@ -7,10 +7,14 @@ device, then the model) --> the one Trainer --> a checkpoint whose ``config.json
 the model, the image transform and the tokenizer.
 
 The model is a registered mm backbone (``clip_lite`` by default, ``--image-size`` and
-``--context-length`` set its towers) or, with ``--model NAME``, any open_clip architecture (or an
-open_clip model-config JSON file, registered under its file stem); ``--pretrained PATH_OR_TAG``
-loads open_clip weights, usable by ``sim`` and ``evaluate`` directly and as the starting point
-of ``train``.
+``--context-length`` set its towers) or, with ``--model NAME``, any open_clip architecture (an
+open_clip model-config JSON file or ``open_clip_config.json``, registered under its file or
+folder name, or ``hf-hub:ORG/REPO``, registered as ``ORG--REPO``: see
+:mod:`mmkit.backbones.open_clip_sources`); ``--pretrained PATH_OR_TAG`` loads open_clip weights
+(a hub model's own by default), usable by ``sim`` and ``evaluate`` directly and as the starting
+point of ``train``. Images are fitted into the model's input size the way its weights expect
+(``resize_mode`` / ``interpolation`` of the tag or hub config, as open_clip's eval transform),
+when the store is prepared and in ``sim``; the checkpoint keeps that setting.
 
 ``sim`` output (see :func:`sim`): one image with texts ranks the texts, several images with one
 text rank the images, several of both give one ranking of the texts per image.
@@ -30,18 +34,21 @@ import torch
 from torch.utils.data import DataLoader
 
 import mmkit
-from mmkit.config import TrainConfig
+from mmkit.configs import MMConfig
 from mmkit.data.captions import CaptionOptions
 from mmkit.data.store import Store
-from mmkit.engine.checkpoint import load_weights, read_config, resolve_checkpoint_dir
+from mmkit.engine import distributed
+from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
-from mmkit.engine.run import start_run, training_splits
-from mmkit.engine.trainer import Trainer, TrainResult, resolve_device, seed_everything
-from mmkit.errors import UserInputError
-from mmkit.io.image import IMAGE_EXTENSIONS, load_image_array
+from mmkit.engine.run import Job, eval_selection, fit, training_splits
+from mmkit.engine.trainer import TrainResult, resolve_device
+from mmkit.errors import CheckpointError, UserInputError
+from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
 from mmkit.pipelines.classify import expand_paths
-from mmkit.pipelines.mm_store import prepare_store, summary
+from mmkit.pipelines.mm_store import decode_image, prepare_store, summary
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
+from mmkit.spec import CheckpointSpec, Stage
+from mmkit.tasks.checks import check_finite
 from mmkit.tasks.contrastive import (
     CaptionImages,
     CaptionPairs,
@@ -58,44 +65,6 @@ DEFAULT_PROMPT = "a photo of a {}"
 IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))
 
 
-@dataclass
-class MMConfig(TrainConfig):
-    """``mmkit mm train`` options (also the keys of an ``examples/mm/*.yaml`` file)."""
-
-    out: str = "runs/mm"
-    backbone: str = "clip_lite"
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    patience: int = 10
-    image_size: int | None = None
-    context_length: int | None = None
-    model: str | None = None
-    pretrained: str | None = None
-    prompt: str | None = None
-    crop_scale: tuple[float, float] = (0.85, 1.0)
-    image_column: str | None = None
-    text_column: str | None = None
-    hf_split: str | None = None
-
-    def validate(self) -> None:
-        super().validate()
-        if self.image_size is not None and self.image_size < 8:
-            raise UserInputError(f"--image-size must be >= 8 pixels, got {self.image_size}")
-        if self.context_length is not None and self.context_length < 3:
-            raise UserInputError(f"--context-length must be >= 3, got {self.context_length}")
-        if self.pretrained and not self.model:
-            raise UserInputError("--pretrained needs --model (an open_clip architecture)")
-        if self.prompt is not None and "{}" not in self.prompt:
-            raise UserInputError(
-                f"--prompt must contain '{{}}' for the class name: {self.prompt!r}"
-            )
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise UserInputError(f"crop_scale must satisfy 0 < min <= max <= 1, got {lo}, {hi}")
-
-
 def caption_options(cfg: MMConfig) -> CaptionOptions:
     return CaptionOptions(
         image_column=cfg.image_column,
@@ -107,29 +76,26 @@ def caption_options(cfg: MMConfig) -> CaptionOptions:
 
 
 # -- the model ---------------------------------------------------------------------------------
-def _open_clip_arch(model: str, model_kwargs: dict | None) -> tuple[str, dict | None]:
-    """An architecture name as is; an open_clip model-config JSON file -> (its stem, its
-    content), the content being registered under the stem when the model is built."""
-    if not model.endswith(".json"):
-        return model, model_kwargs
-    path = Path(model).expanduser()
-    try:
-        arch = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserInputError(f"cannot read open_clip model config {model}: {exc}") from exc
-    return path.stem, arch
-
-
 def model_spec(cfg: MMConfig) -> tuple[str, dict[str, Any]]:
-    """(backbone name, kwargs) that build ``cfg``'s model, pretrained weights left out."""
+    """(backbone name, kwargs) that build ``cfg``'s model, pretrained weights left out but not
+    their preprocessing: an ``hf-hub:`` or JSON ``--model`` is resolved to a plain name + its
+    architecture config and preprocessing (fetching the hub's ``open_clip_config.json``), a
+    ``--pretrained`` tag brings its preprocessing from open_clip's metadata (so ``prepare`` and
+    ``train --resume`` fit images as the weights expect without fetching them)."""
     if cfg.model:
-        name, model_kwargs = _open_clip_arch(cfg.model, cfg.backbone_kwargs.get("model_kwargs"))
+        from mmkit.backbones.open_clip_sources import resolve_arch, tag_preprocess_cfg
+
+        arch = resolve_arch(cfg.model, cfg.backbone_kwargs.get("model_kwargs"))
+        preprocess = arch.preprocess_cfg
+        if not preprocess and cfg.pretrained:
+            preprocess = tag_preprocess_cfg(arch.name, cfg.pretrained)
         return "open_clip_model", {
-            "model_name": name,
+            "model_name": arch.name,
             "pretrained": None,
             "force_image_size": cfg.image_size,
             "force_context_length": cfg.context_length,
-            "model_kwargs": model_kwargs,
+            "model_kwargs": arch.model_kwargs,
+            "preprocess_cfg": preprocess or None,
         }
     spec = BACKBONES.get(cfg.backbone)
     if spec.modality != "mm":
@@ -146,19 +112,52 @@ def model_spec(cfg: MMConfig) -> tuple[str, dict[str, Any]]:
     return cfg.backbone, kwargs
 
 
+def pretrained_for(cfg: MMConfig) -> str | None:
+    """``--pretrained``; without it, an ``hf-hub:ORG/REPO`` model's own weights."""
+    if cfg.pretrained or not cfg.model:
+        return cfg.pretrained
+    from mmkit.backbones.open_clip_sources import HF_HUB, hf_hub_repo
+
+    repo = hf_hub_repo(cfg.model)
+    return f"{HF_HUB}{repo}" if repo else None
+
+
 @dataclass
 class LoadedClip:
-    """A model ready for ``sim`` / ``evaluate``: pipeline (eval mode), tokenizer, config."""
+    """A model ready for ``sim`` / ``evaluate``: pipeline (eval mode), tokenizer, spec."""
 
     pipeline: ClipPipeline
     tokenizer: torch.nn.Module
-    config: dict[str, Any]
+    spec: CheckpointSpec
     path: Path | None
     device: torch.device
 
     @property
     def store_params(self) -> dict[str, Any]:
-        return self.config["data"]["params"]
+        return self.spec.data_params
+
+
+def pipeline_spec(
+    parts: dict[str, Any],
+    *,
+    labels: Sequence[str] = (),
+    prompt: str = DEFAULT_PROMPT,
+    data: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+) -> CheckpointSpec:
+    """The checkpoint spec of a pipeline from :func:`create_pipeline`'s parts."""
+    pre = parts["preprocess"]
+    return CheckpointSpec(
+        modality="mm",
+        task="contrastive",
+        backbone=Stage(parts["backbone"]["name"], parts["backbone"]["kwargs"]),
+        preprocess={k: [Stage(pre[k]["name"], pre[k]["params"])] for k in ("image", "text")},
+        labels=list(labels),
+        data={**parts["data"], **(data or {})},
+        train=train or {},
+        prompt=prompt,
+        mmkit_version=mmkit.__version__,
+    )
 
 
 def load_clip(
@@ -171,26 +170,55 @@ def load_clip(
     """An mm checkpoint (run dir or checkpoint dir), or open_clip ``model`` + ``pretrained``."""
     if (checkpoint is None) == (model is None):
         raise UserInputError("give either --checkpoint or --model (with --pretrained)")
-    dev = resolve_device(device)
+    dev = distributed.init(resolve_device(device))  # torchrun: eval is sharded over ranks
     path = None
     if checkpoint is not None:
         path = resolve_checkpoint_dir(checkpoint)
-        config = read_config(path)
-        if config.get("modality") != "mm" or config.get("task") != "contrastive":
+        source = str(path / "config.json")
+        spec = read_spec(path)
+        if spec.task != "contrastive":
             raise UserInputError(
-                f"{path} is a {config.get('modality')} {config.get('task')} checkpoint, "
-                "not an image-text one"
+                f"{path} is a {spec.modality} {spec.task} checkpoint, not an image-text one"
             )
-        pipeline = build_contrastive(config, str(path / "config.json"))
-        load_weights(pipeline, path, dev)
+        _check_store_params(spec, source)
+        pipeline = build_checked(lambda: build_contrastive(spec, source), path, dev)
     else:
-        name, kwargs = model_spec(MMConfig(dataset="-", model=model))
-        pipeline, config = create_pipeline(name, kwargs, pretrained=pretrained)
-    text = config["preprocess"]["text"]
-    tokenizer = PREPROCESSORS.create_from_config(
-        text["name"], text.get("params", {}), source=str(path / "config.json") if path else "model"
+        source = "model"
+        cfg = MMConfig(dataset="-", model=model, pretrained=pretrained)
+        name, kwargs = model_spec(cfg)
+        pipeline, parts = create_pipeline(name, kwargs, pretrained=pretrained_for(cfg))
+        spec = pipeline_spec(parts)
+    (text,) = spec.stages("text")
+    tokenizer = PREPROCESSORS.create_from_config(text.name, text.params, source=source)
+    return LoadedClip(pipeline.to(dev).eval(), tokenizer, spec, path, dev)
+
+
+def _check_store_params(spec: CheckpointSpec, source: str) -> None:
+    """A checkpoint's ``data.params`` (untrusted data) must be valid decode settings."""
+    params = spec.data_params
+    size = params.get("image_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
+        raise CheckpointError(f"{source}: data.params.image_size must be 8..4096, got {size!r}")
+    if not isinstance(params.get("tokenizer"), dict):
+        raise CheckpointError(f"{source}: data.params.tokenizer must be a JSON object")
+    try:
+        check_resize(*(params.get(key, default) for key, default in RESIZE_DEFAULTS.items()))
+    except UserInputError as exc:
+        raise CheckpointError(f"{source}: data.params: {exc}") from None
+
+
+def encode_image_files(loaded: LoadedClip, files: Sequence[str | Path]) -> torch.Tensor:
+    """Normalised ``float [N, D]`` embeddings of image files, decoded as the model's prepared
+    store would hold them (:func:`~mmkit.pipelines.mm_store.decode_image`), then its image
+    transform (eval mode) and image tower, 64 at a time."""
+    params = loaded.store_params
+    pixels = torch.from_numpy(np.stack([decode_image(f, params) for f in files]))
+    return torch.cat(
+        [
+            loaded.pipeline.encode_images(pixels[i : i + 64].to(loaded.device)).float().cpu()
+            for i in range(0, len(pixels), 64)
+        ]
     )
-    return LoadedClip(pipeline.to(dev).eval(), tokenizer, config, path, dev)
 
 
 # -- prepare / train / evaluate / sim ---------------------------------------------------------
@@ -212,57 +240,62 @@ def prepare(
 def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-    run_dir = start_run(cfg.out, cfg.to_dict(), resume=resume)
-    seed_everything(cfg.seed)
-    name, kwargs = model_spec(cfg)
-    pipeline, spec = create_pipeline(
-        name,
-        kwargs,
-        pretrained=None if resume else cfg.pretrained,
-        crop_scale=cfg.crop_scale if cfg.augment else None,
-        seed=cfg.seed,
-    )
-    store = prepare(cfg, params=spec["data"]["params"], out=cfg.prepared, progress=progress)
-    train_idx, val_idx = training_splits(store, cfg.dataset, progress)
-    text = spec["preprocess"]["text"]
-    task = ContrastiveTask(
-        create_preprocessor(text["name"], **text["params"]), cfg.prompt or DEFAULT_PROMPT
-    )
-    ckpt_config = {
-        "mmkit_version": mmkit.__version__,
-        "modality": "mm",
-        "task": "contrastive",
-        **spec,
-        "labels": class_names(store),
-        "prompt": cfg.prompt or DEFAULT_PROMPT,
-        "data": dict(
-            spec["data"],
-            fingerprint=store.meta.get("fingerprint"),
-            dataset=cfg.dataset,
-            store=str(store.path),
-        ),
-        "train": cfg.to_dict(),
-    }
-    trainer = Trainer(
-        pipeline,
-        task,
-        CaptionPairs(store, train_idx, seed=cfg.seed),
-        CaptionImages(store, val_idx),
-        cfg,
-        run_dir,
-        checkpoint_config=lambda: ckpt_config,
-        progress=progress,
-    )
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+
+    def setup() -> Job:
+        name, kwargs = model_spec(cfg)
+        pipeline, parts = create_pipeline(
+            name,
+            kwargs,
+            pretrained=None if resume else pretrained_for(cfg),
+            crop_scale=cfg.crop_scale if cfg.augment else None,
+            seed=cfg.seed,
+        )
+        store = prepare(cfg, params=parts["data"]["params"], out=cfg.prepared, progress=progress)
+        splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
+        spec = pipeline_spec(
+            parts,
+            labels=class_names(store),
+            prompt=cfg.prompt or DEFAULT_PROMPT,
+            data={
+                "fingerprint": store.meta.get("fingerprint"),
+                "dataset": cfg.dataset,
+                "store": str(store.path),
+                "validation": splits.info,
+            },
+            train=_without_locations(cfg.to_dict(), kwargs),
+        )
+        (text,) = spec.stages("text")
+        tokenizer = create_preprocessor(text.name, **text.params)
+        return Job(
+            pipeline,
+            ContrastiveTask(tokenizer, spec.prompt or DEFAULT_PROMPT),
+            CaptionPairs(store, splits.train, seed=cfg.seed),
+            CaptionImages(store, splits.validation),
+            spec.to_json(),
+            store.skipped,
+        )
+
+    return fit(cfg, setup, resume=resume, progress=progress)
+
+
+def _without_locations(train: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The training options as the checkpoint records them: an ``hf-hub:`` model under the
+    plain name it was registered as, ``hf-hub:`` weights as their repo id (a checkpoint's
+    ``config.json`` never names a location another library would fetch)."""
+    from mmkit.backbones.open_clip_sources import HF_HUB
+
+    if str(train.get("model") or "").startswith(HF_HUB):
+        train["model"] = kwargs["model_name"]
+    if str(train.get("pretrained") or "").startswith(HF_HUB):
+        train["pretrained"] = train["pretrained"][len(HF_HUB) :]
+    return train
 
 
 def evaluate(
     checkpoint: str | Path | None,
     cfg: MMConfig,
     *,
-    split: str = "test",
+    split: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Retrieval metrics (and zero-shot accuracy when labelled) of a checkpoint, or of
@@ -275,16 +308,21 @@ def evaluate(
         pretrained=cfg.pretrained,
         device=cfg.device,
     )
-    store = prepare(cfg, params=loaded.store_params, progress=progress)
-    indices = store.indices(split)
-    if not indices:
-        raise UserInputError(f"{cfg.dataset}: the {split} split is empty")
-    prompt = cfg.prompt or loaded.config.get("prompt") or DEFAULT_PROMPT
-    loader = DataLoader(CaptionImages(store, indices), batch_size=64)
+    progress = progress or NullProgress()
+    with distributed.main_first():
+        store = prepare(cfg, params=loaded.store_params, progress=progress)
+    trained_fp = loaded.spec.fingerprint if loaded.path else None
+    selection = eval_selection(store, split, trained_fp)
+    progress.message(selection.note)
+    indices, split = selection.indices, selection.split
+    prompt = cfg.prompt or loaded.spec.prompt or DEFAULT_PROMPT
+    images = CaptionImages(store, indices)
+    loader = DataLoader(images, batch_size=64, sampler=distributed.shard(range(len(images))))
     result = ContrastiveTask(loaded.tokenizer, prompt).report(
-        loaded.pipeline, loader, loaded.device
+        loaded.pipeline, loader, loaded.device, checkpoint=loaded.path
     )
-    if loaded.path is not None:
+    result.update(split=split, split_note=selection.note, skipped=store.skipped)
+    if loaded.path is not None and distributed.is_main():
         out_dir = loaded.path.parent / "eval"
         out_dir.mkdir(exist_ok=True)
         stem = f"{Path(str(cfg.dataset)).name or 'dataset'}-{split}"
@@ -306,7 +344,7 @@ def sim(
     logit scale), best first:
 
     - one image, one or more texts: ``{"image", "scores": [{"text", "similarity",
-      "probability"}]}`` (DESIGN §3);
+      "probability"}]}`` (docs/design.md);
     - several images (folders expand to their images), one text: ``{"text", "scores":
       [{"image", "similarity", "probability"}]}``;
     - several images and several texts: a list with one ``{"image", "scores"}`` per image.
@@ -318,18 +356,13 @@ def sim(
     else:
         loaded = load_clip(checkpoint, model=model, pretrained=pretrained, device=device)
     files = expand_paths(list(images), IMAGE_EXTS)
-    size = int(loaded.store_params["image_size"])
-    pixels = torch.from_numpy(np.stack([load_image_array(f, size) for f in files]))
-    image_f = torch.cat(
-        [
-            loaded.pipeline.encode_images(pixels[i : i + 64].to(loaded.device)).float().cpu()
-            for i in range(0, len(pixels), 64)
-        ]
-    )
+    image_f = encode_image_files(loaded, files)
     tokens = loaded.tokenizer(list(texts)).to(loaded.device)
     text_f = loaded.pipeline.encode_texts(tokens).float().cpu()
     sims = image_f @ text_f.T
     scale = float(loaded.pipeline.model.scale())
+    scores = torch.cat([sims.flatten(), torch.tensor([scale])])  # NaN here is NaN in the JSON
+    check_finite(scores, loaded.pipeline, loaded.path, files[0] if len(files) == 1 else images[0])
     if len(files) > 1 and len(texts) == 1:
         return {"text": texts[0], "scores": _ranked(sims[:, 0], scale, files, "image")}
     ranked = [

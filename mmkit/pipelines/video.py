@@ -11,7 +11,6 @@ spaced clips (``uniform``: one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,62 +18,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-import mmkit.data.ucf101  # noqa: F401 - registers the UCF101 layout
-from mmkit.config import TrainConfig
-from mmkit.data.sources import SourceData
+from mmkit.configs import VideoConfig
+from mmkit.data.records import SourceData
 from mmkit.data.store import Store
-from mmkit.errors import UserInputError
 from mmkit.io.video import VIDEO_EXTENSIONS, even_indices, probe, read_video
 from mmkit.pipelines import classify
 from mmkit.registry import create_preprocessor
-
-SAMPLINGS = ("random", "uniform")
-
-
-@dataclass
-class VideoConfig(TrainConfig):
-    """``mmkit video train`` options (also the keys of an ``examples/video/*.yaml`` file)."""
-
-    out: str = "runs/video"
-    backbone: str = "video_r3d"
-    epochs: int = 30
-    batch_size: int = 16
-    lr: float = 2e-3
-    frames: int = 16
-    size: int = 64
-    sampling: str = "random"
-    frame_interval: int = 1
-    num_clips: int = 3
-    store_frames: int = 64
-    hflip: bool = False
-    fold: int = 1
-    video_column: str | None = None
-    hf_split: str | None = None
-
-    def validate(self) -> None:
-        super().validate()
-        if self.sampling not in SAMPLINGS:
-            raise UserInputError(
-                f"--sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}"
-            )
-        for name in ("frames", "size", "frame_interval", "num_clips", "store_frames"):
-            if getattr(self, name) < 1:
-                raise UserInputError(
-                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
-                )
-        if self.size < 16:
-            raise UserInputError(f"--size must be >= 16 pixels, got {self.size}")
-
-    @property
-    def media_column(self) -> str | None:
-        return self.video_column
-
-    @property
-    def short_side(self) -> int:
-        return round(self.size * 8 / 7)
-
-    def source_extra(self) -> dict[str, Any]:
-        return {"fold": self.fold}
+from mmkit.seeds import item_seed
 
 
 def _square(frames: np.ndarray) -> np.ndarray:
@@ -106,6 +56,7 @@ class VideoModality:
         "store_frames",
         "fold",
     )
+    config_class = VideoConfig
 
     def store_params(self, cfg: VideoConfig) -> dict[str, Any]:
         return {"short_side": cfg.short_side, "store_frames": cfg.store_frames}
@@ -132,9 +83,8 @@ class VideoModality:
         )
         return [("video_transform", transform)]
 
-    def file_views(self, path: str, config: dict[str, Any]) -> tuple[torch.Tensor, list[dict]]:
+    def file_views(self, path: str, cfg: VideoConfig) -> tuple[torch.Tensor, list[dict]]:
         """The evaluation clips of one file, ``[K, T, S, S, 3]`` uint8."""
-        cfg = VideoConfig(**{k: config["train"][k] for k in self.shape_keys})
         frames = decode_frames(path, cfg.short_side, cfg.store_frames)
         grid = eval_sampler(cfg)(len(frames))
         return torch.from_numpy(frames[grid.reshape(-1, cfg.frames).numpy()]), [{}]
@@ -182,7 +132,7 @@ class VideoClips(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         idx = self.indices[i]
         frames = self.store[idx]
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + idx)
+        g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, idx))
         order = self.sampler(len(frames), generator=g)
         if self.views and order.ndim == 1:
             order = order[None]

@@ -16,6 +16,7 @@ import torch
 import torchaudio.transforms as T
 from torch import nn
 
+from mmkit.errors import UserInputError
 from mmkit.registry import register_preprocessor
 
 
@@ -82,6 +83,15 @@ class LogMel(ParamsModule):
         )
         if win_length > n_fft:
             raise ValueError(f"win_length ({win_length}) must be <= n_fft ({n_fft})")
+        for name, value, low, high in (
+            ("sample_rate", sample_rate, 1000, 384_000),
+            ("n_fft", n_fft, 8, 65_536),
+            ("win_length", win_length, 1, 65_536),
+            ("hop_length", hop_length, 1, 65_536),
+            ("n_mels", n_mels, 1, 1024),
+        ):
+            if not low <= value <= high:
+                raise UserInputError(f"log_mel: {name} must be in [{low}, {high}], got {value}")
         self.sample_rate = sample_rate
         self.hop_length = hop_length
         self.n_mels = n_mels

@@ -2,7 +2,8 @@
 
 :class:`ClipTokenizer` (registered as ``clip_tokenizer``) maps a list of captions to a
 ``LongTensor [N, context_length]``: start token, BPE ids, end token, zero padding (too long
-captions are cut and keep their end token). With ``model_name`` empty it is open_clip's
+captions are cut and keep their end token, as open_clip cuts them; a caption of any length
+tokenises in bounded time). With ``model_name`` empty it is open_clip's
 ``SimpleTokenizer`` (the BPE vocabulary ships inside the open_clip wheel, so it works offline);
 with a name it is ``open_clip.get_tokenizer(model_name)`` (the tokenizer that architecture was
 trained with; SigLIP and HF-text models need their vocabulary from the hub).
@@ -23,6 +24,8 @@ CLIP_VOCAB_SIZE = 49408
 """Vocabulary size of open_clip's ``SimpleTokenizer`` (49152 BPE merges + bytes + 2 specials)."""
 
 DEFAULT_CONTEXT_LENGTH = 32
+MAX_CHARS_PER_TOKEN = 64
+"""Characters of a caption kept per token of context before tokenising (see ``_bounded``)."""
 
 
 class ClipTokenizer(nn.Module):
@@ -83,8 +86,21 @@ class ClipTokenizer(nn.Module):
             raise UserInputError(f"clip_tokenizer expects strings, got {type(bad[0]).__name__}")
         if not texts:
             return torch.zeros(0, self.context_length, dtype=torch.long)
+        texts = [self._bounded(t) for t in texts]
         tokens = self.tokenizer(texts, context_length=self.context_length)
         return tokens.to(torch.long)
+
+    def _bounded(self, text: str) -> str:
+        """``text`` cut to :data:`MAX_CHARS_PER_TOKEN` characters per token of context (its
+        whitespace runs collapsed first, as the tokenizers' own cleaning does), before the
+        tokenizer sees it. The tokenizer then truncates to ``context_length`` as open_clip does;
+        the cut changes no token of a caption whose words are shorter than the limit, and keeps
+        a pathological one (a 10,000-word text, one 100,000-letter word: BPE time grows with
+        the square of a word's length) from taking minutes."""
+        limit = MAX_CHARS_PER_TOKEN * self.context_length
+        if len(text) <= limit:
+            return text
+        return " ".join(text.split())[:limit]
 
     def decode(self, tokens: torch.Tensor) -> list[str]:
         """Token ids back to text, special tokens and padding dropped (CLIP BPE only)."""

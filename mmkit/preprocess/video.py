@@ -242,6 +242,7 @@ class VideoTransform(nn.Module):
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` float -> short side ``short_side``."""
         b, t, c, h, w = x.shape
+        h, w = int(h), int(w)  # plain ints when traced too (TorchScript export fixes the size)
         scale = self.short_side / min(h, w)
         out_hw = (
             (self.short_side, round(w * scale)) if h <= w else (round(h * scale), self.short_side)

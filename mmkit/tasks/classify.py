@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mmkit.engine import distributed
 from mmkit.errors import CheckpointError
 from mmkit.metrics.classification import classification_report
 from mmkit.registry import BACKBONES, PREPROCESSORS
+from mmkit.spec import CheckpointSpec, Stage
 
 
 class Classifier(nn.Module):
@@ -44,28 +46,33 @@ class Classifier(nn.Module):
         return probs.reshape(b, k, -1).mean(1)
 
 
-def build_classifier(config: dict[str, Any], source: str = "config.json") -> Classifier:
-    """Rebuild the exact model from a checkpoint's ``config.json`` (untrusted data)."""
-    stages = [
-        PREPROCESSORS.create_from_config(p["name"], p.get("params", {}), source=source)
-        for p in config["preprocess"]
-    ]
-    name = config["backbone"]["name"]
-    if name in BACKBONES and BACKBONES.get(name).modality != config.get("modality"):
+def build_classifier(spec: CheckpointSpec, source: str = "config.json") -> Classifier:
+    """Rebuild the exact model from a checkpoint's spec (untrusted data: plugins are built
+    through ``create_from_config``)."""
+    with torch.device("cpu"):  # small buffers computed on the host, even in a meta pre-check
+        stages = [
+            PREPROCESSORS.create_from_config(s.name, s.params, source=source)
+            for s in spec.stages("input")
+        ]
+    name = spec.backbone.name
+    if name in BACKBONES and BACKBONES.get(name).modality != spec.modality:
         raise CheckpointError(
             f"{source}: backbone {name!r} is a {BACKBONES.get(name).modality} backbone, "
-            f"not {config.get('modality')}"
+            f"not {spec.modality}"
         )
     backbone = BACKBONES.create_from_config(
-        name, config["backbone"].get("kwargs", {}), source=source, num_classes=len(config["labels"])
+        name, spec.backbone.params, source=source, num_classes=len(spec.labels)
     )
     return Classifier(nn.Sequential(*stages), backbone)
 
 
-def stage_config(module: nn.Module, name: str) -> dict[str, Any]:
-    """``{"name", "params"}`` of a preprocess stage (its ``params()`` when it has one)."""
-    params = module.params() if hasattr(module, "params") else {}
-    return {"name": name, "params": params}
+def stage_spec(module: nn.Module, name: str) -> Stage:
+    """A preprocess stage as the checkpoint records it: its ``params()``, which every
+    registered preprocessor has."""
+    params = getattr(module, "params", None)
+    if params is None:
+        raise TypeError(f"preprocessor {name!r} has no params(): it cannot be saved")
+    return Stage(name, params())
 
 
 class ClassificationTask:
@@ -103,7 +110,11 @@ def predict(
     for views, y in loader:
         probs.append(model.predict_proba(views.to(device, non_blocking=True)).cpu())
         targets.append(y)
-    return torch.cat(targets), torch.cat(probs)
+    total = len(loader.dataset)  # under torchrun each rank saw a shard: gather all of them
+    return (
+        distributed.gather_rows(torch.cat(targets), total),
+        distributed.gather_rows(torch.cat(probs), total),
+    )
 
 
 def top_k(probs: torch.Tensor, labels: list[str], k: int) -> list[dict[str, Any]]:

@@ -24,10 +24,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mmkit.data.store import Store
+from mmkit.engine import distributed
 from mmkit.errors import CheckpointError, UserInputError
+from mmkit.io.image import RESIZE_DEFAULTS, check_resize
 from mmkit.losses import ContrastiveLoss
 from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
+from mmkit.seeds import item_seed
+from mmkit.spec import CheckpointSpec
+from mmkit.tasks.checks import check_finite
 
 DIRECTIONS = ("image_to_text", "text_to_image")
 _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
@@ -87,6 +92,8 @@ def create_pipeline(
     """Backbone ``name`` (open_clip weights from ``pretrained``) + its image transform, and the
     ``backbone`` / ``preprocess`` / ``data`` config entries that rebuild them (weights aside).
 
+    ``data.params`` are the prepared store's: image size, how images are fitted into it (the
+    model's ``image_resize``, else :data:`~mmkit.io.image.RESIZE_DEFAULTS`) and the tokenizer.
     ``crop_scale`` is the area range of training crops; None makes them the whole image."""
     if name == "open_clip_model":
         ensure_open_clip_arch(kwargs["model_name"], kwargs.get("model_kwargs"))
@@ -106,31 +113,41 @@ def create_pipeline(
             "image": {"name": image_name, "params": image_params},
             "text": {"name": text_name, "params": text_params},
         },
-        "data": {"params": {"image_size": int(model.image_size), "tokenizer": text_params}},
+        "data": {
+            "params": {
+                "image_size": int(model.image_size),
+                **image_resize(model),
+                "tokenizer": text_params,
+            }
+        },
     }
     return ClipPipeline(transform, model), config
 
 
-def build_contrastive(config: dict[str, Any], source: str = "config.json") -> ClipPipeline:
-    """Rebuild the exact model + image transform from a checkpoint's ``config.json`` (untrusted
-    data: plugins are built through ``create_from_config``)."""
-    backbone = config["backbone"]
-    kwargs = backbone.get("kwargs", {})
-    if backbone["name"] == "open_clip_model":
+def image_resize(model: nn.Module) -> dict[str, Any]:
+    """How ``model`` wants images fitted into its input size (``resize_mode``,
+    ``interpolation``, ``fill_color``); models without an ``image_resize`` get the defaults."""
+    own = getattr(model, "image_resize", None) or {}
+    resize = {key: own.get(key, default) for key, default in RESIZE_DEFAULTS.items()}
+    check_resize(resize["resize_mode"], resize["interpolation"], resize["fill_color"])
+    return resize
+
+
+def build_contrastive(spec: CheckpointSpec, source: str = "config.json") -> ClipPipeline:
+    """Rebuild the exact model + image transform from a checkpoint's spec (untrusted data:
+    plugins are built through ``create_from_config``)."""
+    kwargs = spec.backbone.params
+    BACKBONES.check_config(spec.backbone.name, kwargs, source=source)
+    if spec.backbone.name == "open_clip_model":
         try:
             ensure_open_clip_arch(kwargs.get("model_name"), kwargs.get("model_kwargs"))
         except UserInputError as exc:
             raise CheckpointError(f"{source}: {exc}") from exc
-    image = config["preprocess"]["image"]
-    model = BACKBONES.create_from_config(backbone["name"], kwargs, source=source)
-    transform = PREPROCESSORS.create_from_config(
-        image["name"], image.get("params", {}), source=source
-    )
+    model = BACKBONES.create_from_config(spec.backbone.name, kwargs, source=source)
+    (image,) = spec.stages("image")
+    with torch.device("cpu"):  # small buffers computed on the host, even in a meta pre-check
+        transform = PREPROCESSORS.create_from_config(image.name, image.params, source=source)
     return ClipPipeline(transform, model)
-
-
-def _aug_seed(seed: int, epoch: int, index: int) -> int:
-    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**31
 
 
 class CaptionPairs(Dataset):
@@ -155,7 +172,7 @@ class CaptionPairs(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         idx = self.indices[i]
-        seed = _aug_seed(self.seed, self.epoch, idx)
+        seed = item_seed(self.seed, self.epoch, idx)
         options = self.captions_of[idx]
         pick = int(options[torch.randint(len(options), (1,), generator=_gen(seed)).item()])
         image = torch.from_numpy(np.array(self.store[idx][0]))
@@ -233,17 +250,33 @@ class ContrastiveTask:
         return flatten(self.report(model, loader, device))
 
     @torch.no_grad()
-    def report(self, model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
-        """The ``mm eval`` JSON (DESIGN §3) for the images of ``loader.dataset``."""
+    def report(
+        self,
+        model: nn.Module,
+        loader: DataLoader,
+        device: torch.device,
+        *,
+        checkpoint: Path | None = None,
+    ) -> dict:
+        """The ``mm eval`` JSON (docs/design.md) for the images of ``loader.dataset``."""
         model = _inner(model).eval()
         data: CaptionImages = loader.dataset
+        # under torchrun each rank encodes its shard of the images (the loader's sampler) and
+        # of the captions; the rows are gathered back in order on every rank
         images = torch.cat([model.encode_images(b.to(device)).float().cpu() for b in loader])
+        images = distributed.gather_rows(images, len(data))
+        tokens = data.tokens[distributed.shard(range(len(data.tokens)))]
         texts = torch.cat(
             [
-                model.encode_texts(data.tokens[i : i + 256].to(device)).float().cpu()
-                for i in range(0, len(data.tokens), 256)
+                model.encode_texts(tokens[i : i + 256].to(device)).float().cpu()
+                for i in range(0, len(tokens), 256)
             ]
+            or [torch.zeros(0, images.shape[1])]
         )
+        texts = distributed.gather_rows(texts, len(data.tokens))
+        # NaN embeddings would rank every caption first and read as R@1 = 1.0
+        check_finite(images, model, checkpoint, "the images")
+        check_finite(texts, model, checkpoint, "the captions")
         result: dict[str, Any] = retrieval_metrics(images, texts, data.caption_image)
         result["num_images"] = len(data)
         result["mean_recall"] = float(

@@ -7,7 +7,7 @@
   the frame wraps around (a torus), so where it is in any single frame says nothing about the
   class. Clips carry a ``source`` (the scene: background style and texture) so whole scenes can be
   held out.
-- Layout writers for DESIGN §4 live in :mod:`mmkit.testing.video_layouts`.
+- Layout writers for docs/design.md live in :mod:`tests.media.video_layouts`.
 """
 
 from __future__ import annotations

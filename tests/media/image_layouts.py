@@ -1,4 +1,4 @@
-"""Write captioned images (:class:`mmkit.testing.images.CaptionedImage`) in every mm source layout.
+"""Write captioned images (:class:`tests.media.images.CaptionedImage`) in every mm source layout.
 
 Each writer copies the image files under ``root`` and returns the path to give ``--dataset``:
 
@@ -23,7 +23,7 @@ HF save_to_disk     ``DatasetDict.save_to_disk(root)``
 
 HF layouts hold an ``image`` column of ``datasets.Image(decode=False)`` (``{"bytes", "path"}``), a
 text column holding one string per row (images repeated) or a list of strings per image, and
-optionally a ``label`` ``ClassLabel`` over :data:`mmkit.testing.images.SHAPES`.
+optionally a ``label`` ``ClassLabel`` over :data:`tests.media.images.SHAPES`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmkit.testing.images import SHAPES, CaptionedImage
+from tests.media.images import SHAPES, CaptionedImage
 
 FLICKR_SPLIT_FILES: dict[str, str] = {
     "train": "Flickr_8k.trainImages.txt",

@@ -1,4 +1,4 @@
-"""Write a list of :class:`~mmkit.testing.video.VideoClip` in each dataset layout of DESIGN §4.
+"""Write a list of :class:`~tests.media.video.VideoClip` in each dataset layout of docs/design.md.
 
 Every writer copies the encoded files (transcoding only when the layout fixes the extension, as
 UCF101's ``.avi`` does) and returns the path to pass as ``--dataset``:
@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mmkit.testing.video import VideoClip, transcode_video
+from tests.media.video import VideoClip, transcode_video
 
 UCF_QUIRK = {"HandstandPushups": "HandStandPushups"}
 

@@ -9,7 +9,7 @@ centred square of the canvas, so a short-side resize + centre crop keeps every c
 :func:`write_scene_images` renders a whole split set to jpg/png/webp files and
 :func:`write_odd_images` writes awkward files (grayscale, RGBA, EXIF-rotated, corrupt...). The
 writers for the dataset layouts (CSV/JSONL, caption folder, Flickr8k, COCO, HF) live in
-:mod:`mmkit.testing.image_layouts`. Everything is deterministic given ``seed``.
+:mod:`tests.media.image_layouts`. Everything is deterministic given ``seed``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A :class:`Voice` names an engine voice plus pitch and speed; :func:`default_voices` lists a varied
 set across both engines. :func:`synthesize` speaks a text into an audio file, :func:`make_word_set`
 writes a folder-per-class spoken-word set, and :func:`split_voices` holds whole speakers out of
-training. The writers for the other source layouts live in :mod:`mmkit.testing.speech_layouts`.
+training. The writers for the other source layouts live in :mod:`tests.media.speech_layouts`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Write a spoken-word set (a list of :class:`~mmkit.testing.speech.SpeechItem`) in every source
-layout mmkit reads (DESIGN §4): split folders, the Speech Commands raw layout, CSV/JSONL manifests,
-and Hugging Face parquet / ``save_to_disk`` directories in the ``google/speech_commands`` schema.
+"""Write a spoken-word set (a list of :class:`~tests.media.speech.SpeechItem`) in every source
+layout mmkit reads (docs/design.md): split folders, the Speech Commands raw layout, CSV/JSONL
+manifests, and Hugging Face parquet / ``save_to_disk`` directories in the
+``google/speech_commands`` schema.
 
 Every writer takes ``voice_splits``: voice id -> ``"train"`` | ``"validation"`` | ``"test"``
-(:meth:`~mmkit.testing.speech.VoiceSplit.mapping`); voices not in it count as ``"train"``.
+(:meth:`~tests.media.speech.VoiceSplit.mapping`); voices not in it count as ``"train"``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmkit.io.audio import load_audio
-from mmkit.testing.speech import SpeechItem, SpeechToolError, tool_path, write_audio
+from tests.media.speech import SpeechItem, SpeechToolError, tool_path, write_audio
 
 if TYPE_CHECKING:
     from datasets import Dataset, Features

@@ -1,0 +1,73 @@
+"""Directory and file replacement that a kill at any instant cannot half-do.
+
+A directory (a checkpoint, a prepared store) is written into a temporary sibling and swapped in
+with two renames: ``dst -> .dst.old`` then ``tmp -> dst``. A kill between the two leaves no
+``dst`` but a complete ``.dst.old``; :func:`recover_dir` (run before anything reads ``dst``)
+and the next :func:`replace_dir` put it back instead of deleting it. Temporary siblings left by a
+kill during the write (``.dst.<random>``) are incomplete by construction and are removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def old_of(dst: Path) -> Path:
+    """Where :func:`replace_dir` parks the previous ``dst`` during a swap."""
+    return dst.with_name(f".{dst.name}.old")
+
+
+def temp_dir_for(dst: Path) -> Path:
+    """A fresh temporary sibling of ``dst`` to write the new version into."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+
+
+def recover_dir(dst: Path) -> bool:
+    """Undo a swap that a kill interrupted and drop abandoned temporary siblings.
+
+    Returns True when ``dst`` was restored from ``.dst.old``."""
+    dst = Path(dst)
+    old = old_of(dst)
+    restored = False
+    if old.is_dir():
+        if dst.exists():
+            shutil.rmtree(old, ignore_errors=True)  # the swap finished; only cleanup was lost
+        else:
+            os.replace(old, dst)
+            restored = True
+    if dst.parent.is_dir():
+        for leftover in dst.parent.glob(f".{dst.name}.tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+    return restored
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished ``src`` to ``dst``, replacing any old ``dst`` (never a half copy)."""
+    src, dst = Path(src), Path(dst)
+    old = old_of(dst)
+    if old.exists():
+        if dst.exists():
+            shutil.rmtree(old)
+        else:  # an earlier swap was killed between its renames: old is the real dst
+            os.replace(old, dst)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

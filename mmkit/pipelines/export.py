@@ -1,0 +1,396 @@
+"""``mmkit export``: a checkpoint as ONNX or TorchScript graphs plus a JSON sidecar.
+
+A classifier (audio, video) becomes one graph from the raw input to the logits, its preprocessing
+inside wherever it exports (:func:`mmkit.engine.export.export_chain`); an image-text model two
+graphs, the image tower and the text tower. Training augmentations are the identity in eval mode
+and are left out. The sidecar (``<out>.json``, next to the graphs, naming them relative to
+itself) holds the rest: the labels, what each graph takes and returns, the exact preprocessing
+that comes before it (decoding, and any stage that could not be exported), the postprocessing,
+and for image-text models the tokenizer settings and the logit scale.
+
+What the graphs take (``batch`` is dynamic, everything else is fixed by the checkpoint):
+
+- audio ``waveform``: float32 ``[batch, num_samples]``, mono in [-1, 1] at the training sample
+  rate (a float32 soundfile read; int16 PCM / 32768), ``num_samples`` = the training clip length;
+  returns ``logits [batch, classes]``.
+- video ``frames``: uint8 RGB ``[batch, frames, short_side, short_side, 3]``, frames decoded as
+  the prepared store holds them; returns ``logits``.
+- image-text ``image``: uint8 RGB ``[batch, S, S, 3]`` fitted into ``S x S`` as the store does,
+  and ``tokens``: int64 ``[batch, context_length]`` token ids; each returns an L2-normalised
+  ``embedding [batch, D]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import mmkit
+from mmkit.engine.checkpoint import read_spec, resolve_checkpoint_dir
+from mmkit.engine.export import FORMATS, ExportedGraph, export_chain
+from mmkit.errors import UserInputError
+from mmkit.io.atomic import write_text_atomic
+from mmkit.spec import CheckpointSpec
+
+OMITTED = "identity in eval mode (training augmentation)"
+SOFTMAX_VIEWS = (
+    "softmax over each row of logits; a file's scores are the mean of the softmax of its views "
+    "(windows or clips), its top-1 the label of the highest mean score"
+)
+
+
+def export(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> dict[str, Any]:
+    """Export a checkpoint (run or checkpoint directory) as ``fmt`` (``onnx`` or
+    ``torchscript``) to ``out`` (default ``<run>/export/model.onnx`` / ``model.pt``; image-text
+    models write ``<stem>.image<ext>`` and ``<stem>.text<ext>``) and its sidecar
+    ``<stem>.json``. Returns ``{"checkpoint", "format", "modality", "sidecar", "models":
+    {part: {"file", "input", "output", "in_graph", "outside_graph", "omitted", "check"}}}``."""
+    if fmt not in FORMATS:
+        raise UserInputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    ckpt = resolve_checkpoint_dir(checkpoint)
+    spec = read_spec(ckpt)
+    parts = ("model",) if spec.task == "classify" else ("image", "text")
+    files, sidecar = output_paths(ckpt, fmt, out, parts)
+    # every graph is written aside first: one that fails leaves the previous export whole
+    staged = {part: path.with_name(f".{path.name}.partial") for part, path in files.items()}
+    try:
+        if spec.task == "classify":
+            meta = _export_classifier(ckpt, spec, fmt, staged)
+        else:
+            meta = _export_clip(ckpt, spec, fmt, staged)
+        for part, path in files.items():
+            meta["models"][part]["file"] = path.name
+            os.replace(staged[part], path)
+    finally:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+    meta = {
+        "mmkit_version": mmkit.__version__,
+        "format": fmt,
+        "modality": spec.modality,
+        "task": spec.task,
+        "checkpoint": str(ckpt.resolve()),
+        **meta,
+    }
+    write_text_atomic(sidecar, json.dumps(meta, indent=2) + "\n")
+    models = {
+        part: dict(info, file=str(sidecar.parent / info["file"]))
+        for part, info in meta["models"].items()
+    }
+    return {
+        "checkpoint": meta["checkpoint"],
+        "format": fmt,
+        "modality": spec.modality,
+        "sidecar": str(sidecar),
+        "models": models,
+    }
+
+
+def output_paths(
+    ckpt: Path, fmt: str, out: str | Path | None, parts: tuple[str, ...]
+) -> tuple[dict[str, Path], Path]:
+    """The graph file of each part and the sidecar path, their folder created."""
+    ext = FORMATS[fmt]
+    base = (
+        Path(out).expanduser().absolute()
+        if out
+        else ckpt.absolute().parent / "export" / f"model{ext}"
+    )
+    if base.suffix == ".json":
+        raise UserInputError(f"--out {base}: name the model file; the sidecar .json goes beside it")
+    if not base.suffix:
+        base = base.with_name(base.name + ext)
+    if base.is_dir():
+        raise UserInputError(f"--out {base} is a directory; name the model file")
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(f"cannot write to {base.parent}: {exc.strerror or exc}") from exc
+    if parts == ("model",):
+        files = {"model": base}
+    else:
+        files = {p: base.with_name(f"{base.stem}.{p}{base.suffix}") for p in parts}
+    return files, base.with_suffix(".json")
+
+
+# -- classifiers ---------------------------------------------------------------------------------
+def _export_classifier(
+    ckpt: Path, spec: CheckpointSpec, fmt: str, files: dict[str, Path]
+) -> dict[str, Any]:
+    from mmkit.pipelines.classify import load_classifier
+
+    if spec.modality == "audio":
+        from mmkit.pipelines.audio import MODALITY
+    else:
+        from mmkit.pipelines.video import MODALITY
+    loaded = load_classifier(ckpt, MODALITY, device="cpu")
+    model = loaded.model.float().eval()
+    stages = [(s.name, m) for s, m in zip(spec.stages("input"), model.preprocess, strict=True)]
+    cfg = loaded.trained
+    if spec.modality == "audio":
+        example = _audio_example(cfg.num_samples)
+        name, described = "waveform", _audio_input(cfg)
+        preprocessing = _audio_preprocessing(cfg)
+    else:
+        example = _video_example(cfg.frames, cfg.short_side)
+        name, described = "frames", _video_input(cfg)
+        preprocessing = _video_preprocessing(cfg)
+    graph = export_chain(
+        stages,
+        (spec.backbone.name, model.backbone),
+        example,
+        fmt,
+        files["model"],
+        input_name=name,
+        output_name="logits",
+    )
+    info = _graph_info(graph, spec, name, described, "logits", "class logits, one per label")
+    return {
+        "labels": list(spec.labels),
+        "models": {"model": info},
+        "preprocessing": preprocessing,
+        "postprocessing": SOFTMAX_VIEWS,
+    }
+
+
+def _audio_example(num_samples: int) -> torch.Tensor:
+    """Two seeded test waveforms in [-1, 1]: a tone sweep with noise, and quieter noise."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(num_samples, dtype=torch.float32) / max(num_samples, 1)
+    sweep = 0.4 * torch.sin(2 * math.pi * (200 + 1800 * t) * t * 8)
+    noise = torch.randn(2, num_samples, generator=g)
+    return torch.stack([sweep + 0.05 * noise[0], 0.1 * noise[1]]).clamp(-1, 1)
+
+
+def _video_example(frames: int, side: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (2, frames, side, side, 3), generator=g, dtype=torch.uint8)
+
+
+def _audio_input(cfg: Any) -> str:
+    return (
+        f"float32 mono waveform in [-1, 1] at {cfg.sample_rate} Hz, {cfg.num_samples} samples "
+        f"({cfg.duration:g} s, the training clip length); int16 PCM / 32768"
+    )
+
+
+def _audio_preprocessing(cfg: Any) -> dict[str, Any]:
+    n = cfg.num_samples
+    return {
+        "sample_rate": cfg.sample_rate,
+        "num_samples": n,
+        "window_hop": max(1, n // 2),
+        "steps": [
+            "decode to float32 in [-1, 1] (soundfile), average the channels to mono, resample to "
+            "sample_rate when the file's rate differs (torchaudio.functional.resample, default "
+            "settings), clip to [-1, 1]",
+            "a file of at most num_samples samples is one view: zero-padded to num_samples, "
+            "centred (left pad (num_samples - length) // 2)",
+            "a longer file is cut into views of num_samples samples starting every window_hop "
+            "samples, plus one view ending at the last sample when that grid does not reach it",
+        ],
+    }
+
+
+def _video_input(cfg: Any) -> str:
+    s = cfg.short_side
+    return (
+        f"uint8 RGB frames [batch, {cfg.frames}, {s}, {s}, 3]: one clip of {cfg.frames} frames, "
+        f"each {s}x{s} as decoded below"
+    )
+
+
+def _video_preprocessing(cfg: Any) -> dict[str, Any]:
+    if cfg.sampling == "uniform":
+        views = (
+            f"one view: frames floor((i + 0.5) * n / {cfg.frames}) for i < {cfg.frames}, n the "
+            "number of decoded frames"
+        )
+    else:
+        views = (
+            f"{cfg.num_clips} views (clips) of {cfg.frames} frames {cfg.frame_interval} apart: "
+            f"span = ({cfg.frames} - 1) * {cfg.frame_interval} + 1, clip j starts at "
+            f"floor((j + 0.5) * (max(n - span, 0) + 1) / {cfg.num_clips}), n the number of "
+            "decoded frames; indices past the last frame take the last frame"
+        )
+    return {
+        "short_side": cfg.short_side,
+        "store_frames": cfg.store_frames,
+        "frames": cfg.frames,
+        "sampling": cfg.sampling,
+        "num_clips": cfg.num_clips if cfg.sampling != "uniform" else 1,
+        "frame_interval": cfg.frame_interval,
+        "steps": [
+            "decode upright RGB frames with ffmpeg (rotation metadata applied); when the video "
+            f"has more than {cfg.store_frames} frames keep frames floor((i + 0.5) * total / "
+            f"{cfg.store_frames}) for i < {cfg.store_frames}",
+            f"scale inside ffmpeg so the short side is {cfg.short_side} (aspect kept; "
+            "scale=w='if(lt(iw,ih),S,-1)':h='if(lt(iw,ih),-1,S)':flags=bilinear), then crop the "
+            "centred square (top (h - S) // 2, left (w - S) // 2)",
+            views,
+        ],
+    }
+
+
+# -- image-text models ---------------------------------------------------------------------------
+class _Encode(nn.Module):
+    """``model.encode_image`` or ``model.encode_text`` (normalised) as a module's forward."""
+
+    def __init__(self, model: nn.Module, tower: str) -> None:
+        super().__init__()
+        self.model = model
+        self.tower = tower
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tower == "image":
+            return self.model.encode_image(x)
+        return self.model.encode_text(x)
+
+
+def _export_clip(
+    ckpt: Path, spec: CheckpointSpec, fmt: str, files: dict[str, Path]
+) -> dict[str, Any]:
+    from mmkit.pipelines.mm import load_clip
+
+    loaded = load_clip(ckpt, device="cpu")
+    pipeline = loaded.pipeline.float().eval()
+    params = loaded.store_params
+    size = int(params["image_size"])
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2, size, size, 3), generator=g, dtype=torch.uint8)
+    tokens = loaded.tokenizer(["a photo of a dog", "two red squares on the left of a circle"])
+    (image_stage,) = spec.stages("image")
+    (text_stage,) = spec.stages("text")
+    backbone = spec.backbone.name
+    image = export_chain(
+        [(image_stage.name, pipeline.transform)],
+        (f"{backbone}.encode_image", _Encode(pipeline.model, "image")),
+        images,
+        fmt,
+        files["image"],
+        input_name="image",
+        output_name="image_embedding",
+    )
+    text = export_chain(
+        [],
+        (f"{backbone}.encode_text", _Encode(pipeline.model, "text")),
+        tokens,
+        fmt,
+        files["text"],
+        input_name="tokens",
+        output_name="text_embedding",
+    )
+    embedding = "L2-normalised embedding"
+    image_input = f"uint8 RGB images [batch, {size}, {size}, 3], fitted as described below"
+    text_input = (
+        f"int64 token ids [batch, {tokens.shape[1]}] from the tokenizer below (start token, "
+        "ids, end token, zero padding)"
+    )
+    return {
+        "models": {
+            "image": _graph_info(image, spec, "image", image_input, "image_embedding", embedding),
+            "text": _graph_info(text, spec, "tokens", text_input, "text_embedding", embedding),
+        },
+        "image_preprocessing": _image_preprocessing(params),
+        "tokenizer": _tokenizer_info(loaded.tokenizer, text_stage.params),
+        "logit_scale": float(pipeline.model.scale().detach()),
+        "similarity": (
+            "cosine similarity = dot product of an image and a text embedding; probabilities = "
+            "softmax(logit_scale * cosine) over the texts compared with one image"
+        ),
+        "labels": list(spec.labels),
+        "prompt": spec.prompt,
+    }
+
+
+def _image_preprocessing(params: dict[str, Any]) -> dict[str, Any]:
+    from mmkit.io.image import RESIZE_DEFAULTS
+
+    resize = {key: params.get(key, default) for key, default in RESIZE_DEFAULTS.items()}
+    return {
+        "image_size": int(params["image_size"]),
+        **resize,
+        "steps": [
+            "decode with Pillow, EXIF orientation applied, converted to RGB (transparent pixels "
+            "on white)",
+            "shortest: resize so the short side is image_size (long side int(image_size * long "
+            "/ short)); squash: resize to image_size x image_size; longest: the long side to "
+            "image_size, then pad to a square of fill_color; Pillow resampling by "
+            "interpolation, then the centred image_size square (top round((h - S) / 2))",
+        ],
+    }
+
+
+CLEANING = {
+    "_clean_lower": "ftfy fix + HTML unescape, whitespace collapsed, lower-cased",
+    "_clean_whitespace": "ftfy fix + HTML unescape, whitespace collapsed (case kept)",
+    "_clean_canonicalize": "ftfy fix + HTML unescape, punctuation removed, lower-cased",
+}
+
+
+def _tokenizer_info(tokenizer: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
+    """What turns a caption into the text graph's token ids."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    inner = tokenizer.tokenizer
+    info: dict[str, Any] = {
+        "name": "clip_tokenizer",
+        "params": dict(params),
+        "context_length": int(tokenizer.context_length),
+        "implementation": f"{type(inner).__module__}.{type(inner).__qualname__}",
+        "vocab_size": int(tokenizer.vocab_size),
+    }
+    if isinstance(inner, SimpleTokenizer):
+        clean = getattr(getattr(inner, "clean_fn", None), "__name__", "")
+        info.update(
+            encoding="the OpenAI CLIP byte-pair encoding (bpe_simple_vocab_16e6.txt.gz, shipped "
+            "with open_clip)",
+            text_cleaning=CLEANING.get(clean, clean),
+            sot_token_id=int(inner.sot_token_id),
+            eot_token_id=int(inner.eot_token_id),
+            pad_token_id=0,
+            truncation="ids beyond context_length are cut; the last kept id is the end token",
+        )
+    else:
+        hub = getattr(getattr(inner, "tokenizer", None), "name_or_path", None)
+        if hub:
+            info["hf_tokenizer"] = str(hub)
+    return info
+
+
+# -- the sidecar's description of one graph ------------------------------------------------------
+def _graph_info(
+    graph: ExportedGraph,
+    spec: CheckpointSpec,
+    input_name: str,
+    input_text: str,
+    output_name: str,
+    output_text: str,
+) -> dict[str, Any]:
+    stages = {s.name: s.params for stream in spec.preprocess.values() for s in stream}
+    if graph.outside:
+        input_text = f"the output of the outside_graph stages, applied in order to: {input_text}"
+    return {
+        "file": graph.path.name,
+        "input": _tensor_info(input_name, graph.example_input, input_text),
+        "output": _tensor_info(output_name, graph.example_output, output_text),
+        "in_graph": graph.in_graph,
+        "outside_graph": [{"name": n, "params": stages.get(n, {})} for n in graph.outside],
+        "omitted": [{"name": n, "reason": OMITTED} for n in graph.omitted],
+        "check": graph.check,
+    }
+
+
+def _tensor_info(name: str, example: torch.Tensor, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "dtype": str(example.dtype).removeprefix("torch."),
+        "shape": ["batch", *example.shape[1:]],
+        "description": description,
+    }

@@ -1,0 +1,153 @@
+"""The one store-building skeleton behind every modality's ``prepare``.
+
+A modality says what a store holds (:class:`StoreRecipe`: dtype, item shape, decode parameters and
+the decode function) and which records go in; :func:`build_store` fingerprints the source, reuses
+an unchanged store, decodes every record on a thread pool, skips (and lists) unreadable files, and
+commits atomically. Hooks add what only one modality has (captions and their tokens for
+image-text, background noise for audio).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmkit.cache import cache_dir
+from mmkit.data.store import Store, StoreWriter, is_store, open_cached
+from mmkit.engine.events import NullProgress, Progress
+from mmkit.errors import MediaError, UserInputError
+
+Decode = Callable[[Any, dict[str, Any]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class StoreRecipe:
+    """What a prepared store of one modality holds, and how one record is decoded into it."""
+
+    modality: str
+    dtype: str
+    item_shape: tuple[int, ...]
+    params: dict[str, Any]
+    decode: Decode  # (record.source, params) -> array [n, *item_shape]; raises MediaError
+
+
+def source_stamp(source: str | bytes) -> str:
+    """What identifies a media source's content for a store fingerprint (hash, or path+stat)."""
+    if isinstance(source, bytes):
+        return hashlib.sha1(source).hexdigest()
+    try:
+        st = os.stat(source)
+        return f"{source}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return f"{source}:missing"
+
+
+def fingerprint(head: Any, lines: Iterable[str]) -> str:
+    """A short hash of ``head`` (JSON) and one line per record: equal sources, equal stores."""
+    h = hashlib.sha1(json.dumps(head).encode())
+    for line in lines:
+        h.update(line.encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def record_line(record: Any, *extra: str) -> str:
+    """A record's fingerprint line: name, label, split, ``extra`` and its content stamp."""
+    fields = [record.name, record.label or "", record.split or "", *extra]
+    return "|".join([*fields, source_stamp(record.source)])
+
+
+def given_store(path: str, modality: str, params: dict[str, Any] | None = None) -> Store | None:
+    """``--dataset`` naming a prepared store: that store, checked against the modality (and
+    ``params`` when the model needs particular ones); None when it is not a store."""
+    if not is_store(path):
+        return None
+    store = Store(path)
+    if store.modality != modality:
+        raise UserInputError(f"{path} is a {store.modality} store, not {modality}")
+    if params is not None and store.params != params:
+        raise UserInputError(f"{path} was prepared with {store.params}; this model needs {params}")
+    return store
+
+
+def default_out(modality: str, fp: str) -> Path:
+    return cache_dir() / "prepared" / f"{modality}-{fp}"
+
+
+def decode_all(
+    decode: Decode, records: Sequence[Any], params: dict[str, Any], workers: int | None = None
+) -> Iterable[tuple[Any, np.ndarray | str]]:
+    """``(record, array or skip reason)`` for each record, in order, decoded on a thread pool."""
+
+    def one(record: Any) -> np.ndarray | str:
+        try:
+            return decode(record.source, params)
+        except MediaError as exc:
+            return exc.reason
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        yield from zip(records, pool.map(one, records), strict=True)
+
+
+def build_store(
+    recipe: StoreRecipe,
+    records: Sequence[Any],
+    *,
+    fp: str,
+    out: Path,
+    labels: Callable[[StoreWriter], list[str]],
+    info: dict[str, Any],
+    progress: Progress | None = None,
+    workers: int | None = None,
+    added: Callable[[Any, int], None] | None = None,
+    finish: Callable[[StoreWriter], None] | None = None,
+) -> Store:
+    """Decode ``records`` into a store at ``out`` (reused when its fingerprint is ``fp``).
+
+    ``added(record, item_index)`` runs for each record kept; ``finish(writer)`` adds extra arrays
+    before the commit; ``labels(writer)`` gives the label list; ``info`` goes into the manifest.
+    """
+    progress = progress or NullProgress()
+    cached = open_cached(out, fp, progress)
+    if cached is not None:
+        return cached
+    writer = StoreWriter(
+        out,
+        modality=recipe.modality,
+        dtype=recipe.dtype,
+        item_shape=recipe.item_shape,
+        params=recipe.params,
+    )
+    try:
+        progress.start("prepare", len(records))
+        for record, result in decode_all(recipe.decode, records, recipe.params, workers):
+            if isinstance(result, str):
+                writer.skip(record.name, result)
+                progress.message(f"skipped {record.name}: {result}")
+            else:
+                writer.add(
+                    result,
+                    name=record.name,
+                    label=record.label or "",
+                    split=record.split or "train",
+                    group=getattr(record, "group", None) or "",
+                )
+                if added is not None:
+                    added(record, len(writer.items) - 1)
+            progress.advance(1)
+        if finish is not None:
+            finish(writer)
+        store = writer.commit(labels(writer), fingerprint=fp, **info)
+    except BaseException:
+        writer.abort()
+        raise
+    progress.end(items=len(store), skipped=len(store.skipped))
+    return store
