@@ -329,7 +329,7 @@ _BOMB = "\n".join(
         ("noise_snr: [1, .inf]\n", r"noise_snr\[1\] must be a finite number"),
         ("backbone_kwargs: {w: .inf}\n", r"backbone_kwargs.w must be a finite number"),
         ("spec_augment: {when: 2024-01-01}\n", "date values are not allowed"),
-        ('dataset: "a\\0b"\n', "contains a NUL character"),
+        ("dataset: \"a\\0b\"\n", "contains a NUL character"),
     ],
 )
 def test_bad_yaml_values_are_one_line(tmp_path, text, message):

@@ -508,17 +508,8 @@ def test_optimizer_and_rng_round_trip_without_pickle(tmp_path, monkeypatch):
         model(torch.randn(4, DIM)).sum().backward()
         opt.step()
     rng = torch.get_rng_state()
-    state = {
-        "epoch": 2,
-        "step_in_epoch": 0,
-        "global_step": 6,
-        "best": 0.5,
-        "best_epoch": 1,
-        "bad_epochs": 1,
-        "epoch_loss_sum": 0.0,
-        "history": [{"epoch": 1}],
-        "scheduler": {},
-    }
+    state = {"epoch": 2, "step_in_epoch": 0, "global_step": 6, "best": 0.5, "best_epoch": 1,
+             "bad_epochs": 1, "epoch_loss_sum": 0.0, "history": [{"epoch": 1}], "scheduler": {}}
     ckpt.save_checkpoint(tmp_path / "last", model, {}, optimizer=opt, trainer_state=state)
     torch.manual_seed(12345)  # move the RNG away
 
@@ -552,28 +543,14 @@ def test_public_load_checkpoint_missing_path_is_checkpoint_error(tmp_path):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [
-        ("epoch", "2"),
-        ("best", [1]),
-        ("history", {"a": 1}),
-        ("scheduler", None),
-        ("global_step", 1.5),
-    ],
+    [("epoch", "2"), ("best", [1]), ("history", {"a": 1}), ("scheduler", None),
+     ("global_step", 1.5)],
 )
 def test_trainer_state_with_a_wrong_type_is_one_line(tmp_path, key, value):
     model = make_model(0)
     opt = torch.optim.AdamW(model.parameters())
-    state = {
-        "epoch": 2,
-        "step_in_epoch": 0,
-        "global_step": 6,
-        "best": 0.5,
-        "best_epoch": 1,
-        "bad_epochs": 1,
-        "epoch_loss_sum": 0.0,
-        "history": [],
-        "scheduler": {},
-    }
+    state = {"epoch": 2, "step_in_epoch": 0, "global_step": 6, "best": 0.5, "best_epoch": 1,
+             "bad_epochs": 1, "epoch_loss_sum": 0.0, "history": [], "scheduler": {}}
     ckpt.save_checkpoint(tmp_path / "last", model, {}, optimizer=opt, trainer_state=state)
     saved = json.loads((tmp_path / "last" / "trainer_state.json").read_text())
     saved[key] = value

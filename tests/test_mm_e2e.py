@@ -356,7 +356,8 @@ def test_eval_of_a_split_less_manifest_scores_every_image(
 
     held_out = scene_set.split("test")
     manifest = write_csv_manifest(tmp_path / "nosplit", held_out, with_split=False)
-    proc = run_cli("mm", "eval", "--checkpoint", str(trained), "--dataset", str(manifest), "--json")
+    proc = run_cli("mm", "eval", "--checkpoint", str(trained), "--dataset", str(manifest),
+                   "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert (report["split"], report["num_images"]) == ("all", len(held_out))

@@ -73,37 +73,12 @@ run(args)
 
 
 def _train(store: Path, out: Path, *extra: str, point: str = "none", nth: int = 0):
-    args = [
-        "audio",
-        "train",
-        "--dataset",
-        str(store),
-        "--out",
-        str(out),
-        "--backbone",
-        "audio_cnn_test",
-        "--n-mels",
-        "32",
-        "--epochs",
-        str(EPOCHS),
-        "--patience",
-        "0",
-        "--batch-size",
-        "8",
-        "--set",
-        f"max_steps_per_epoch={STEPS}",
-        "--json",
-        *extra,
-    ]
+    args = ["audio", "train", "--dataset", str(store), "--out", str(out), "--backbone",
+            "audio_cnn_test", "--n-mels", "32", "--epochs", str(EPOCHS), "--patience", "0",
+            "--batch-size", "8", "--set", f"max_steps_per_epoch={STEPS}", "--json", *extra]
     env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-c", DRIVER, point, str(nth), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    return subprocess.run([sys.executable, "-c", DRIVER, point, str(nth), *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -160,35 +135,18 @@ def test_sigkill_at_any_point_then_resume(
 def test_second_job_on_the_same_out_is_refused(store: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     env = dict(os.environ, MMKIT_DEBUG="0")
-    args = [
-        sys.executable,
-        "-m",
-        "mmkit",
-        "audio",
-        "train",
-        "--dataset",
-        str(store),
-        "--out",
-        str(run),
-        "--backbone",
-        "audio_cnn_test",
-        "--epochs",
-        "200",
-        "--patience",
-        "0",
-        "--json",
-    ]
-    first = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    args = [sys.executable, "-m", "mmkit", "audio", "train", "--dataset", str(store), "--out",
+            str(run), "--backbone", "audio_cnn_test", "--epochs", "200", "--patience", "0",
+            "--json"]
+    first = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not (run / ".lock").exists() or not (run / "config.yaml").exists():
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
-        second = subprocess.run(
-            args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-        )
+        second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=120)
         assert second.returncode == 1
         assert second.stderr.count("\n") == 1
         assert f"is in use by pid {first.pid}" in second.stderr
@@ -206,25 +164,9 @@ def test_signal_during_start_up_exits_130_quietly(
 ) -> None:
     env = dict(os.environ, MMKIT_DEBUG="0")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mmkit",
-            "audio",
-            "train",
-            "--dataset",
-            str(store),
-            "--out",
-            str(tmp_path / "run"),
-            "--backbone",
-            "audio_cnn_test",
-            "--json",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "mmkit", "audio", "train", "--dataset", str(store), "--out",
+         str(tmp_path / "run"), "--backbone", "audio_cnn_test", "--json"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     time.sleep(delay)
     proc.send_signal(sig)

@@ -73,7 +73,9 @@ def given_store(path: str, modality: str, params: dict[str, Any] | None = None) 
     if store.modality != modality:
         raise UserInputError(f"{path} is a {store.modality} store, not {modality}")
     if params is not None and store.params != params:
-        raise UserInputError(f"{path} was prepared with {store.params}; this model needs {params}")
+        raise UserInputError(
+            f"{path} was prepared with {store.params}; this model needs {params}"
+        )
     return store
 
 
