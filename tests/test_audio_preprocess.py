@@ -304,3 +304,14 @@ def test_preprocessors_run_on_the_input_device(speech_batch):
     assert features.device.type == "cuda" and torch.isfinite(features).all()
     aug.set_noise_bank(None)
     assert aug(wave).device.type == "cuda"
+
+
+def test_wave_augment_overrides_lie_over_the_chain_defaults():
+    aug = WaveAugment(band={"p": 0.0}, noise={"snr_db": [10.0, 20.0]})
+    params = aug.params()
+    assert params["band"]["p"] == 0.0  # the override
+    assert list(params["band"]["mix"]) == list(WaveAugment.STAGE_DEFAULTS["band"]["mix"])  # kept
+    assert params["noise"]["snr_db"] == [10.0, 20.0]
+    assert params["noise"]["p"] == WaveAugment.STAGE_DEFAULTS["noise"]["p"]
+    assert params["trim"]["p"] == WaveAugment.STAGE_DEFAULTS["trim"]["p"] > 0  # on by default
+    assert WaveAugment(trim={"p": 0}).params()["trim"]["p"] == 0
