@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torchaudio.functional as AF
@@ -324,7 +324,7 @@ class WaveAugment(nn.Sequential):
     examples trimmed to a shorter recording padded with digital silence.
     """
 
-    STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    STAGE_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
         "shift": {},
         "noise": {"p": 0.8},
         "band": {"p": 0.5, "mix": (1.0, 1.0, 2.0)},
