@@ -223,7 +223,11 @@ def test_run_dir_contents(trained_run):
     assert config["epoch"] == 4
     assert config["metrics"]["accuracy"] == rows[-1]["val_accuracy"]
     best_cfg = json.loads((run / "best" / ckpt.CONFIG_FILE).read_text())
-    best_row = max(rows, key=lambda r: r["val_accuracy"])  # first maximum wins
+    best_row = rows[0]  # the first maximum, or a later equal one with a lower validation loss
+    for r in rows[1:]:
+        acc, best_acc = r["val_accuracy"], best_row["val_accuracy"]
+        if acc > best_acc or (acc == best_acc and r["val_loss"] < best_row["val_loss"]):
+            best_row = r
     assert best_cfg["epoch"] == best_row["epoch"]
     assert best_cfg["metrics"]["accuracy"] == result.best_metric["accuracy"]
     state = json.loads((run / "last" / ckpt.STATE_FILE).read_text())
