@@ -47,7 +47,7 @@ class PerSampleAudio(Dataset):
             f_max=mel["f_max"],
             n_mels=mel["n_mels"],
         )
-        self.to_db = torchaudio.transforms.AmplitudeToDB(top_db=80.0)
+        self.to_db = torchaudio.transforms.AmplitudeToDB(top_db=mel.get("top_db"))
 
     def __len__(self) -> int:
         return len(self.files)
