@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import signal
@@ -712,3 +713,42 @@ def test_loading_a_checkpoint_skeleton_imports_no_compiler(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+def test_training_steps_read_the_loss_on_the_host_only_every_log_every_steps(tmp_path):
+    """A host read of a device tensor serialises a GPU: the loop sums the loss on the device and
+    reads it (and checks it is finite) every LOG_EVERY steps and at the end of the epoch."""
+    from mmkit.engine.trainer import LOG_EVERY
+
+    steps = 2 * LOG_EVERY + 5
+    trainer = Trainer(
+        make_model(),
+        BlobTask(),
+        Blobs(16 * steps, seed=1),
+        Blobs(48, seed=2),
+        make_cfg(epochs=1, num_workers=0),
+        tmp_path / "run",
+        checkpoint_config=lambda: {"task": "blobs", "labels": ["a", "b", "c"]},
+    )
+    reads = []
+    real_float, real_item = torch.Tensor.__float__, torch.Tensor.item
+
+    def counted(real):
+        def read(self, *args):
+            # AdamW reads its step counters and the loader its int64 seed, which live on the
+            # host whatever the device; any float read is a loss (or a metric) coming back
+            steps = (s.get("step") for s in trainer.optimizer.state.values())
+            if self.is_floating_point() and not any(self is step for step in steps):
+                reads.append(trainer.state["step_in_epoch"])
+            return real(self, *args)
+
+        return read
+
+    with (
+        mock.patch.object(torch.Tensor, "__float__", counted(real_float)),
+        mock.patch.object(torch.Tensor, "item", counted(real_item)),
+    ):
+        trainer._train_epoch()
+    assert trainer.state["step_in_epoch"] == steps
+    assert reads == [LOG_EVERY, 2 * LOG_EVERY, steps]
+    assert math.isfinite(trainer._epoch_train["train_loss"])
