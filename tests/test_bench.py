@@ -274,3 +274,27 @@ def test_runtime_sets_a_passive_omp_wait_policy_unless_the_user_chose() -> None:
     ).stdout.strip()
     assert run(env) == "PASSIVE"
     assert run({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_python_m_mmkit_help_and_version_import_no_torch(flag):
+    """The cold start the bench times: ``python -m mmkit --help`` as a whole process (through
+    ``mmkit/__main__.py``), never importing torch."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['mmkit', '{flag}']\n"
+        "try:\n"
+        "    runpy.run_module('mmkit', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchaudio')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
