@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mmkit.configs import AudioConfig
+from mmkit.data.epochs import EpochDataset
 from mmkit.data.records import SourceData
 from mmkit.data.store import Store
 from mmkit.errors import MediaError
@@ -134,7 +135,7 @@ class AudioModality:
             yield torch.stack([w for _, w in batch]), infos
 
 
-class AudioClips(Dataset):
+class AudioClips(EpochDataset):
     """Fixed-length int16 clips cut from the store: a random crop (train) or the centre (eval).
 
     Random crops are drawn from a generator seeded by (seed, epoch, index), so they are the same
@@ -149,10 +150,7 @@ class AudioClips(Dataset):
             train,
             seed,
         )
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        super().__init__()
 
     def __len__(self) -> int:
         return len(self.indices)

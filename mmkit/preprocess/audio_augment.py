@@ -1,9 +1,9 @@
 """Waveform augmentations on ``[B, T]`` batches, for robustness to real-world recordings.
 
 ``noise_mix``, ``random_gain``, ``time_shift``, ``band_limit`` and ``random_trim`` each draw from
-the global torch RNG on the input's device (seed it with ``torch.manual_seed``) and are the
-identity in eval mode; ``wave_augment`` chains them with defaults meant for spoken-word
-classification.
+the global torch RNG on the input's device (``band_limit``'s few per-chunk choices: on the host,
+so a GPU is never waited for; seed both with ``torch.manual_seed``) and are the identity in eval
+mode; ``wave_augment`` chains them with defaults meant for spoken-word classification.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ class BandLimit(ParamsModule):
         if not self.training or self.p <= 0:
             return wave
         pieces = wave.chunk(self.chunks, dim=0)
-        draws = torch.rand(len(pieces), 3, device=wave.device).tolist()
+        draws = torch.rand(len(pieces), 3).tolist()  # on the host: no wait for a GPU per step
         out = []
         for piece, (apply, pick, where) in zip(pieces, draws, strict=True):
             if apply >= self.p:
