@@ -10,7 +10,7 @@ from pathlib import Path
 
 def main(argv: list[str]) -> None:
     job = json.loads(Path(argv[0]).read_text())
-    from mmkit.pipelines.bench import peers
+    import mmkit.pipelines.bench.peers as peers
 
     result = getattr(peers, job["kind"])(job)
     sys.stdout.write(json.dumps(result) + "\n")

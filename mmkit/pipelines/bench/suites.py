@@ -14,11 +14,13 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
+import mmkit.pipelines.bench.costs as costs
+import mmkit.pipelines.bench.datagen as datagen
+import mmkit.pipelines.bench.peers as peers
 from mmkit import runtime
 from mmkit.configs import AudioConfig, MMConfig, VideoConfig
 from mmkit.engine.events import Progress
 from mmkit.engine.trainer import resolve_device
-from mmkit.pipelines.bench import costs, datagen, peers
 from mmkit.pipelines.bench.epoch import measure_epochs, synthetic_like, to_device
 from mmkit.pipelines.bench.settings import BenchSettings, cached_data
 from mmkit.pipelines.bench.timing import child_env, median, run_child, sync, training_step
