@@ -1,0 +1,1 @@
+"""Benchmarks that measure mmkit against plain baselines (see ``RESULTS-*.md``)."""
