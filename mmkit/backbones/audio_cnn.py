@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mmkit.backbones.base import init_conv_weights
 from mmkit.errors import UserInputError
 from mmkit.registry import register_backbone, variant
 
@@ -59,15 +60,7 @@ class AudioBackbone(nn.Module):
         self.head = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
 
     def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+        init_conv_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Spectrogram batch ``[B, C, F, T]`` -> pooled features ``[B, num_features]``."""
@@ -86,8 +79,11 @@ class AudioBackbone(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+@register_backbone("audio_cnn", modality="audio")
 class AudioCNN(AudioBackbone):
-    """Conv-BN-activation blocks, each followed by 2x2 max pooling (ceil mode, any input size)."""
+    """Small log-mel CNN (4 conv blocks, ~0.1M parameters): the default audio backbone.
+
+    Conv-BN-activation blocks, each followed by 2x2 max pooling (ceil mode, any input size)."""
 
     def __init__(
         self,
@@ -111,28 +107,9 @@ class AudioCNN(AudioBackbone):
         self._init_weights()
 
 
-@register_backbone("audio_cnn", modality="audio")
-def audio_cnn(
-    *,
-    num_classes: int,
-    in_channels: int = 1,
-    widths: Sequence[int] = (16, 32, 64, 128),
-    dropout: float = 0.2,
-    activation: str = "relu",
-) -> AudioCNN:
-    """Small log-mel CNN (4 conv blocks, ~0.1M parameters): the default audio backbone."""
-    return AudioCNN(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        widths=widths,
-        dropout=dropout,
-        activation=activation,
-    )
-
-
 audio_cnn_test = register_backbone("audio_cnn_test", modality="audio")(
     variant(
-        audio_cnn,
+        AudioCNN,
         "Tiny log-mel CNN (3 blocks, ~6k parameters) for fast end-to-end tests.",
         widths=(8, 16, 32),
         dropout=0.0,

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 
 @runtime_checkable
@@ -47,3 +48,17 @@ class Backbone(Protocol):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``forward_head(forward_features(x))``."""
         ...
+
+
+def init_conv_weights(module: nn.Module) -> None:
+    """The usual initialisation of a conv net: Kaiming (fan-out, ReLU) convolutions, unit
+    batch norms, and a small normal head, for 2D and 3D layers alike."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)

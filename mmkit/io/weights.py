@@ -10,9 +10,9 @@ third-party loader (open_clip, torchvision, timm): they get the state dict from 
 from __future__ import annotations
 
 import os
-import pickle
 import struct
 from pathlib import Path
+from pickle import UnpicklingError  # the error torch.load(weights_only=True) raises
 
 import torch
 
@@ -92,7 +92,7 @@ def read_state_dict(
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:  # weights_only refused an object: it could run code
+        except UnpicklingError as exc:  # weights_only refused an object: it could run code
             raise CheckpointError(
                 f"{what} {_short(path)}: refused, it holds Python objects besides tensors "
                 "(loading them could run code); save a state dict or safetensors instead"

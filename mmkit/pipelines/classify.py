@@ -258,6 +258,7 @@ def evaluate(
     check_finite(probs, loaded.model, loaded.path, str(cfg.dataset))
     result = classification_report(remap[targets], probs.argmax(1), labels)
     result.update(split=split, split_note=selection.note, skipped=store.skipped)
+    distributed.close()  # every rank leaves together: none exits under another's gloo threads
     if not distributed.is_main():
         return result
     out_dir = loaded.path.parent / "eval"

@@ -322,6 +322,7 @@ def evaluate(
         loaded.pipeline, loader, loaded.device, checkpoint=loaded.path
     )
     result.update(split=split, split_note=selection.note, skipped=store.skipped)
+    distributed.close()  # every rank leaves together: none exits under another's gloo threads
     if loaded.path is not None and distributed.is_main():
         out_dir = loaded.path.parent / "eval"
         out_dir.mkdir(exist_ok=True)

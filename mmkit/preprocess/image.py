@@ -45,8 +45,11 @@ def _triple(name: str, value: Sequence[float], positive: bool) -> tuple[float, f
     return float(value[0]), float(value[1]), float(value[2])
 
 
+@register_preprocessor("image_transform", modality="image")
 class ImageTransform(nn.Module):
-    """``uint8 [B, H, W, 3]`` (any device) -> normalised ``float32 [B, 3, size, size]``.
+    """Batched crop + resize + normalise of uint8 images to CLIP-ready float tensors.
+
+    ``uint8 [B, H, W, 3]`` (any device) -> normalised ``float32 [B, 3, size, size]``.
 
     Args:
         size: output side ``S``.
@@ -168,28 +171,3 @@ class ImageTransform(nn.Module):
         if self.training and self.color_jitter > 0:
             x = self._jitter(x, gen)
         return (x - self._mean) / self._std
-
-
-@register_preprocessor("image_transform", modality="image")
-def image_transform(
-    *,
-    size: int = 64,
-    mean: Sequence[float] = CLIP_MEAN,
-    std: Sequence[float] = CLIP_STD,
-    scale: Sequence[float] = (0.85, 1.0),
-    ratio: Sequence[float] = (0.9, 1.0 / 0.9),
-    hflip: float = 0.0,
-    color_jitter: float = 0.0,
-    seed: int = 0,
-) -> ImageTransform:
-    """Batched crop + resize + normalise of uint8 images to CLIP-ready float tensors."""
-    return ImageTransform(
-        size=size,
-        mean=mean,
-        std=std,
-        scale=scale,
-        ratio=ratio,
-        hflip=hflip,
-        color_jitter=color_jitter,
-        seed=seed,
-    )
