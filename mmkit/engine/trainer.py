@@ -393,9 +393,16 @@ class Trainer:
         }
         self.progress.end(**row)
         value = metrics[self.task.monitor]
-        improved = self.state["best"] is None or value > self.state["best"]
+        loss = metrics.get("loss", float("inf"))
+        improved = (
+            self.state["best"] is None
+            or value > self.state["best"]
+            or (value == self.state["best"] and loss < self.state.get("best_loss", float("inf")))
+        )
         if improved:
-            self.state.update(best=value, best_epoch=self.state["epoch"], bad_epochs=0)
+            self.state.update(
+                best=value, best_loss=loss, best_epoch=self.state["epoch"], bad_epochs=0
+            )
         else:
             self.state["bad_epochs"] += 1
         self.state["history"].append(row)
