@@ -66,9 +66,12 @@ class BlobTask:
 
     monitor = "accuracy"
 
-    def __init__(self, on_step=None, fixed_metric: float | None = None) -> None:
+    def __init__(
+        self, on_step=None, fixed_metric: float | None = None, fixed_loss: float | None = None
+    ) -> None:
         self.on_step = on_step
         self.fixed_metric = fixed_metric
+        self.fixed_loss = fixed_loss
         self.steps = 0
 
     def loss(self, model, batch, device):
@@ -89,7 +92,7 @@ class BlobTask:
         acc = correct / total
         return {
             "accuracy": self.fixed_metric if self.fixed_metric is not None else acc,
-            "loss": loss / total,
+            "loss": self.fixed_loss if self.fixed_loss is not None else loss / total,
         }
 
 
@@ -326,13 +329,31 @@ def test_sigint_saves_last_and_restores_handlers(tmp_path):
 
 def test_early_stopping(tmp_path):
     cfg = make_cfg(epochs=10, patience=2)
-    trainer = make_trainer(tmp_path / "run", cfg=cfg, task=BlobTask(fixed_metric=0.5))
+    task = BlobTask(fixed_metric=0.5, fixed_loss=1.0)
+    trainer = make_trainer(tmp_path / "run", cfg=cfg, task=task)
     result = trainer.fit()
     # epoch 1 sets the best; epochs 2 and 3 do not improve -> stop after 3
     assert result.epochs == 3
     assert trainer.state["bad_epochs"] == 2 and trainer.state["best_epoch"] == 1
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
     assert json.loads((tmp_path / "run" / "best" / ckpt.CONFIG_FILE).read_text())["epoch"] == 1
+
+
+def test_a_tie_on_the_metric_goes_to_the_lower_validation_loss(tmp_path):
+    """Validation accuracy stuck at one value (as a small validation set at 1.0): the loss, still
+    falling, picks the checkpoint and keeps early stopping from ending the run."""
+    losses = iter([0.9, 0.5, 0.7, 0.3, 0.4, 0.4])
+
+    class Falling(BlobTask):
+        def evaluate(self, model, loader, device):
+            return {**super().evaluate(model, loader, device), "loss": next(losses)}
+
+    cfg = make_cfg(epochs=6, patience=2)
+    trainer = make_trainer(tmp_path / "run", cfg=cfg, task=Falling(fixed_metric=1.0))
+    result = trainer.fit()
+    assert result.epochs == 6  # epoch 4 reset the patience; 5 and 6 tie without a lower loss
+    assert (trainer.state["best_epoch"], trainer.state["best_loss"]) == (4, 0.3)
+    assert json.loads((tmp_path / "run" / "best" / ckpt.CONFIG_FILE).read_text())["epoch"] == 4
 
 
 def test_max_steps_per_epoch(tmp_path):

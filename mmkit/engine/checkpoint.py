@@ -227,7 +227,7 @@ def _check_trainer_state(state: Any, source: Path) -> None:
         value = state.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < -1:
             raise bad(key, "an integer")
-    for key, optional in (("best", True), ("epoch_loss_sum", False)):
+    for key, optional in (("best", True), ("best_loss", True), ("epoch_loss_sum", False)):
         value = state.get(key)
         if not (optional and value is None) and (
             not isinstance(value, int | float) or isinstance(value, bool)
