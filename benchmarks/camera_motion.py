@@ -202,7 +202,7 @@ def mmkit_recipe(overrides: dict[str, Any], train_source: str, trace: bool = Fal
             video.evaluate(str(ckpt), test_cfg, split="all")
             for ckpt in (result.best_checkpoint, result.last_checkpoint)
         )
-        best = max(result.history, key=lambda row: row["val_accuracy"])
+        best = json.loads((Path(result.best_checkpoint) / "config.json").read_text())
         rows = data.rows("test")
         top = video.infer([str(data.root / r["path"]) for r in rows], str(result.best_checkpoint))
         hits = [t["top_k"][0]["label"] == r["label"] for t, r in zip(top, rows, strict=True)]
@@ -211,7 +211,7 @@ def mmkit_recipe(overrides: dict[str, Any], train_source: str, trace: bool = Fal
             "macro_f1": round(report["macro_f1"], 4),
             "num_samples": report["num_samples"],
             "val_accuracy": round(result.best_metric.get("accuracy", float("nan")), 4),
-            "best_epoch": best["epoch"],
+            "best_epoch": best["epoch"],  # the epoch the trainer chose on validation
             "epochs_run": result.epochs,
             # the final weights, for judging model selection (the protocol scores the best)
             "last_accuracy": round(last["accuracy"], 4),
