@@ -29,7 +29,7 @@ test-slow: setup system-deps
 	$(BIN)/pytest -q -n 2 --dist loadfile -m slow
 
 lint: setup
-	$(BIN)/ruff check mmkit tests examples scripts
+	$(BIN)/ruff check mmkit tests examples scripts benchmarks
 
 bench: setup
 	$(BIN)/mmkit bench

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from mmkit.registry import (
+from mmkit import runtime
+
+runtime.configure()  # before anything imports torch: OpenMP reads its settings once
+
+from mmkit.registry import (  # noqa: E402 - after runtime.configure()
     create_backbone,
     create_preprocessor,
     list_plugins,

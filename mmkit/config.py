@@ -49,7 +49,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-    num_workers: int = 0
+    num_workers: int | None = None  # DataLoader workers; None: auto (see engine.trainer)
+    threads: int = 0  # torch intra-op threads; 0: torch's default (one per core)
+    compile: bool = False  # torch.compile the model for training
+    channels_last: bool = False  # channels-last memory format for conv weights and inputs
     max_steps_per_epoch: int = 0
     augment: bool = True
     logger: str = "auto"
@@ -65,6 +68,10 @@ class TrainConfig:
                 raise UserInputError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
                 )
+        for name in ("num_workers", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise UserInputError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
         if self.lr <= 0:
             raise UserInputError(f"--lr must be > 0, got {self.lr}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

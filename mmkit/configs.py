@@ -23,13 +23,16 @@ class AudioConfig(TrainConfig):
     """``mmkit audio train`` options (also the keys of an ``examples/audio/*.yaml`` file).
 
     ``n_fft``, ``win_length`` and ``hop_length`` (in samples) and ``f_min``/``f_max`` (Hz; None:
-    half the sample rate) shape the log-mel, as in ``torchaudio.transforms.MelSpectrogram``.
+    half the sample rate) shape the log-mel, as in ``torchaudio.transforms.MelSpectrogram``;
+    ``top_db`` floors each clip's log-mel at its peak minus that many dB. ``wave_augment`` holds
+    per-stage overrides of the ``wave_augment`` preprocessor (``{"band": {"p": 0}}`` switches
+    band-limiting off); ``noise_snr`` is the SNR range of its noise stage.
     """
 
     out: str = "runs/audio"
     backbone: str = "audio_cnn"
     epochs: int = 30
-    batch_size: int = 64
+    batch_size: int = 32
     sample_rate: int = 16000
     duration: float = 1.0
     n_mels: int = 64
@@ -42,7 +45,9 @@ class AudioConfig(TrainConfig):
     classes: str = "all"
     audio_column: str | None = None
     hf_split: str | None = None
+    top_db: float | None = 60.0
     noise_snr: tuple[float, float] = (0.0, 25.0)
+    wave_augment: dict[str, Any] = field(default_factory=dict)
     spec_augment: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -88,6 +93,7 @@ class AudioConfig(TrainConfig):
     def log_mel_params(self) -> dict[str, Any]:
         """Keyword arguments of the ``log_mel`` preprocessor."""
         keys = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length", "f_min", "f_max")
+        keys += ("top_db",)
         return {k: getattr(self, k) for k in keys}
 
 

@@ -14,6 +14,7 @@ from mmkit.preprocess.audio_augment import (
     BandLimit,
     NoiseMix,
     RandomGain,
+    RandomTrim,
     TimeShift,
     WaveAugment,
     colored_noise,
@@ -27,9 +28,18 @@ AUDIO_PREPROCESSORS = (
     "random_gain",
     "time_shift",
     "band_limit",
+    "random_trim",
     "wave_augment",
 )
-WAVE_AUGMENTS = ("noise_mix", "random_gain", "time_shift", "band_limit", "wave_augment")
+WAVE_AUGMENTS = (
+    "noise_mix",
+    "random_gain",
+    "time_shift",
+    "band_limit",
+    "random_trim",
+    "wave_augment",
+)
+WAVE_STAGES = ("shift", "noise", "band", "trim", "gain")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +52,7 @@ def speech_batch(speech_set) -> torch.Tensor:
 def _always(name: str) -> torch.nn.Module:
     """The augmentation with every random choice switched on (p = 1)."""
     if name == "wave_augment":
-        return WaveAugment(**{k: {"p": 1.0} for k in ("shift", "noise", "band", "gain")})
+        return WaveAugment(**{k: {"p": 1.0} for k in WAVE_STAGES})
     return create_preprocessor(name, p=1.0)
 
 
@@ -213,6 +223,49 @@ def test_band_limit_filters(speech_batch):
         BandLimit(lowpass_hz=(1000.0, 9000.0))
 
 
+def test_band_limit_resample_cuts_at_half_the_rate(speech_batch):
+    torch.manual_seed(0)
+    band = BandLimit(p=1.0, resample_hz=(8000,), mix=(0.0, 0.0, 1.0), chunks=8)
+    out = band(speech_batch)
+    assert out.shape == speech_batch.shape
+    power = torch.fft.rfft(out).abs().pow(2)  # 1 Hz bins
+    above = power[:, 4100:].sum(-1) / power.sum(-1)
+    before = torch.fft.rfft(speech_batch).abs().pow(2)
+    assert (before[:, 4100:].sum(-1) / before.sum(-1)).max() > 0.01  # there was energy to cut
+    assert above.max() < 0.005
+    with pytest.raises(ValueError, match="mix must be 3 non-negative numbers"):
+        BandLimit(mix=(0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match=r"resample_hz must be rates in \(0, 16000\) Hz"):
+        BandLimit(resample_hz=(22050,))
+
+
+def _tone_burst(batch: int = 8) -> torch.Tensor:
+    """0.25 s of a 500 Hz tone in the middle of 1 s of faint noise."""
+    torch.manual_seed(5)
+    wave = torch.randn(batch, 16000) * 1e-3
+    t = torch.arange(4000) / 16000
+    wave[:, 6000:10000] += 0.5 * torch.sin(2 * torch.pi * 500 * t)
+    return wave
+
+
+def test_random_trim_keeps_the_word_and_zeros_the_edges():
+    wave = _tone_burst(64)
+    torch.manual_seed(0)
+    out = RandomTrim(p=1.0, min_seconds=0.4)(wave)
+    assert torch.equal(out[:, 6000:10000], wave[:, 6000:10000])  # the loud part always stays
+    kept = (out != 0).sum(-1)
+    assert kept.min() >= 0.4 * 16000 - 160 and kept.max() <= 16000
+    assert (kept < 16000 - 1600).float().mean() > 0.5  # most rows lost > 0.1 s of edges
+    starts = [(row != 0).nonzero()[0].item() for row in out]
+    assert len(set(starts)) > 10  # the window moves
+    for row, original in zip(out, wave, strict=True):
+        nz = (row != 0).nonzero()[:, 0]
+        inside = slice(nz.min().item(), nz.max().item() + 1)
+        assert torch.equal(row[inside], original[inside])  # one contiguous window, untouched
+    silent = torch.zeros(4, 16000)
+    assert torch.equal(RandomTrim(p=1.0)(silent), silent)
+
+
 @pytest.mark.parametrize("name", WAVE_AUGMENTS)
 def test_wave_augments_change_in_train_identity_in_eval_and_are_seeded(name, speech_batch):
     aug = _always(name)
@@ -233,7 +286,7 @@ def test_wave_augment_stages_and_noise_bank(speech_batch):
     aug = WaveAugment(
         noise={"p": 1.0, "snr_db": [0.0, 0.0]}, band={"p": 0.0}, shift={"p": 0.0}, gain={"p": 0.0}
     )
-    assert [name for name, _ in aug.named_children()] == ["shift", "noise", "band", "gain"]
+    assert tuple(name for name, _ in aug.named_children()) == WAVE_STAGES
     assert aug.params()["noise"]["snr_db"] == [0.0, 0.0]
     aug.set_noise_bank(torch.ones(2, 100))
     added = aug(speech_batch) - speech_batch
@@ -251,3 +304,14 @@ def test_preprocessors_run_on_the_input_device(speech_batch):
     assert features.device.type == "cuda" and torch.isfinite(features).all()
     aug.set_noise_bank(None)
     assert aug(wave).device.type == "cuda"
+
+
+def test_wave_augment_overrides_lie_over_the_chain_defaults():
+    aug = WaveAugment(band={"p": 0.0}, noise={"snr_db": [10.0, 20.0]})
+    params = aug.params()
+    assert params["band"]["p"] == 0.0  # the override
+    assert list(params["band"]["mix"]) == list(WaveAugment.STAGE_DEFAULTS["band"]["mix"])  # kept
+    assert params["noise"]["snr_db"] == [10.0, 20.0]
+    assert params["noise"]["p"] == WaveAugment.STAGE_DEFAULTS["noise"]["p"]
+    assert params["trim"]["p"] == WaveAugment.STAGE_DEFAULTS["trim"]["p"] > 0  # on by default
+    assert WaveAugment(trim={"p": 0}).params()["trim"]["p"] == 0

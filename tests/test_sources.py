@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 import mmkit.data.speech_commands as sc
+from mmkit.data.hf import RowBytes, stream_sources
 from mmkit.data.records import Record, SourceData, SourceOptions
 from mmkit.data.sources import resolve
 from mmkit.data.splits import hash_split, normalize_split
@@ -352,10 +353,11 @@ TEST_ROWS = [(10, "no", "spk1"), (11, "up", "spk1")]
 def _check_hf_records(data, expected_split_of_seed):
     assert data.labels == HF_LABELS
     got = {}
-    for r in data.records:
-        assert isinstance(r.source, bytes)
+    # records keep only a reference to each row; the bytes are read when the store is built
+    assert all(isinstance(r.source, RowBytes) for r in data.records)
+    for r, source in zip(data.records, stream_sources(data.records), strict=True):
         seed = int(r.name.removeprefix("clip").removesuffix(".wav"))
-        assert r.source == _wav_bytes(seed)  # the encoded file, untouched
+        assert source == _wav_bytes(seed)  # the encoded file, untouched
         got[seed] = (r.label, r.group, r.split)
     expected = {
         seed: (label, spk, expected_split_of_seed(seed))

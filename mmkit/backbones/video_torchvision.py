@@ -14,17 +14,14 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torchvision.models import video as tv_video
 
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.weights import read_state_dict
 from mmkit.registry import register_backbone, variant
 
-ARCHS: dict[str, Callable[..., nn.Module]] = {
-    "r3d_18": tv_video.r3d_18,
-    "mc3_18": tv_video.mc3_18,
-    "r2plus1d_18": tv_video.r2plus1d_18,
-}
+# builders in ``torchvision.models.video``, imported when a model is built: importing
+# ``torchvision.models`` pulls in ``torch._dynamo`` (1.5 s), which registering need not pay
+ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18")
 
 
 class TorchvisionVideoResNet(nn.Module):
@@ -40,7 +37,9 @@ class TorchvisionVideoResNet(nn.Module):
             raise UserInputError(f"num_classes ({num_classes}) must be >= 0 (0: no classifier)")
         if not 0.0 <= dropout < 1.0:
             raise UserInputError(f"dropout ({dropout}) must be in [0, 1)")
-        net = ARCHS[arch](weights=None)
+        from torchvision.models import video as tv_video
+
+        net = getattr(tv_video, arch)(weights=None)
         self.stem, self.avgpool = net.stem, net.avgpool
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             net.layer1, net.layer2, net.layer3, net.layer4,

@@ -80,7 +80,40 @@ Patience = Annotated[
     ),
 ]
 Workers = Annotated[
-    int | None, typer.Option(help="DataLoader worker processes.", show_default=False, min=0)
+    int | None,
+    typer.Option(
+        help="DataLoader worker processes (default: one per two cores, 1 to 4).",
+        show_default=False,
+        min=0,
+    ),
+]
+SPEED = "Speed"
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        help="Torch intra-op threads (0: one per core).",
+        show_default=False,
+        min=0,
+        rich_help_panel=SPEED,
+    ),
+]
+Compile = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile/--no-compile",
+        help="torch.compile the model for training (the first steps compile; see the README).",
+        show_default=False,
+        rich_help_panel=SPEED,
+    ),
+]
+ChannelsLast = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--no-channels-last",
+        help="Channels-last memory format for the conv weights (conv nets).",
+        show_default=False,
+        rich_help_panel=SPEED,
+    ),
 ]
 Logger = Annotated[
     Literal["auto", "tensorboard", "csv", "none"] | None,

@@ -305,3 +305,46 @@ def render_prepare(summary: dict[str, Any], json_mode: bool) -> None:
         rows.append(["seconds", *(f"{summary['seconds'].get(s, 0.0):.1f}" for s in splits)])
     out.print(table("files per class and split", ["label", *splits], rows))
     render_skipped(summary["skipped"], show=len(summary["skipped"]))
+
+
+def _g(value: Any) -> Any:
+    """A measured number to 4 significant digits (bench tables)."""
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
+GROWTH_COLUMNS = ("prepare_seconds", "prepare_peak_rss_mb", "epoch_seconds", "epoch_peak_rss_mb")
+
+
+def growth_table(growth: dict[str, Any]) -> Table:
+    """Seconds and peak RSS of prepare and one epoch at each size, and their slopes."""
+    rows = [
+        [f"{p['factor']}x", p["items"], *(_g(p[k]) for k in GROWTH_COLUMNS)]
+        for p in growth["points"]
+    ]
+    slopes = growth["slopes_per_1000_items"]
+    rows.append(["slope", "per 1000", *(_g(slopes[k]) for k in GROWTH_COLUMNS)])
+    columns = ["size", "items", "prepare s", "prepare MB", "epoch s", "epoch MB"]
+    return table("how cost grows (HF parquet, whole processes)", columns, rows)
+
+
+def render_bench(report: dict[str, Any]) -> None:
+    """``mmkit bench``: per modality, its ratios against their targets, then its rates."""
+    for name, result in report["results"].items():
+        rows = []
+        for ratio, value in result["ratios"].items():
+            target = result["targets"].get(ratio, "")
+            met = result["met"].get(ratio)
+            mark = "" if met is None else ("[green]yes[/green]" if met else "[red]NO[/red]")
+            rows.append([ratio, _g(value), target, mark])
+        out.print(table(f"{name} on {result['device']}", ["ratio", "value", "target", "met"], rows))
+        rates = [[k, _g(v)] for k, v in result["items_per_second"].items()]
+        out.print(table("", ["items/s", ""], rates))
+        if "growth" in result:
+            out.print(growth_table(result["growth"]))
+    m, load = report["machine"], report["load_average"]
+    out.print(
+        f"{m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads, "
+        f"OMP_WAIT_POLICY={m['omp_wait_policy']}, loader workers {m['default_num_workers']}); "
+        f"load average before {load['before']}, after {load['after']}",
+        highlight=False,
+    )

@@ -7,7 +7,12 @@ kept; a ``speaker_id``/``group`` column becomes the group for hash splits.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +43,32 @@ def is_saved_dataset(path: Path) -> bool:
 
 
 def read_saved(path: Path, options: SourceOptions) -> SourceData:
-    ds = _datasets().load_from_disk(str(path))
-    return _from_dataset(ds, options, "hf_disk", base=path)
+    """A ``save_to_disk`` directory, read from its arrow files (see :class:`Table`)."""
+    if (path / "dataset_dict.json").is_file():
+        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        tables = [_saved_table(path / name, name) for name in splits]
+    else:
+        tables = [_saved_table(path, options.hf_split)]
+    return _from_tables(tables, options, "hf_disk", base=path)
+
+
+def _saved_table(folder: Path, split: str | None) -> Table:
+    state = json.loads((folder / "state.json").read_text())
+    files = [folder / f["filename"] for f in state["_data_files"]]
+    if state.get("_indices_data_files"):  # a selection of rows: let datasets apply it
+        return Table.of_dataset(_datasets().load_from_disk(str(folder)), split)
+    return Table(split, regular_files(files), "arrow")
 
 
 def read_parquet(files: list[Path], options: SourceOptions, root: Path | None = None) -> SourceData:
-    """Parquet files; the split comes from each file's name or folder below ``root``."""
+    """Parquet files; the split comes from each file's name or folder below ``root``. Read with
+    pyarrow, a row group at a time (no conversion into the ``datasets`` cache)."""
     root = root or files[0].parent
-    by_split: dict[str, list[str]] = {}
+    by_split: dict[str, list[Path]] = {}
     for f in regular_files(files):
-        by_split.setdefault(_split_of(f.relative_to(root)) or "unsplit", []).append(str(f))
-    ds = _datasets().load_dataset("parquet", data_files=by_split)
-    return _from_dataset(ds, options, "hf_parquet", base=root)
+        by_split.setdefault(_split_of(f.relative_to(root)) or "unsplit", []).append(f)
+    tables = [Table(split, group, "parquet") for split, group in by_split.items()]
+    return _from_tables(tables, options, "hf_parquet", base=root)
 
 
 def regular_files(files: list[Path]) -> list[Path]:
@@ -65,7 +84,9 @@ def regular_files(files: list[Path]) -> list[Path]:
 def read_hub(repo_id: str, options: SourceOptions) -> SourceData:
     """A hub dataset id (``org/name``); needs the network unless it is in the HF cache."""
     ds = load_hub(repo_id, options.hf_config, options.hf_split)
-    return _from_dataset(ds, options, "hf_hub", base=None)
+    parts = ds.items() if isinstance(ds, _datasets().DatasetDict) else [(options.hf_split, ds)]
+    tables = [Table.of_dataset(part, split) for split, part in parts]
+    return _from_tables(tables, options, "hf_hub", base=None)
 
 
 def load_hub(repo_id: str, hf_config: str | None, hf_split: str | None) -> Any:
@@ -174,36 +195,158 @@ def _split_of(relative: Path) -> str | None:
     return None
 
 
-def _from_dataset(ds: Any, options: SourceOptions, kind: str, base: Path | None) -> SourceData:
-    datasets = _datasets()
-    splits = ds.items() if isinstance(ds, datasets.DatasetDict) else [(options.hf_split, ds)]
+BATCH_ROWS = 64  # rows per batch when a table is read
+
+
+class Table:
+    """One split of a Hugging Face dataset as the files that hold it (parquet, or the arrow
+    stream files of ``save_to_disk`` and the ``datasets`` cache), read in record batches.
+
+    Files are read with plain reads, never memory-mapped, so a pass over a dataset of any size
+    holds one batch at a time: resident memory does not grow with the dataset.
+    """
+
+    def __init__(self, split: str | None, files: list[Path], fmt: str, dataset: Any = None) -> None:
+        self.split, self.files, self.fmt, self.dataset = split, files, fmt, dataset
+        if dataset is not None:
+            self.schema = dataset.data.schema
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            self.schema = pq.read_schema(files[0])
+        else:
+            with _arrow_stream(files[0]) as reader:
+                self.schema = reader.schema
+
+    @classmethod
+    def of_dataset(cls, ds: Any, split: str | None) -> Table:
+        """A ``datasets.Dataset``: its cache files when it is their plain rows, else itself."""
+        files = [Path(f["filename"]) for f in ds.cache_files]
+        if files and ds._indices is None and all(f.is_file() for f in files):
+            return cls(split, files, "arrow")
+        return cls(split, [], "dataset", dataset=ds)
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.schema.names)
+
+    @property
+    def features(self) -> Any:
+        """``datasets.Features`` from the schema (ClassLabel names, Audio/Video/Image types)."""
+        return _datasets().Features.from_arrow_schema(self.schema)
+
+    def batches(self, columns: list[str], size: int = BATCH_ROWS) -> Iterator[dict[str, list]]:
+        """``{column: values}`` for up to ``size`` rows at a time, in order."""
+        import pyarrow.parquet as pq
+
+        if self.dataset is not None:
+            for batch in self.dataset.select_columns(columns).with_format("arrow").iter(size):
+                yield batch.to_pydict()
+            return
+        for path in self.files:
+            if self.fmt == "parquet":
+                with pq.ParquetFile(path, memory_map=False) as f:
+                    for batch in f.iter_batches(batch_size=size, columns=columns):
+                        yield batch.to_pydict()
+                continue
+            with _arrow_stream(path) as reader:
+                for batch in reader:
+                    for start in range(0, batch.num_rows, size):
+                        yield batch.slice(start, size).select(columns).to_pydict()
+
+
+@contextmanager
+def _arrow_stream(path: Path) -> Iterator[Any]:
+    import pyarrow as pa
+
+    with pa.OSFile(str(path)) as f:
+        yield pa.ipc.open_stream(f)
+
+
+@dataclass(frozen=True, eq=False)
+class RowBytes:
+    """A row's media bytes, left in the dataset's files until the store is built (see
+    :func:`stream_sources`); ``stamp`` is their SHA-1, the content's fingerprint."""
+
+    table: Table
+    column: str
+    row: int
+    stamp: str
+
+
+def stream_sources(records: Iterable[Record]) -> Iterator[str | bytes]:
+    """Each record's media source, in order: a :class:`RowBytes` is read from its table (one
+    forward pass per table, so records must come in row order, as :func:`_from_tables` makes
+    them); paths and bytes pass through."""
+    cursors: dict[int, _Cursor] = {}
+    for record in records:
+        source = record.source
+        if isinstance(source, RowBytes):
+            cursor = cursors.get(id(source.table))
+            if cursor is None or cursor.row > source.row:
+                cursor = cursors[id(source.table)] = _Cursor(source.table, source.column)
+            source = cursor.read(source.row)
+        yield source
+
+
+class _Cursor:
+    """Forward-only reader of one column of a table, a batch at a time."""
+
+    def __init__(self, table: Table, column: str) -> None:
+        self.batches = table.batches([column])
+        self.column = column
+        self.values: list[Any] = []
+        self.start = 0  # row number of values[0]
+        self.row = 0  # the next row to read
+
+    def read(self, row: int) -> bytes:
+        while row >= self.start + len(self.values):
+            self.start += len(self.values)
+            self.values = next(self.batches)[self.column]
+        self.row = row + 1
+        value = self.values[row - self.start]
+        return bytes(value["bytes"] if isinstance(value, dict) else value)
+
+
+def _from_tables(
+    tables: list[Table], options: SourceOptions, kind: str, base: Path | None
+) -> SourceData:
     records: list[Record] = []
     labels: list[str] | None = None
-    for split_name, part in splits:
-        column = _media_column(part, options)
-        feature = part.features[column]
-        if hasattr(feature, "decode"):
-            part = part.cast_column(column, type(feature)(decode=False))
-        if options.label_column not in part.column_names:
+    for table in tables:
+        split_name = table.split
+        column = _media_column(table, options)
+        if options.label_column not in table.column_names:
             raise UserInputError(
                 f"no label column {options.label_column!r} "
-                f"(columns: {', '.join(part.column_names)})"
+                f"(columns: {', '.join(table.column_names)})"
                 "; pass --label-column"
             )
-        label_feature = part.features[options.label_column]
-        names = getattr(label_feature, "names", None)
+        names = getattr(table.features[options.label_column], "names", None)
         if names is not None:
             labels = list(names)
-        group_col = next((c for c in GROUP_COLUMNS if c in part.column_names), None)
+        group_col = next((c for c in GROUP_COLUMNS if c in table.column_names), None)
         split = normalize_split(split_name) if split_name else None
-        wanted = [c for c in (column, options.label_column, group_col) if c]
-        for row_n, row in enumerate(part.select_columns(wanted)):
-            if names is not None and not 0 <= row[options.label_column] < len(names):
-                continue  # HF marks unlabelled rows (e.g. hidden test labels) with -1
-            label = names[row[options.label_column]] if names else str(row[options.label_column])
-            source, name = _media_source(row[column], base, f"{split_name or 'row'}-{row_n}")
-            group = str(row[group_col]) if group_col and row[group_col] is not None else None
-            records.append(Record(source, label, name, split, group))
+        wanted = list(dict.fromkeys(c for c in (column, options.label_column, group_col) if c))
+        row_n = -1
+        for batch in table.batches(wanted):
+            for media, label_value, group_value in zip(
+                batch[column],
+                batch[options.label_column],
+                batch[group_col] if group_col else [None] * len(batch[column]),
+                strict=True,
+            ):
+                row_n += 1
+                if names is not None and not 0 <= label_value < len(names):
+                    continue  # HF marks unlabelled rows (e.g. hidden test labels) with -1
+                label = names[label_value] if names else str(label_value)
+                fallback = f"{split_name or 'row'}-{row_n}"
+                source, name = _media_source(media, base, fallback)
+                if isinstance(source, bytes):  # read again when the store is built
+                    digest = hashlib.sha1(source).hexdigest()
+                    source = RowBytes(table, column, row_n, digest)
+                group = str(group_value) if group_value is not None else None
+                records.append(Record(source, label, name, split, group))
     if labels is None:
         labels = sorted({r.label for r in records})
     return SourceData(records, labels, kind)

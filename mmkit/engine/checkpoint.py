@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
+from torch.overrides import TorchFunctionMode
 
 from mmkit.errors import CheckpointError, MmkitError
 from mmkit.io.atomic import old_of, replace_dir, temp_dir_for
@@ -121,18 +122,39 @@ def read_spec(path: str | Path) -> CheckpointSpec:
     return CheckpointSpec.read(resolve_checkpoint_dir(path) / CONFIG_FILE)
 
 
+# in-place random fills: on the meta device torch runs them as Python decompositions whose first
+# call imports torch._dynamo (over a second); a meta tensor has no values to fill
+_FILL_NAMES = "normal_ uniform_ bernoulli_ random_ exponential_ log_normal_ cauchy_ geometric_"
+_RANDOM_FILLS = frozenset(getattr(torch.Tensor, name) for name in _FILL_NAMES.split())
+
+
+class SkipInitOnMeta(TorchFunctionMode):
+    """Makes ``torch.nn.init`` functions and in-place random fills no-ops on meta tensors
+    (their values do not exist), so that building a model skeleton on the meta device costs
+    what its shapes cost."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        kwargs = kwargs or {}
+        tensor = args[0] if args else kwargs.get("tensor")
+        is_init = func in _RANDOM_FILLS or getattr(func, "__module__", None) == "torch.nn.init"
+        if is_init and isinstance(tensor, torch.Tensor) and tensor.is_meta:
+            return tensor
+        return func(*args, **kwargs)
+
+
 def build_checked(
     build: Callable[[], torch.nn.Module], ckpt: Path, device: str | torch.device
 ) -> torch.nn.Module:
     """``build()`` the model a checkpoint describes and load its weights, in eval mode.
 
-    The model is first built on the ``meta`` device (no memory) and its parameter names and
-    shapes are compared with the safetensors header: a config.json that describes another or an
-    absurdly large model is refused before anything is allocated.
+    The model is first built on the ``meta`` device (no memory, no initialisation:
+    :class:`SkipInitOnMeta`) and its parameter names and shapes are compared with the
+    safetensors header: a config.json that describes another or an absurdly large model is
+    refused before anything is allocated.
     """
     shapes = safetensors_shapes(ckpt / MODEL_FILE, what="checkpoint weights")
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), SkipInitOnMeta():
             skeleton = build()
     except MmkitError:
         raise

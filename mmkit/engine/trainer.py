@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -102,6 +103,40 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+MAX_AUTO_WORKERS = 4
+
+
+def loader_workers(num_workers: int | None) -> int:
+    """DataLoader worker processes: ``num_workers`` when given, else one per two cores this
+    process may use, at least 1 and at most :data:`MAX_AUTO_WORKERS`. The store's items are
+    array slices, so few workers keep a step fed; each one is a process beside the training
+    threads, so on a small machine they must stay few."""
+    if num_workers is not None:
+        return num_workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_AUTO_WORKERS, (cores or 1) // 2))
+
+
+def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """Conv weights in channels-last order (4-D ``channels_last``, 5-D ``channels_last_3d``),
+    so oneDNN / cuDNN run their channels-last kernels; other parameters are left alone."""
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    for param in model.parameters():
+        if param.dim() in formats:
+            param.data = param.data.contiguous(memory_format=formats[param.dim()])
+    return model
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` the model's compute in place (``Module.compile``: the parameters and
+    the state_dict keys stay as they are). A model names the child to compile in
+    ``compile_scope`` (e.g. its backbone): preprocessing that draws its augmentation on the host
+    or calls kernels dynamo cannot trace (torchaudio's IIR filter) stays eager."""
+    scope = getattr(model, "compile_scope", None)
+    (getattr(model, scope) if scope else model).compile()
+    return model
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -180,10 +215,18 @@ class Trainer:
         self.device = distributed.init(resolve_device(self.cfg.device))
         self.rank, self.world = distributed.rank(), distributed.world()
         self.use_amp = self.cfg.amp and self.device.type == "cuda"
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
 
     def _place_model(self, model: torch.nn.Module) -> None:
-        """The model on this rank's device, wrapped in DDP when there are several ranks."""
+        """The model on this rank's device (channels-last with ``cfg.channels_last``, compiled
+        with ``cfg.compile``: :func:`compile_model`), wrapped in DDP when there are several
+        ranks."""
         self.model = model.to(self.device)
+        if self.cfg.channels_last:
+            to_channels_last(self.model)
+        if self.cfg.compile:
+            compile_model(self.model)
         self.ddp_model: torch.nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -192,10 +235,14 @@ class Trainer:
     def _build_loaders(
         self, train_set: Dataset, val_set: Dataset, collate_fn: Callable[[list[Any]], Any] | None
     ) -> None:
-        """Train and validation loaders. Workers draw their seeds from the loader's own
-        generator, never the global RNG, so the augmentation stream is the same with and
-        without a resume in between."""
+        """Train and validation loaders. Workers (:func:`loader_workers`) are persistent, and
+        batches are pinned on CUDA so the copies to the device overlap compute. Workers draw
+        their seeds from the loader's own generator, never the global RNG, and datasets draw
+        their augmentation from (seed, epoch, item), so the stream is the same with any number
+        of workers and with or without a resume in between."""
         cfg, pin = self.cfg, self.device.type == "cuda"
+        workers = loader_workers(cfg.num_workers)
+        self.num_workers = workers
         self.sampler = EpochSampler(
             len(train_set), seed=cfg.seed, shuffle=True, rank=self.rank, world=self.world
         )
@@ -204,7 +251,8 @@ class Trainer:
             train_set,
             batch_size=cfg.batch_size,
             sampler=self.sampler,
-            num_workers=cfg.num_workers,
+            num_workers=workers,
+            persistent_workers=workers > 0,
             pin_memory=pin,
             drop_last=len(train_set) >= 2 * cfg.batch_size * self.world,
             collate_fn=collate_fn,
@@ -214,7 +262,8 @@ class Trainer:
             val_set,
             batch_size=cfg.batch_size,
             sampler=distributed.shard(range(len(val_set))),  # gathered back by the task
-            num_workers=cfg.num_workers,
+            num_workers=workers,
+            persistent_workers=workers > 0,
             pin_memory=pin,
             collate_fn=collate_fn,
             generator=torch.Generator().manual_seed(cfg.seed),

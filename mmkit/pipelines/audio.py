@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mmkit.configs import AudioConfig
+from mmkit.data.epochs import EpochDataset
 from mmkit.data.records import SourceData
 from mmkit.data.store import Store
 from mmkit.errors import MediaError
@@ -30,6 +31,7 @@ from mmkit.io.audio import (
 from mmkit.io.files import path_exists
 from mmkit.pipelines import classify
 from mmkit.registry import create_preprocessor
+from mmkit.seeds import item_seed
 
 
 def _split_fragment(source: str | bytes) -> tuple[str | bytes, tuple[float, float] | None]:
@@ -90,9 +92,9 @@ class AudioModality:
     def stages(self, cfg: AudioConfig, store: Store) -> list[tuple[str, nn.Module]]:
         stages: list[tuple[str, nn.Module]] = []
         if cfg.augment:
-            wave_aug = create_preprocessor(
-                "wave_augment", sample_rate=cfg.sample_rate, noise={"snr_db": list(cfg.noise_snr)}
-            )
+            params = dict(cfg.wave_augment)
+            params["noise"] = {"snr_db": list(cfg.noise_snr), **params.get("noise", {})}
+            wave_aug = create_preprocessor("wave_augment", sample_rate=cfg.sample_rate, **params)
             noise = store.extra("noise")
             if noise is not None:
                 wave_aug.set_noise_bank(from_int16(torch.from_numpy(noise)))
@@ -133,7 +135,7 @@ class AudioModality:
             yield torch.stack([w for _, w in batch]), infos
 
 
-class AudioClips(Dataset):
+class AudioClips(EpochDataset):
     """Fixed-length int16 clips cut from the store: a random crop (train) or the centre (eval).
 
     Random crops are drawn from a generator seeded by (seed, epoch, index), so they are the same
@@ -148,10 +150,7 @@ class AudioClips(Dataset):
             train,
             seed,
         )
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        super().__init__()
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -160,12 +159,9 @@ class AudioClips(Dataset):
         idx = self.indices[i]
         pcm = torch.from_numpy(np.array(self.store[idx]))
         if self.train:
-            g = torch.Generator().manual_seed(
-                (self.seed * 1_000_003 + self.epoch) * 10_000_019 + idx
-            )
-            return pad_or_crop(pcm, self.length, mode="random", generator=g), int(
-                self.store.targets[idx]
-            )
+            g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, idx))
+            crop = pad_or_crop(pcm, self.length, mode="random", generator=g)
+            return crop, int(self.store.targets[idx])
         return pad_or_crop(pcm, self.length, mode="center")[None], int(self.store.targets[idx])
 
 

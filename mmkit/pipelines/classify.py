@@ -158,29 +158,31 @@ def checkpoint_spec(
     )
 
 
+def training_job(modality: Modality, cfg: TrainConfig, progress: Progress) -> Job:
+    """What :func:`train` trains: the store (prepared when needed), the model, the task and
+    the datasets."""
+    store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
+    splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
+    stages = modality.stages(cfg, store)
+    backbone = mmkit.create_backbone(
+        cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs
+    )
+    return Job(
+        Classifier(nn.Sequential(*(m for _, m in stages)), backbone),
+        ClassificationTask(store.labels),
+        modality.train_set(store, splits.train, cfg),
+        modality.eval_set(store, splits.validation, cfg),
+        checkpoint_spec(modality, cfg, store, stages, splits.info).to_json(),
+        store.skipped,
+    )
+
+
 def train(
     modality: Modality, cfg: TrainConfig, *, resume: bool = False, progress: Progress | None = None
 ) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-
-    def setup() -> Job:
-        store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
-        splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
-        stages = modality.stages(cfg, store)
-        backbone = mmkit.create_backbone(
-            cfg.backbone, num_classes=len(store.labels), **cfg.backbone_kwargs
-        )
-        return Job(
-            Classifier(nn.Sequential(*(m for _, m in stages)), backbone),
-            ClassificationTask(store.labels),
-            modality.train_set(store, splits.train, cfg),
-            modality.eval_set(store, splits.validation, cfg),
-            checkpoint_spec(modality, cfg, store, stages, splits.info).to_json(),
-            store.skipped,
-        )
-
-    return fit(cfg, setup, resume=resume, progress=progress)
+    return fit(cfg, lambda: training_job(modality, cfg, progress), resume=resume, progress=progress)
 
 
 @dataclass

@@ -240,42 +240,46 @@ def prepare(
 def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
+    return fit(
+        cfg, lambda: training_job(cfg, progress, resume=resume), resume=resume, progress=progress
+    )
 
-    def setup() -> Job:
-        name, kwargs = model_spec(cfg)
-        pipeline, parts = create_pipeline(
-            name,
-            kwargs,
-            pretrained=None if resume else pretrained_for(cfg),
-            crop_scale=cfg.crop_scale if cfg.augment else None,
-            seed=cfg.seed,
-        )
-        store = prepare(cfg, params=parts["data"]["params"], out=cfg.prepared, progress=progress)
-        splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
-        spec = pipeline_spec(
-            parts,
-            labels=class_names(store),
-            prompt=cfg.prompt or DEFAULT_PROMPT,
-            data={
-                "fingerprint": store.meta.get("fingerprint"),
-                "dataset": cfg.dataset,
-                "store": str(store.path),
-                "validation": splits.info,
-            },
-            train=_without_locations(cfg.to_dict(), kwargs),
-        )
-        (text,) = spec.stages("text")
-        tokenizer = create_preprocessor(text.name, **text.params)
-        return Job(
-            pipeline,
-            ContrastiveTask(tokenizer, spec.prompt or DEFAULT_PROMPT),
-            CaptionPairs(store, splits.train, seed=cfg.seed),
-            CaptionImages(store, splits.validation),
-            spec.to_json(),
-            store.skipped,
-        )
 
-    return fit(cfg, setup, resume=resume, progress=progress)
+def training_job(cfg: MMConfig, progress: Progress, *, resume: bool = False) -> Job:
+    """What :func:`train` trains: the store (prepared when needed), the model (pretrained
+    weights unless ``resume``), the task and the datasets."""
+    name, kwargs = model_spec(cfg)
+    pipeline, parts = create_pipeline(
+        name,
+        kwargs,
+        pretrained=None if resume else pretrained_for(cfg),
+        crop_scale=cfg.crop_scale if cfg.augment else None,
+        seed=cfg.seed,
+    )
+    store = prepare(cfg, params=parts["data"]["params"], out=cfg.prepared, progress=progress)
+    splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
+    spec = pipeline_spec(
+        parts,
+        labels=class_names(store),
+        prompt=cfg.prompt or DEFAULT_PROMPT,
+        data={
+            "fingerprint": store.meta.get("fingerprint"),
+            "dataset": cfg.dataset,
+            "store": str(store.path),
+            "validation": splits.info,
+        },
+        train=_without_locations(cfg.to_dict(), kwargs),
+    )
+    (text,) = spec.stages("text")
+    tokenizer = create_preprocessor(text.name, **text.params)
+    return Job(
+        pipeline,
+        ContrastiveTask(tokenizer, spec.prompt or DEFAULT_PROMPT),
+        CaptionPairs(store, splits.train, seed=cfg.seed),
+        CaptionImages(store, splits.validation),
+        spec.to_json(),
+        store.skipped,
+    )
 
 
 def _without_locations(train: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:

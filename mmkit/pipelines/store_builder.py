@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from mmkit.cache import cache_dir
+from mmkit.data.hf import RowBytes, stream_sources
 from mmkit.data.store import Store, StoreWriter, is_store, open_cached
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.errors import MediaError, UserInputError
@@ -39,8 +41,10 @@ class StoreRecipe:
     decode: Decode  # (record.source, params) -> array [n, *item_shape]; raises MediaError
 
 
-def source_stamp(source: str | bytes) -> str:
+def source_stamp(source: str | bytes | RowBytes) -> str:
     """What identifies a media source's content for a store fingerprint (hash, or path+stat)."""
+    if isinstance(source, RowBytes):
+        return source.stamp
     if isinstance(source, bytes):
         return hashlib.sha1(source).hexdigest()
     try:
@@ -73,9 +77,7 @@ def given_store(path: str, modality: str, params: dict[str, Any] | None = None) 
     if store.modality != modality:
         raise UserInputError(f"{path} is a {store.modality} store, not {modality}")
     if params is not None and store.params != params:
-        raise UserInputError(
-            f"{path} was prepared with {store.params}; this model needs {params}"
-        )
+        raise UserInputError(f"{path} was prepared with {store.params}; this model needs {params}")
     return store
 
 
@@ -86,17 +88,29 @@ def default_out(modality: str, fp: str) -> Path:
 def decode_all(
     decode: Decode, records: Sequence[Any], params: dict[str, Any], workers: int | None = None
 ) -> Iterable[tuple[Any, np.ndarray | str]]:
-    """``(record, array or skip reason)`` for each record, in order, decoded on a thread pool."""
+    """``(record, array or skip reason)`` for each record, in order, decoded on a thread pool.
 
-    def one(record: Any) -> np.ndarray | str:
+    Sources are read as the pool needs them (:func:`~mmkit.data.hf.stream_sources`: a dataset's
+    media bytes stay in its files until then) and at most ``2 * workers`` records are in
+    flight, so memory holds a few items, never the dataset."""
+
+    def one(source: Any) -> np.ndarray | str:
         try:
-            return decode(record.source, params)
+            return decode(source, params)
         except MediaError as exc:
             return exc.reason
 
     workers = workers or min(8, os.cpu_count() or 1)
+    pending: deque[tuple[Any, Future]] = deque()
     with ThreadPoolExecutor(workers) as pool:
-        yield from zip(records, pool.map(one, records), strict=True)
+        for record, source in zip(records, stream_sources(records), strict=True):
+            pending.append((record, pool.submit(one, source)))
+            if len(pending) >= 2 * workers:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
 
 
 def build_store(

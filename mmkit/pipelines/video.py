@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mmkit.configs import VideoConfig
+from mmkit.data.epochs import EpochDataset
 from mmkit.data.records import SourceData
 from mmkit.data.store import Store
 from mmkit.io.video import VIDEO_EXTENSIONS, even_indices, probe, read_video
@@ -114,7 +115,7 @@ def eval_sampler(cfg: VideoConfig) -> Any:
     )
 
 
-class VideoClips(Dataset):
+class VideoClips(EpochDataset):
     """Clips sampled from the frame store: ``[T, S, S, 3]`` (train) or ``[K, T, S, S, 3]`` (eval).
 
     The training sampler draws from a generator seeded by (seed, epoch, index), so clips are the
@@ -126,10 +127,7 @@ class VideoClips(Dataset):
     ) -> None:
         self.store, self.indices, self.sampler, self.seed = store, indices, sampler, seed
         self.views = views
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        super().__init__()
 
     def __len__(self) -> int:
         return len(self.indices)

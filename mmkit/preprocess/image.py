@@ -130,7 +130,7 @@ class ImageTransform(nn.Module):
         """Per-sample brightness, contrast and saturation factors in ``[1 - j, 1 + j]``."""
         j = self.color_jitter
         factors = torch.empty(3, x.shape[0], 1, 1, 1).uniform_(1 - j, 1 + j, generator=gen)
-        brightness, contrast, saturation = factors.to(x.device)
+        brightness, contrast, saturation = factors.to(x.device, non_blocking=True)
         x = (x * brightness).clamp(0, 1)
         mean_gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).mean(
             dim=(2, 3), keepdim=True
@@ -159,14 +159,14 @@ class ImageTransform(nn.Module):
 
         x = roi_align(
             x,
-            rois.to(x.device),
+            rois.to(x.device, non_blocking=True),
             output_size=(self.size, self.size),
             spatial_scale=1.0,
             sampling_ratio=-1,
             aligned=True,
         )
         if self.training and self.hflip > 0:
-            flip = (torch.rand(batch, generator=gen) < self.hflip).to(x.device)
+            flip = (torch.rand(batch, generator=gen) < self.hflip).to(x.device, non_blocking=True)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         if self.training and self.color_jitter > 0:
             x = self._jitter(x, gen)

@@ -306,9 +306,10 @@ class VideoTransform(nn.Module):
             top = torch.full((b,), (h - s) // 2)
             left = torch.full((b,), (w - s) // 2)
         steps = torch.arange(s)
-        rows = (top[:, None] + steps).to(x.device)
+        # drawn on the host; non_blocking: a plain copy would wait for the GPU's queue
+        rows = (top[:, None] + steps).to(x.device, non_blocking=True)
         cols = torch.where(flip[:, None], left[:, None] + s - 1 - steps, left[:, None] + steps)
-        cols = cols.to(x.device)
+        cols = cols.to(x.device, non_blocking=True)
         batch = torch.arange(b, device=x.device)[:, None, None]
         # Advanced indexing on H and W gathers every clip's own crop in one op: [B, s, s, T, 3].
         crops = x.permute(0, 3, 4, 1, 2)[batch, rows[:, :, None], cols[:, None, :]]

@@ -25,6 +25,8 @@ from mmkit.spec import CheckpointSpec, Stage
 class Classifier(nn.Module):
     """``backbone(preprocess(x))``; augmentation stages in ``preprocess`` act in train mode only."""
 
+    compile_scope = "backbone"  # what --compile compiles (engine.trainer.compile_model)
+
     def __init__(self, preprocess: nn.Sequential, backbone: nn.Module) -> None:
         super().__init__()
         self.preprocess = preprocess

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from mmkit.data.epochs import EpochDataset
 from mmkit.data.store import Store
 from mmkit.engine import distributed
 from mmkit.errors import CheckpointError, UserInputError
@@ -40,6 +41,8 @@ _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
 
 class ClipPipeline(nn.Module):
     """``image_transform`` (random crops in train mode, centre in eval mode) + the model."""
+
+    compile_scope = "model"  # what --compile compiles (engine.trainer.compile_model)
 
     def __init__(self, transform: nn.Module, model: nn.Module) -> None:
         super().__init__()
@@ -150,7 +153,7 @@ def build_contrastive(spec: CheckpointSpec, source: str = "config.json") -> Clip
     return ClipPipeline(transform, model)
 
 
-class CaptionPairs(Dataset):
+class CaptionPairs(EpochDataset):
     """(image, one of its captions, crop seed) per image of ``indices``; the caption and the crop
     are drawn from generators seeded by (seed, epoch, image index), so they are the same with any
     number of loader workers and after ``--resume``."""
@@ -162,10 +165,7 @@ class CaptionPairs(Dataset):
         order = np.argsort(owner, kind="stable")
         starts = np.searchsorted(owner[order], np.arange(len(store) + 1))
         self.captions_of = [order[starts[i] : starts[i + 1]] for i in range(len(store))]
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        super().__init__()
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -263,7 +263,8 @@ class ContrastiveTask:
         data: CaptionImages = loader.dataset
         # under torchrun each rank encodes its shard of the images (the loader's sampler) and
         # of the captions; the rows are gathered back in order on every rank
-        images = torch.cat([model.encode_images(b.to(device)).float().cpu() for b in loader])
+        images = [model.encode_images(b.to(device, non_blocking=True)).float() for b in loader]
+        images = torch.cat(images).cpu()  # one copy back, not one per batch
         images = distributed.gather_rows(images, len(data))
         tokens = data.tokens[distributed.shard(range(len(data.tokens)))]
         texts = torch.cat(

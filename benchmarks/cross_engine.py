@@ -1,0 +1,221 @@
+"""Cross-engine protocol for ``mmkit audio train``: do the defaults generalise to speech engines,
+speakers and formats never seen in training?
+
+For each direction (train on espeak-ng voices -> test on flite voices, and the reverse), train with
+the given recipe on the training engine's folder (1 s, 16 kHz wav, no split: mmkit carves its own
+validation set) and score the best checkpoint with ``mmkit.pipelines.audio.evaluate(...,
+split="all")`` on EVERY clip of the other engine's test set (0.4-0.95 s, random gain, faint
+noise, mp3/flac/ogg/wav at 8-48 kHz; see ``cross_engine_data.py``). Accuracy and macro-F1 per
+seed, then mean, std, min and max.
+
+    python benchmarks/cross_engine.py [--seeds 0 1 2] [--epochs N] [--json] [--data DIR]
+                                      [--set key=value ...] [--direction espeak-flite]
+
+``--set`` is ``mmkit audio train --set``: any ``AudioConfig`` key, dotted inside mappings, e.g.
+``--set backbone=audio_resnet --set wave_augment.trim.p=0``. Generated data is cached under
+``--data`` (default ``~/.cache/mmkit/bench/cross_engine``). ``plain_baseline.py`` runs the same
+protocol for a plain PyTorch recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.cross_engine_data import ENGINES, DataSpec, EngineData, ensure_data, other_engine
+
+DEFAULT_DATA = Path("~/.cache/mmkit/bench/cross_engine")
+DIRECTIONS = tuple(f"{e}-{other_engine(e)}" for e in ENGINES)
+
+# (train data, test data, seed, epochs or None for the recipe's default, run dir) -> seed result
+Recipe = Callable[[EngineData, EngineData, int, "int | None", Path], dict[str, Any]]
+
+
+def protocol_parser(description: str) -> argparse.ArgumentParser:
+    """The options every recipe of the protocol shares."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's own")
+    parser.add_argument("--json", action="store_true", help="print one JSON document only")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="generated-data cache")
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument(
+        "--direction", choices=DIRECTIONS, nargs="+", default=list(DIRECTIONS), dest="directions"
+    )
+    parser.add_argument("--voices", type=int, default=None, help="voices per engine (all)")
+    parser.add_argument("--takes", type=int, default=2, help="takes per training word")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
+    return parser
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+    }
+
+
+def run_protocol(
+    recipe: Recipe, args: argparse.Namespace, *, name: str, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Run ``recipe`` for every direction and seed; the protocol report (see README)."""
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    code = code_version()
+    spec = DataSpec(voices=args.voices, takes=args.takes)
+    data = ensure_data(args.data, spec)
+    out = args.out or Path(tempfile.mkdtemp(prefix="mmkit-cross-engine-"))
+    directions = {}
+    for direction in args.directions:
+        train_engine, test_engine = direction.split("-")
+        train, test = data[train_engine], data[test_engine]
+        seeds = []
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            result = recipe(train, test, seed, args.epochs, out / direction / f"seed{seed}")
+            scored = {result["num_samples"], result.get("last_num_samples", test.test_files)}
+            if scored != {test.test_files}:
+                raise RuntimeError(
+                    f"{direction} seed {seed}: scored {sorted(scored)} clips, "
+                    f"but the test set has {test.test_files}"
+                )
+            result = {"seed": seed, **result, "seconds": round(time.perf_counter() - t0, 1)}
+            seeds.append(result)
+            print(f"{name} {direction} seed {seed}: {_short(result)}", file=sys.stderr, flush=True)
+        directions[direction] = {
+            "train": {"engine": train_engine, "files": train.train_files},
+            "test": {"engine": test_engine, "files": test.test_files},
+            "num_samples": test.test_files,
+            "accuracy": summarize([s["accuracy"] for s in seeds]),
+            "macro_f1": summarize([s["macro_f1"] for s in seeds]),
+            "seeds": seeds,
+        }
+    return {
+        "recipe": name,
+        "code": code,
+        "settings": settings,
+        "epochs": args.epochs,
+        "seeds": list(args.seeds),
+        "data": {"dir": str(Path(args.data).expanduser()), **spec.__dict__},
+        "directions": directions,
+    }
+
+
+def code_version() -> str:
+    """The git commit of the code that ran (``+dirty`` with uncommitted changes)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*cmd: str) -> str:
+        proc = subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def _short(result: dict[str, Any]) -> str:
+    keys = ("accuracy", "macro_f1", "num_samples", "val_accuracy", "best_epoch", "epochs_run")
+    keys += ("last_accuracy",)
+    return " ".join(f"{k}={result[k]}" for k in keys if k in result)
+
+
+def print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"recipe: {report['recipe']} {json.dumps(report['settings'])} epochs={report['epochs']}")
+    print("| direction | accuracy mean ± std | macro-F1 mean ± std | per seed (acc) | n |")
+    print("|---|---|---|---|---|")
+    for direction, d in report["directions"].items():
+        acc, f1 = d["accuracy"], d["macro_f1"]
+        per_seed = " / ".join(f"{s['accuracy']:.3f}" for s in d["seeds"])
+        print(
+            f"| {direction} | {acc['mean']:.3f} ± {acc['std']:.3f} | "
+            f"{f1['mean']:.3f} ± {f1['std']:.3f} | {per_seed} | {d['num_samples']} |"
+        )
+
+
+def manifest_rows(test: EngineData) -> list[dict[str, str]]:
+    """The test manifest's rows (``path``, ``label``, ``format``)."""
+    with open(test.test_manifest, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def per_format(rows: Sequence[dict[str, str]], hits: Sequence[bool]) -> dict[str, float]:
+    """Accuracy per test format (a diagnostic: which decoding path loses)."""
+    out: dict[str, list[bool]] = {}
+    for row, hit in zip(rows, hits, strict=True):
+        out.setdefault(row["format"], []).append(hit)
+    return {k: round(sum(v) / len(v), 3) for k, v in sorted(out.items())}
+
+
+def mmkit_recipe(sets: Sequence[str]) -> Recipe:
+    """``mmkit audio train`` with its defaults (plus ``--set`` items), scored by ``evaluate``."""
+
+    def run(
+        train: EngineData, test: EngineData, seed: int, epochs: int | None, run_dir: Path
+    ) -> dict[str, Any]:
+        from mmkit.config import build_config
+        from mmkit.pipelines import audio
+
+        flags: dict[str, Any] = {"dataset": str(train.train_dir), "out": str(run_dir), "seed": seed}
+        if epochs is not None:
+            flags["epochs"] = epochs
+        cfg = build_config(audio.AudioConfig, None, flags, sets)
+        result = audio.train(cfg)
+        report, last = (
+            audio.evaluate(
+                str(ckpt), audio.AudioConfig(dataset=str(test.test_manifest)), split="all"
+            )
+            for ckpt in (result.best_checkpoint, result.last_checkpoint)
+        )
+        best = json.loads((Path(result.best_checkpoint) / "config.json").read_text())
+        rows = manifest_rows(test)
+        top = audio.infer(
+            [str(test.test_dir / r["path"]) for r in rows], str(result.best_checkpoint)
+        )
+        hits = [t["top_k"][0]["label"] == r["label"] for t, r in zip(top, rows, strict=True)]
+        return {
+            "accuracy": round(report["accuracy"], 4),
+            "macro_f1": round(report["macro_f1"], 4),
+            "num_samples": report["num_samples"],
+            "val_accuracy": round(result.best_metric.get("accuracy", float("nan")), 4),
+            "best_epoch": best["epoch"],  # the epoch the trainer chose on validation
+            "epochs_run": result.epochs,
+            # the final weights, for judging model selection (the protocol scores the best)
+            "last_accuracy": round(last["accuracy"], 4),
+            "last_num_samples": last["num_samples"],
+            "per_format": per_format(rows, hits),
+        }
+
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = protocol_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    report = run_protocol(mmkit_recipe(args.set), args, name="mmkit", settings={"set": args.set})
+    print_report(report, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
