@@ -336,7 +336,7 @@ def test_clip_towers_give_mm_sim_outside_mmkit(clip_run, scene_sample, fmt, tmp_
         assert_close(image_f, loaded.pipeline.encode_images(images))
         assert_close(text_f, loaded.pipeline.encode_texts(tokens))
     # similarity as mm sim computes it, from the exported embeddings and the sidecar's scale
-    assert meta["logit_scale"] == pytest.approx(float(loaded.pipeline.model.scale()))
+    assert meta["logit_scale"] == pytest.approx(float(loaded.pipeline.model.scale().detach()))
     texts = list(scene_sample[0].captions) + list(scene_sample[1].captions)
     logits = meta["logit_scale"] * image_f[0] @ text_f[: len(texts)].T
     probs = np.exp(logits - logits.max())
