@@ -1,1 +1,1 @@
-"""Benchmarks that measure mmkit against plain baselines (see ``RESULTS-audio.md``)."""
+"""Benchmarks that measure mmkit against plain baselines (see ``RESULTS-*.md``)."""

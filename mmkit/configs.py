@@ -120,6 +120,10 @@ class VideoConfig(TrainConfig):
     num_clips: int = 3
     store_frames: int = 64
     hflip: bool = False
+    # train-time augmentation, measured on benchmarks/camera_motion.py (RESULTS-video.md):
+    # a random-resized crop (area fraction) and brightness/contrast/saturation jitter
+    crop_scale: tuple[float, float] | None = (0.5, 1.0)
+    color_jitter: float = 0.2
     fold: int = 1
     video_column: str | None = None
     hf_split: str | None = None
@@ -137,6 +141,12 @@ class VideoConfig(TrainConfig):
                 )
         if self.size < 16:
             raise UserInputError(f"--size must be >= 16 pixels, got {self.size}")
+        if self.crop_scale is not None:
+            lo, hi = self.crop_scale
+            if not 0 < lo <= hi <= 1:
+                raise UserInputError(f"crop_scale must satisfy 0 < min <= max <= 1, got {lo}, {hi}")
+        if not 0 <= self.color_jitter < 1:
+            raise UserInputError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
 
     @property
     def media_column(self) -> str | None:

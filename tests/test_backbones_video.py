@@ -73,6 +73,20 @@ def test_bad_arguments() -> None:
         create_backbone("r3d_18", num_classes=2, pretrained=True)
 
 
+def test_r3d_pool_avg_and_avgmax() -> None:
+    torch.manual_seed(0)
+    avgmax = create_backbone("video_r3d_test", num_classes=3).eval()
+    avg = create_backbone("video_r3d_test", num_classes=3, pool="avg").eval()
+    avg.load_state_dict(avgmax.state_dict())
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        maps = avgmax.stages(avgmax.stem(x)).flatten(2)
+        torch.testing.assert_close(avg.forward_features(x), maps.mean(-1))
+        torch.testing.assert_close(avgmax.forward_features(x), maps.mean(-1) + maps.amax(-1))
+    with pytest.raises(UserInputError, match=r"pool \('max'\) must be one of avg, avgmax"):
+        create_backbone("video_r3d_test", num_classes=3, pool="max")
+
+
 @pytest.fixture(scope="module")
 def mc3_kinetics_like(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
     """A torchvision mc3_18 state dict (400 classes) saved as .pth and .safetensors."""

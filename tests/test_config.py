@@ -329,7 +329,7 @@ _BOMB = "\n".join(
         ("noise_snr: [1, .inf]\n", r"noise_snr\[1\] must be a finite number"),
         ("backbone_kwargs: {w: .inf}\n", r"backbone_kwargs.w must be a finite number"),
         ("spec_augment: {when: 2024-01-01}\n", "date values are not allowed"),
-        ("dataset: \"a\\0b\"\n", "contains a NUL character"),
+        ('dataset: "a\\0b"\n', "contains a NUL character"),
     ],
 )
 def test_bad_yaml_values_are_one_line(tmp_path, text, message):
@@ -352,3 +352,43 @@ def test_binary_garbage_and_huge_files_are_one_line(tmp_path):
 def test_nan_flag_is_refused():
     with pytest.raises(UserInputError, match="lr must be a finite number"):
         build_config(AudioConfig, None, {"dataset": "x", "lr": float("nan")})
+
+
+def test_video_augment_defaults_reach_the_transform_and_augment_false_turns_them_off():
+    """The measured defaults (random-resized crop, colour jitter) are what the video transform is
+    built with; ``crop_scale=null`` / ``augment: false`` give the plain random crop."""
+    from mmkit.pipelines.video import VideoModality
+
+    cfg = build_config(VideoConfig, None, {"dataset": "d"})
+    assert (cfg.crop_scale, cfg.color_jitter) == ((0.5, 1.0), 0.2)
+    [(name, transform)] = VideoModality().stages(cfg, store=None)
+    assert name == "video_transform"
+    assert (transform.params()["crop_scale"], transform.params()["color_jitter"]) == (
+        [0.5, 1.0],
+        0.2,
+    )
+    sets = ["crop_scale=[0.3, 0.9]", "color_jitter=0.1"]
+    [(_, transform)] = VideoModality().stages(
+        build_config(VideoConfig, None, {"dataset": "d"}, sets), None
+    )
+    assert (transform.params()["crop_scale"], transform.params()["color_jitter"]) == (
+        [0.3, 0.9],
+        0.1,
+    )
+    for values, given in (({"augment": False}, []), ({}, ["crop_scale=null", "color_jitter=0"])):
+        cfg = build_config(VideoConfig, None, {"dataset": "d", **values}, given)
+        [(_, transform)] = VideoModality().stages(cfg, store=None)
+        assert (transform.params()["crop_scale"], transform.params()["color_jitter"]) == (None, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (["crop_scale=[0, 1]"], r"crop_scale must satisfy 0 < min <= max <= 1, got 0.0, 1.0"),
+        (["crop_scale=[0.9, 0.5]"], r"crop_scale must satisfy 0 < min <= max <= 1, got 0.9, 0.5"),
+        (["color_jitter=1.5"], r"color_jitter must be in \[0, 1\), got 1.5"),
+    ],
+)
+def test_video_augment_validation(sets, expected):
+    with pytest.raises(UserInputError, match=expected):
+        build_config(VideoConfig, None, {"dataset": "d"}, sets)

@@ -184,6 +184,8 @@ def test_transform_params_roundtrip_and_registry() -> None:
         "size": 24,
         "short_side": 27,
         "hflip": True,
+        "crop_scale": None,
+        "color_jitter": 0.0,
         "mean": list(KINETICS_MEAN),
         "std": list(KINETICS_STD),
     }
@@ -193,6 +195,80 @@ def test_transform_params_roundtrip_and_registry() -> None:
     first = tf.train()(x)
     torch.manual_seed(3)
     assert torch.equal(first, again.train()(x))
+
+
+def _moving_bar(b: int = 4, t: int = 6, size: int = 48) -> torch.Tensor:
+    """uint8 clips of a white vertical bar (3 px) stepping 2 px right per frame, columns 20-32."""
+    x = torch.zeros(b, t, size, size, 3, dtype=torch.uint8)
+    for f in range(t):
+        x[:, f, :, 20 + 2 * f : 23 + 2 * f] = 255
+    return x
+
+
+def _bar_column(out: torch.Tensor) -> torch.Tensor:
+    """The brightness-weighted mean column of each frame: ``[B, T]``."""
+    v = out.mean(dim=(1, 3))  # [B, T, W]
+    v = v - v.amin(dim=-1, keepdim=True)
+    cols = torch.arange(v.shape[-1], dtype=v.dtype)
+    return (v * cols).sum(-1) / v.sum(-1)
+
+
+def test_crop_scale_resized_crop_in_train_only_and_seeded() -> None:
+    x = _moving_bar(b=8)
+    plain = VideoTransform(size=32, short_side=48).eval()
+    # 60-90% of the area: every box is >= 32 px wide, so it holds the bar in every frame
+    tf = VideoTransform(size=32, short_side=48, crop_scale=(0.6, 0.9))
+    assert tf.params()["crop_scale"] == [0.6, 0.9]
+    assert torch.equal(tf.eval()(x), plain(x))  # eval: the centre crop, untouched
+    tf.train()
+    a, b = tf(x, generator=_gen(4)), tf(x, generator=_gen(4))
+    assert a.shape == (8, 3, 6, 32, 32) and torch.equal(a, b)  # seeded
+    assert not torch.equal(a, tf(x, generator=_gen(5)))
+    torch.testing.assert_close(_bar_column(plain(x)).diff(dim=1), torch.full((8, 5), 2.0))
+    # a plain crop keeps the 2 px step; a resized box of 32-48 px scales it by 32 / width, a
+    # different factor per clip, and never reverses the motion
+    steps = _bar_column(a).diff(dim=1)
+    assert (steps > 0).all()
+    speed = steps.mean(dim=1)
+    assert (speed < 2.05).all() and (speed > 1.3).all() and speed.std() > 0.05
+
+
+def test_crop_scale_with_flip_reverses_motion_in_some_clips() -> None:
+    x = _moving_bar(b=16)
+    tf = VideoTransform(size=32, short_side=48, crop_scale=(0.6, 0.9), hflip=True).train()
+    steps = _bar_column(tf(x, generator=_gen(0))).diff(dim=1).mean(dim=1)
+    assert 0 < int((steps < 0).sum()) < 16
+
+
+def test_color_jitter_in_train_only_and_seeded() -> None:
+    x = _clips(b=4, h=32, w=32)
+    plain = VideoTransform(size=32, short_side=32).eval()
+    tf = VideoTransform(size=32, short_side=32, color_jitter=0.4)
+    assert torch.equal(tf.eval()(x), plain(x))
+    tf.train()
+    a = tf(x, generator=_gen(1))
+    assert torch.equal(a, tf(x, generator=_gen(1)))
+    ref = plain(x)
+    assert not torch.equal(a, ref)
+    # each clip's mean brightness moves by its own factor, so the shifts differ between clips
+    shift = (a - ref).mean(dim=(1, 2, 3, 4))
+    assert shift.abs().min() > 1e-3 and shift.std() > 1e-3
+    # a black clip stays black whatever the factors (brightness and saturation scale 0)
+    black = torch.zeros(2, 3, 32, 32, 3, dtype=torch.uint8)
+    torch.testing.assert_close(tf(black, generator=_gen(2)), plain(black))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"crop_scale": (0.0, 0.5)}, r"crop_scale \(\[0.0, 0.5\]\) must be \[min, max\]"),
+        ({"crop_scale": (0.8, 0.5)}, r"crop_scale \(\[0.8, 0.5\]\) must be \[min, max\]"),
+        ({"color_jitter": 1.0}, r"color_jitter \(1.0\) must be in \[0, 1\)"),
+    ],
+)
+def test_augment_options_reject_bad_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserInputError, match=message):
+        VideoTransform(size=16, **kwargs)
 
 
 def test_transform_rejects_bad_shapes() -> None:

@@ -20,6 +20,8 @@ from mmkit.backbones.base import init_conv_weights
 from mmkit.errors import UserInputError
 from mmkit.registry import register_backbone, variant
 
+POOLS = ("avg", "avgmax")
+
 
 class BasicBlock3d(nn.Module):
     """Two ``3x3x3`` conv-BN layers with a residual connection (1x1x1 projection when needed)."""
@@ -58,8 +60,11 @@ class VideoR3D(nn.Module):
         widths: Sequence[int] = (24, 48, 96),
         depths: Sequence[int] = (1, 1, 1),
         dropout: float = 0.2,
+        pool: str = "avgmax",
     ) -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise UserInputError(f"pool ({pool!r}) must be one of {', '.join(POOLS)}")
         if not widths or len(widths) != len(depths) or min(widths) < 1 or min(depths) < 1:
             raise UserInputError(
                 f"widths and depths must be equally long positive lists, got {list(widths)}, "
@@ -85,6 +90,7 @@ class VideoR3D(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.num_features = c_in
         self.num_classes = num_classes
+        self.pool = pool
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(c_in, num_classes) if num_classes else nn.Identity()
         self._init_weights()
@@ -97,6 +103,8 @@ class VideoR3D(nn.Module):
         if x.dim() != 5:
             raise ValueError(f"expected clips [B, C, T, H, W], got shape {tuple(x.shape)}")
         x = self.stages(self.stem(x)).flatten(2)
+        if self.pool == "avg":
+            return x.mean(dim=-1)
         return x.mean(dim=-1) + x.amax(dim=-1)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:

@@ -80,7 +80,12 @@ class VideoModality:
 
     def stages(self, cfg: VideoConfig, store: Store) -> list[tuple[str, nn.Module]]:
         transform = create_preprocessor(
-            "video_transform", size=cfg.size, short_side=cfg.short_side, hflip=cfg.hflip
+            "video_transform",
+            size=cfg.size,
+            short_side=cfg.short_side,
+            hflip=cfg.hflip,
+            crop_scale=cfg.crop_scale if cfg.augment else None,
+            color_jitter=cfg.color_jitter if cfg.augment else 0.0,
         )
         return [("video_transform", transform)]
 

@@ -8,11 +8,13 @@ registered classes that wrap them (``uniform``, ``random_clip``, ``multi_clip``)
 back to the start, MMAction2's default) or ``error``.
 
 :class:`VideoTransform` (``video_transform``) turns uint8 ``[B, T, H, W, 3]`` on any device into
-normalised float ``[B, 3, T, S, S]``: short-side resize, random crop (train) or centre crop (eval).
+normalised float ``[B, 3, T, S, S]``: short-side resize, random crop (train) or centre crop (eval);
+in train mode optionally a random-resized crop (``crop_scale``) and colour jitter.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -26,6 +28,7 @@ from mmkit.registry import register_preprocessor
 POLICIES = ("repeat_last", "wrap", "error")
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)  # torchvision's video models (Kinetics-400)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601 weights, as torchvision's grayscale
 
 
 def _positive(name: str, value: int) -> None:
@@ -202,6 +205,13 @@ class VideoTransform(nn.Module):
     swaps left and right motion. Randomness comes from the global torch RNG (seeded by the trainer
     and saved in checkpoints, so ``--resume`` repeats the same crops) or the generator passed to
     ``forward``. Float input is taken as already in 0..1.
+
+    Train-mode options (off by default; eval is never touched): ``crop_scale=(lo, hi)`` takes a
+    random-resized crop instead, as torchvision's ``RandomResizedCrop``: an area fraction in
+    ``[lo, hi]`` of the resized frame and an aspect ratio in [3/4, 4/3], one box per clip held over
+    all its frames (so apparent speed and object size vary, the direction of motion does not),
+    resampled bilinearly to ``size``. ``color_jitter=j`` scales brightness, contrast and
+    saturation of each clip by random factors in ``[1 - j, 1 + j]``.
     """
 
     def __init__(
@@ -210,11 +220,21 @@ class VideoTransform(nn.Module):
         size: int = 64,
         short_side: int | None = None,
         hflip: bool = False,
+        crop_scale: tuple[float, float] | list[float] | None = None,
+        color_jitter: float = 0.0,
         mean: tuple[float, float, float] | list[float] = KINETICS_MEAN,
         std: tuple[float, float, float] | list[float] = KINETICS_STD,
     ) -> None:
         super().__init__()
         _positive("size", size)
+        if crop_scale is not None:
+            if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+                raise UserInputError(
+                    f"crop_scale ({list(crop_scale)}) must be [min, max] with 0 < min <= max <= 1"
+                )
+            crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
+        if not 0 <= color_jitter < 1:
+            raise UserInputError(f"color_jitter ({color_jitter}) must be in [0, 1)")
         short_side = round(size * 8 / 7) if short_side is None else short_side
         _positive("short_side", short_side)
         if short_side < size:
@@ -222,6 +242,7 @@ class VideoTransform(nn.Module):
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise UserInputError(f"mean and std need 3 values with std > 0, got {mean}, {std}")
         self.size, self.short_side, self.hflip = size, short_side, bool(hflip)
+        self.crop_scale, self.color_jitter = crop_scale, float(color_jitter)
         self.mean_values, self.std_values = [float(m) for m in mean], [float(s) for s in std]
         self.register_buffer("mean", torch.tensor(self.mean_values).view(1, 3, 1, 1, 1), False)
         self.register_buffer("std", torch.tensor(self.std_values).view(1, 3, 1, 1, 1), False)
@@ -232,6 +253,8 @@ class VideoTransform(nn.Module):
             "size": self.size,
             "short_side": self.short_side,
             "hflip": self.hflip,
+            "crop_scale": list(self.crop_scale) if self.crop_scale else None,
+            "color_jitter": self.color_jitter,
             "mean": list(self.mean_values),
             "std": list(self.std_values),
         }
@@ -261,11 +284,20 @@ class VideoTransform(nn.Module):
         x = x.permute(0, 1, 4, 2, 3)
         x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
         x = self._resize(x)
+        if self.training and self.crop_scale is not None:
+            out = self._resized_crop(x, generator)
+        else:
+            out = self._crop(x, generator)
+        if self.training and self.color_jitter > 0:
+            out = self._jitter(out, generator)
+        return ((out - self.mean) / self.std).contiguous()
+
+    def _crop(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """``[B, T, 3, H, W]`` -> ``[B, 3, T, s, s]``: a random (train) or centre (eval) window."""
         b, _, _, h, w = x.shape
         s = self.size
         flip = torch.zeros(b, dtype=torch.bool)
         if self.training:
-            gen = generator
             top = torch.randint(h - s + 1, (b,), generator=gen)
             left = torch.randint(w - s + 1, (b,), generator=gen)
             if self.hflip:
@@ -281,5 +313,40 @@ class VideoTransform(nn.Module):
         batch = torch.arange(b, device=x.device)[:, None, None]
         # Advanced indexing on H and W gathers every clip's own crop in one op: [B, s, s, T, 3].
         crops = x.permute(0, 3, 4, 1, 2)[batch, rows[:, :, None], cols[:, None, :]]
-        out = crops.permute(0, 4, 3, 1, 2)  # [B, 3, T, s, s]
-        return ((out - self.mean) / self.std).contiguous()
+        return crops.permute(0, 4, 3, 1, 2)  # [B, 3, T, s, s]
+
+    def _resized_crop(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """One random box per clip (area fraction in ``crop_scale``, aspect in [3/4, 4/3]),
+        resampled to ``size`` with one ``grid_sample`` for the whole batch."""
+        b, t, c, h, w = x.shape
+        lo, hi = self.crop_scale
+        area = lo + (hi - lo) * torch.rand(b, generator=gen)
+        log_ratio = math.log(3 / 4) + math.log(16 / 9) * torch.rand(b, generator=gen)
+        ratio = log_ratio.exp()
+        # box sides as fractions of the frame's width and height
+        fw = ((area * h * w * ratio).sqrt() / w).clamp(max=1.0)
+        fh = ((area * h * w / ratio).sqrt() / h).clamp(max=1.0)
+        cx = (1 - fw) * (2 * torch.rand(b, generator=gen) - 1)
+        cy = (1 - fh) * (2 * torch.rand(b, generator=gen) - 1)
+        if self.hflip:
+            fw = torch.where(torch.rand(b, generator=gen) < 0.5, -fw, fw)
+        zero = torch.zeros(b)
+        theta = torch.stack([fw, zero, cx, zero, fh, cy], 1).view(b, 2, 3).to(x)
+        s = self.size
+        grid = F.affine_grid(theta, [b, t * c, s, s], align_corners=False)
+        out = F.grid_sample(
+            x.reshape(b, t * c, h, w), grid, mode="bilinear", padding_mode="border",
+            align_corners=False,
+        )  # fmt: skip
+        return out.view(b, t, c, s, s).transpose(1, 2)
+
+    def _jitter(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """Per-clip brightness, contrast and saturation factors in ``[1 - j, 1 + j]``."""
+        b, j = x.shape[0], self.color_jitter
+        factors = (1 + j * (2 * torch.rand(3, b, 1, 1, 1, 1, generator=gen) - 1)).to(x)
+        bright, contrast, sat = factors
+        x = x * bright
+        gray = (x * _LUMA.to(x).view(1, 3, 1, 1, 1)).sum(1, keepdim=True)
+        x = gray + (x - gray) * sat
+        mean = gray.mean(dim=(2, 3, 4), keepdim=True)
+        return ((x - mean) * contrast + mean).clamp(0.0, 1.0)

@@ -1,0 +1,126 @@
+"""The camera-motion clip generator of the held-out-source video protocol, on a tiny set: real
+encoded files in the promised containers, codecs and sizes, labels that match the motion in the
+decoded frames, sources never shared between training and test, and a cache that is reused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.camera_motion_data import (
+    LABELS,
+    TEST_FORMATS,
+    TRAIN_FORMAT,
+    DataSpec,
+    build_source,
+    camera_boxes,
+    ensure_data,
+    render_clip,
+)
+from mmkit.io.video import probe, read_video
+
+TINY = DataSpec(
+    train_per_class=1,
+    test_per_class=2,
+    train_frames=12,
+    test_frames=(10, 14),
+    source_scale=0.25,
+    train_sources=("china", "life"),
+    test_sources=("flower", "shapes"),
+)
+CODEC_NAMES = {"libx264": "h264", "libx265": "hevc", "libvpx-vp9": "vp9"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    return ensure_data(tmp_path_factory.mktemp("camera_motion"), TINY)
+
+
+def _shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """(dy, dx) that content moved from frame ``a`` to frame ``b`` (phase correlation)."""
+    fa, fb = np.fft.fft2(a.mean(-1)), np.fft.fft2(b.mean(-1))
+    r = np.fft.ifft2(fb * np.conj(fa) / (np.abs(fb * np.conj(fa)) + 1e-9)).real
+    dy, dx = np.unravel_index(int(r.argmax()), r.shape)
+    h, w = r.shape
+    return (dy if dy <= h // 2 else dy - h), (dx if dx <= w // 2 else dx - w)
+
+
+def test_files_formats_and_manifests(tiny) -> None:
+    train, test = tiny.rows("train"), tiny.rows("test")
+    assert len(train) == len(LABELS) * TINY.train_per_class
+    assert len(test) == len(LABELS) * TINY.test_per_class
+    assert {r["label"] for r in train} == {r["label"] for r in test} == set(LABELS)
+    assert {r["group"] for r in train} == set(TINY.train_sources)
+    assert {r["group"] for r in test} == set(TINY.test_sources)
+    ext, codec, w, h, _ = TRAIN_FORMAT
+    for r in train:
+        info = probe(tiny.root / r["path"])
+        assert r["path"].endswith(ext) and r["path"].startswith(f"train/{r['label']}/")
+        assert (info.codec, info.width, info.height) == (CODEC_NAMES[codec], w, h)
+        assert info.num_frames == TINY.train_frames
+    formats = {f"{e[1:]}/{c} {fw}x{fh}": (e, c, fw, fh) for e, c, fw, fh, _ in TEST_FORMATS}
+    for r in test:
+        e, c, fw, fh = formats[r["format"]]
+        info = probe(tiny.root / r["path"])
+        assert r["path"].endswith(e)
+        assert (info.width, info.height) == (fw, fh)
+        assert info.codec == CODEC_NAMES.get(c, c)
+        assert TINY.test_frames[0] <= info.num_frames <= TINY.test_frames[1]
+    assert len({r["format"] for r in test}) > 1
+
+
+def test_pan_labels_match_the_decoded_motion(tiny) -> None:
+    """Content moves against the camera: a pan left shifts the picture right, a tilt up down."""
+    want = {"pan_left": (0, 1), "pan_right": (0, -1), "tilt_up": (1, 0), "tilt_down": (-1, 0)}
+    for r in tiny.rows("train") + tiny.rows("test"):
+        if r["label"] not in want:
+            continue
+        frames = read_video(tiny.root / r["path"])
+        dy, dx = _shift(frames[0], frames[3])
+        sy, sx = want[r["label"]]
+        main, side = (dx * sx, abs(dy)) if sx else (dy * sy, abs(dx))
+        assert main > 0 and main > side, (r["path"], dy, dx)
+
+
+def test_camera_boxes_zoom_pan_and_stay_inside() -> None:
+    rng = np.random.default_rng(0)
+    for label in LABELS:
+        for n in (12, 48):
+            boxes = camera_boxes(label, n, 16 / 9, (180, 240), rng)
+            width = boxes[:, 2] - boxes[:, 0]
+            centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+            assert boxes[:, :2].min() >= 0
+            assert boxes[:, 2].max() <= 240 and boxes[:, 3].max() <= 180
+            np.testing.assert_allclose(width / (boxes[:, 3] - boxes[:, 1]), 16 / 9)
+            if label == "zoom_in":
+                assert width[-1] < 0.9 * width[0]
+            elif label == "zoom_out":
+                assert width[-1] > 1.1 * width[0]
+            else:
+                axis = 0 if label.startswith("pan") else 1
+                step = centre[-1, axis] - centre[0, axis]
+                sign = -1 if label in ("pan_left", "tilt_up") else 1
+                assert step * sign > 0.1 * width[0]
+                np.testing.assert_allclose(width, width[0])
+    with pytest.raises(ValueError, match="label must be one of"):
+        camera_boxes("dolly", 8, 1.0, (100, 100), rng)
+
+
+def test_rendering_is_seeded_and_sources_differ() -> None:
+    footage = build_source("pink_noise", 1, 0.25)
+    a = render_clip(footage, "zoom_in", 6, (40, 30), np.random.default_rng(3))
+    b = render_clip(footage, "zoom_in", 6, (40, 30), np.random.default_rng(3))
+    c = render_clip(footage, "zoom_in", 6, (40, 30), np.random.default_rng(4))
+    assert a.shape == (6, 30, 40, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    other = build_source("pink_noise", 2, 0.25)
+    assert not np.array_equal(footage, other)
+
+
+def test_cache_is_reused(tiny) -> None:
+    first = {p: p.stat().st_mtime_ns for p in tiny.root.rglob("*") if p.is_file()}
+    again = ensure_data(tiny.root.parent, TINY)
+    assert again.root == tiny.root
+    assert {p: p.stat().st_mtime_ns for p in again.root.rglob("*") if p.is_file()} == first
+    bigger = DataSpec(**{**TINY.__dict__, "train_per_class": 2})
+    assert bigger.key() != TINY.key()
