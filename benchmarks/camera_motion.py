@@ -26,11 +26,7 @@ import argparse
 import csv
 import json
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +34,7 @@ from typing import Any
 import yaml
 
 from benchmarks.camera_motion_data import CameraData, DataSpec, ensure_data
+from benchmarks.protocol import breakdown, code_version, run_seeds, summarize
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/camera_motion")
 
@@ -74,15 +71,6 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def summarize(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "mean": round(statistics.fmean(values), 4),
-        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
-        "min": round(min(values), 4),
-        "max": round(max(values), 4),
-    }
-
-
 def data_spec(args: argparse.Namespace) -> DataSpec:
     return DataSpec(train_per_class=args.train_per_class, test_per_class=args.test_per_class)
 
@@ -98,19 +86,12 @@ def run_protocol(
     spec = data_spec(args)
     data = ensure_data(args.data, spec)
     out = args.out or Path(tempfile.mkdtemp(prefix="mmkit-camera-motion-"))
-    seeds = []
-    for seed in args.seeds:
-        t0 = time.perf_counter()
-        result = recipe(data, seed, args.epochs, out / f"seed{seed}")
-        scored = {result["num_samples"], result.get("last_num_samples", data.test_files)}
-        if scored != {data.test_files}:
-            raise RuntimeError(
-                f"seed {seed}: scored {sorted(scored)} clips, but the test set has "
-                f"{data.test_files}"
-            )
-        result = {"seed": seed, **result, "seconds": round(time.perf_counter() - t0, 1)}
-        seeds.append(result)
-        print(f"{name} seed {seed}: {_short(result)}", file=sys.stderr, flush=True)
+    seeds = run_seeds(
+        lambda seed: recipe(data, seed, args.epochs, out / f"seed{seed}"),
+        args.seeds,
+        data.test_files,
+        name,
+    )
     return {
         "recipe": name,
         "code": code,
@@ -129,24 +110,6 @@ def run_protocol(
     }
 
 
-def code_version() -> str:
-    """The git commit of the code that ran (``+dirty`` with uncommitted changes)."""
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*cmd: str) -> str:
-        proc = subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True)
-        return proc.stdout.strip() if proc.returncode == 0 else ""
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def _short(result: dict[str, Any]) -> str:
-    keys = ("accuracy", "macro_f1", "num_samples", "val_accuracy", "best_epoch", "epochs_run")
-    keys += ("last_accuracy", "per_format", "trace")
-    return " ".join(f"{k}={result[k]}" for k in keys if k in result)
-
-
 def print_report(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, indent=2))
@@ -161,14 +124,6 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         f"| {acc['mean']:.3f} ± {acc['std']:.3f} | {f1['mean']:.3f} ± {f1['std']:.3f} | "
         f"{per_acc} | {per_f1} | {report['num_samples']} |"
     )
-
-
-def breakdown(rows: Sequence[dict[str, str]], hits: Sequence[bool], key: str) -> dict[str, float]:
-    """Accuracy per value of ``key`` (``format`` or ``group``): which footage or codec loses."""
-    out: dict[str, list[bool]] = {}
-    for row, hit in zip(rows, hits, strict=True):
-        out.setdefault(row[key], []).append(hit)
-    return {k: round(sum(v) / len(v), 3) for k, v in sorted(out.items())}
 
 
 def trace_manifest(data: CameraData) -> Path:

@@ -23,10 +23,8 @@ import argparse
 import csv
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cross_engine_data import ENGINES, DataSpec, EngineData, ensure_data, other_engine
+from benchmarks.protocol import breakdown, code_version, run_seeds, summarize
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/cross_engine")
 DIRECTIONS = tuple(f"{e}-{other_engine(e)}" for e in ENGINES)
@@ -60,15 +59,6 @@ def protocol_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def summarize(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "mean": round(statistics.fmean(values), 4),
-        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
-        "min": round(min(values), 4),
-        "max": round(max(values), 4),
-    }
-
-
 def run_protocol(
     recipe: Recipe, args: argparse.Namespace, *, name: str, settings: dict[str, Any]
 ) -> dict[str, Any]:
@@ -84,19 +74,14 @@ def run_protocol(
     for direction in args.directions:
         train_engine, test_engine = direction.split("-")
         train, test = data[train_engine], data[test_engine]
-        seeds = []
-        for seed in args.seeds:
-            t0 = time.perf_counter()
-            result = recipe(train, test, seed, args.epochs, out / direction / f"seed{seed}")
-            scored = {result["num_samples"], result.get("last_num_samples", test.test_files)}
-            if scored != {test.test_files}:
-                raise RuntimeError(
-                    f"{direction} seed {seed}: scored {sorted(scored)} clips, "
-                    f"but the test set has {test.test_files}"
-                )
-            result = {"seed": seed, **result, "seconds": round(time.perf_counter() - t0, 1)}
-            seeds.append(result)
-            print(f"{name} {direction} seed {seed}: {_short(result)}", file=sys.stderr, flush=True)
+        seeds = run_seeds(
+            lambda seed, train=train, test=test, d=direction: recipe(
+                train, test, seed, args.epochs, out / d / f"seed{seed}"
+            ),
+            args.seeds,
+            test.test_files,
+            f"{name} {direction}",
+        )
         directions[direction] = {
             "train": {"engine": train_engine, "files": train.train_files},
             "test": {"engine": test_engine, "files": test.test_files},
@@ -114,26 +99,6 @@ def run_protocol(
         "data": {"dir": str(Path(args.data).expanduser()), **spec.__dict__},
         "directions": directions,
     }
-
-
-def code_version() -> str:
-    """The git commit of the code that ran (``+dirty`` with uncommitted changes)."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*cmd: str) -> str:
-        proc = subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True)
-        return proc.stdout.strip() if proc.returncode == 0 else ""
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def _short(result: dict[str, Any]) -> str:
-    keys = ("accuracy", "macro_f1", "num_samples", "val_accuracy", "best_epoch", "epochs_run")
-    keys += ("last_accuracy",)
-    return " ".join(f"{k}={result[k]}" for k in keys if k in result)
 
 
 def print_report(report: dict[str, Any], as_json: bool) -> None:
@@ -156,14 +121,6 @@ def manifest_rows(test: EngineData) -> list[dict[str, str]]:
     """The test manifest's rows (``path``, ``label``, ``format``)."""
     with open(test.test_manifest, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def per_format(rows: Sequence[dict[str, str]], hits: Sequence[bool]) -> dict[str, float]:
-    """Accuracy per test format (a diagnostic: which decoding path loses)."""
-    out: dict[str, list[bool]] = {}
-    for row, hit in zip(rows, hits, strict=True):
-        out.setdefault(row["format"], []).append(hit)
-    return {k: round(sum(v) / len(v), 3) for k, v in sorted(out.items())}
 
 
 def mmkit_recipe(sets: Sequence[str]) -> Recipe:
@@ -202,7 +159,7 @@ def mmkit_recipe(sets: Sequence[str]) -> Recipe:
             # the final weights, for judging model selection (the protocol scores the best)
             "last_accuracy": round(last["accuracy"], 4),
             "last_num_samples": last["num_samples"],
-            "per_format": per_format(rows, hits),
+            "per_format": breakdown(rows, hits, "format"),
         }
 
     return run

@@ -35,7 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.camera_motion import code_version, parse_overrides, summarize
+from benchmarks.camera_motion import parse_overrides
+from benchmarks.protocol import code_version, summarize
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/image_text")
 HELD_OUT_PAIRS = {("circle", "red"), ("square", "green"), ("triangle", "blue"), ("cross", "yellow")}

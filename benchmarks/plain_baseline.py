@@ -34,12 +34,12 @@ from torch import nn
 from benchmarks.cross_engine import (
     Recipe,
     manifest_rows,
-    per_format,
     print_report,
     protocol_parser,
     run_protocol,
 )
 from benchmarks.cross_engine_data import EngineData
+from benchmarks.protocol import breakdown
 
 RATE = 16000
 LENGTH = RATE  # 1 s
@@ -171,7 +171,9 @@ def baseline_recipe(noise_band: bool) -> Recipe:
             "best_epoch": best_epoch,
             "epochs_run": epochs,
             "params": sum(p.numel() for p in model.parameters()),
-            "per_format": per_format(rows, [p == y for p, y in zip(pred, y_test, strict=True)]),
+            "per_format": breakdown(
+                rows, [p == y for p, y in zip(pred, y_test, strict=True)], "format"
+            ),
         }
 
     return run

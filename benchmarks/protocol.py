@@ -1,0 +1,70 @@
+"""What every quality protocol in ``benchmarks/`` shares: run a recipe once per seed on a fixed
+test set (refusing a result that did not score every test item), summarise over seeds, name the
+code version, break accuracy down by a column of the test manifest."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+SHORT_KEYS = ("accuracy", "macro_f1", "num_samples", "val_accuracy", "best_epoch", "epochs_run")
+SHORT_KEYS += ("last_accuracy", "per_format", "trace")
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample std, min and max over seeds, rounded to 4 places."""
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+    }
+
+
+def code_version() -> str:
+    """The git commit of the code that ran (``+dirty`` with uncommitted changes)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*cmd: str) -> str:
+        proc = subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def run_seeds(
+    run: Callable[[int], dict[str, Any]], seeds: Sequence[int], test_files: int, label: str
+) -> list[dict[str, Any]]:
+    """``run(seed)`` for each seed, each result checked to have scored all ``test_files`` items
+    (its ``num_samples``, and ``last_num_samples`` when given) and stamped with its seed and
+    seconds; one line per seed on stderr."""
+    out = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        result = run(seed)
+        scored = {result["num_samples"], result.get("last_num_samples", test_files)}
+        if scored != {test_files}:
+            raise RuntimeError(
+                f"{label} seed {seed}: scored {sorted(scored)} items, "
+                f"but the test set has {test_files}"
+            )
+        result = {"seed": seed, **result, "seconds": round(time.perf_counter() - t0, 1)}
+        out.append(result)
+        short = " ".join(f"{k}={result[k]}" for k in SHORT_KEYS if k in result)
+        print(f"{label} seed {seed}: {short}", file=sys.stderr, flush=True)
+    return out
+
+
+def breakdown(rows: Sequence[dict[str, str]], hits: Sequence[bool], key: str) -> dict[str, float]:
+    """Accuracy per value of the manifest column ``key`` (``format``, ``group``): a diagnostic
+    of which codec, rate or source loses."""
+    out: dict[str, list[bool]] = {}
+    for row, hit in zip(rows, hits, strict=True):
+        out.setdefault(row[key], []).append(hit)
+    return {k: round(sum(v) / len(v), 3) for k, v in sorted(out.items())}
