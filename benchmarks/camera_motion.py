@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 import yaml
 
 from benchmarks.camera_motion_data import CameraData, DataSpec, ensure_data
-from benchmarks.protocol import breakdown, code_version, run_seeds, summarize
+from benchmarks.protocol import base_parser, breakdown, code_version, run_seeds, summarize
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/camera_motion")
 
@@ -44,15 +43,9 @@ Recipe = Callable[[CameraData, int, "int | None", Path], dict[str, Any]]
 
 def protocol_parser(description: str) -> argparse.ArgumentParser:
     """The options every recipe of the protocol shares."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's own")
-    parser.add_argument("--json", action="store_true", help="print one JSON document only")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="generated-data cache")
-    parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser = base_parser(description, DEFAULT_DATA)
     parser.add_argument("--train-per-class", type=int, default=DataSpec.train_per_class)
     parser.add_argument("--test-per-class", type=int, default=DataSpec.test_per_class)
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
     return parser
 
 

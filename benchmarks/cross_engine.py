@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -33,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cross_engine_data import ENGINES, DataSpec, EngineData, ensure_data, other_engine
-from benchmarks.protocol import breakdown, code_version, run_seeds, summarize
+from benchmarks.protocol import base_parser, breakdown, code_version, run_seeds, summarize
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/cross_engine")
 DIRECTIONS = tuple(f"{e}-{other_engine(e)}" for e in ENGINES)
@@ -44,18 +43,12 @@ Recipe = Callable[[EngineData, EngineData, int, "int | None", Path], dict[str, A
 
 def protocol_parser(description: str) -> argparse.ArgumentParser:
     """The options every recipe of the protocol shares."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's own")
-    parser.add_argument("--json", action="store_true", help="print one JSON document only")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="generated-data cache")
-    parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser = base_parser(description, DEFAULT_DATA)
     parser.add_argument(
         "--direction", choices=DIRECTIONS, nargs="+", default=list(DIRECTIONS), dest="directions"
     )
     parser.add_argument("--voices", type=int, default=None, help="voices per engine (all)")
     parser.add_argument("--takes", type=int, default=2, help="takes per training word")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
     return parser
 
 

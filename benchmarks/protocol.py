@@ -4,6 +4,8 @@ code version, break accuracy down by a column of the test manifest."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -14,6 +16,19 @@ from typing import Any
 
 SHORT_KEYS = ("accuracy", "macro_f1", "num_samples", "val_accuracy", "best_epoch", "epochs_run")
 SHORT_KEYS += ("last_accuracy", "per_format", "trace")
+
+
+def base_parser(description: str, default_data: Path) -> argparse.ArgumentParser:
+    """The options every protocol shares: seeds, epochs, JSON output, the generated-data cache,
+    where to keep the runs, and torch's thread count."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's own")
+    parser.add_argument("--json", action="store_true", help="print one JSON document only")
+    parser.add_argument("--data", type=Path, default=default_data, help="generated-data cache")
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
+    return parser
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:

@@ -20,16 +20,11 @@ from torch.utils.data import Dataset
 
 import mmkit
 from mmkit.config import TrainConfig
-from mmkit.data.epochs import EpochDataset
+from mmkit.data.epochs import EpochDataset, EpochSampler
 from mmkit.engine import checkpoint as ckpt
 from mmkit.engine import plots
-from mmkit.engine.trainer import (
-    EpochSampler,
-    Trainer,
-    TrainingInterrupted,
-    loader_workers,
-    seed_everything,
-)
+from mmkit.engine.placement import loader_workers, seed_everything
+from mmkit.engine.trainer import Trainer, TrainingInterrupted
 from mmkit.errors import CheckpointError, UserInputError
 
 CLASSES = 3

@@ -21,7 +21,8 @@ from mmkit.data.splits import MIN_ITEMS_TO_CARVE, VALIDATION_FRACTION, carve_val
 from mmkit.data.store import Store
 from mmkit.engine import distributed
 from mmkit.engine.events import Progress
-from mmkit.engine.trainer import Task, Trainer, TrainResult, resolve_device, seed_everything
+from mmkit.engine.placement import resolve_device, seed_everything
+from mmkit.engine.trainer import Task, Trainer, TrainResult
 from mmkit.errors import UserInputError
 from mmkit.io.atomic import recover_dir, write_text_atomic
 

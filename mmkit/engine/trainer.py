@@ -12,24 +12,25 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from mmkit.config import TrainConfig
+from mmkit.data.epochs import EpochSampler
 from mmkit.engine import distributed
 from mmkit.engine.checkpoint import load_resume_state, rng_states, save_checkpoint
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.loggers import NoLogger, make_logger
-from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted, UserInputError
+from mmkit.engine.placement import compile_model, loader_workers, resolve_device, to_channels_last
+from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted
 from mmkit.io.atomic import write_text_atomic
 from mmkit.seeds import epoch_seed
 
@@ -67,84 +68,6 @@ class TrainResult:
             "best_metric": self.best_metric,
             "skipped": self.skipped,
         }
-
-
-class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch, sharded across DDP ranks, that can start mid-epoch."""
-
-    def __init__(self, n: int, *, seed: int, shuffle: bool, rank: int = 0, world: int = 1) -> None:
-        self.n, self.seed, self.shuffle, self.rank, self.world = n, seed, shuffle, rank, world
-        self.epoch = 0
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def _order(self) -> list[int]:
-        if not self.shuffle:
-            return list(range(self.n))
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return torch.randperm(self.n, generator=g).tolist()
-
-    def __iter__(self) -> Iterator[int]:
-        # every rank gets n // world items, so all ranks run the same number of steps
-        shard = self._order()[self.rank :: self.world][: self.n // self.world]
-        return iter(shard[self.start :])
-
-    def __len__(self) -> int:
-        return max(0, self.n // self.world - self.start)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError("--device cuda was asked for but CUDA is not available")
-    return torch.device(name)
-
-
-MAX_AUTO_WORKERS = 4
-
-
-def loader_workers(num_workers: int | None) -> int:
-    """DataLoader worker processes: ``num_workers`` when given, else one per two cores this
-    process may use, at least 1 and at most :data:`MAX_AUTO_WORKERS`. The store's items are
-    array slices, so few workers keep a step fed; each one is a process beside the training
-    threads, so on a small machine they must stay few."""
-    if num_workers is not None:
-        return num_workers
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_AUTO_WORKERS, (cores or 1) // 2))
-
-
-def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    """Conv weights in channels-last order (4-D ``channels_last``, 5-D ``channels_last_3d``),
-    so oneDNN / cuDNN run their channels-last kernels; other parameters are left alone."""
-    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
-    for param in model.parameters():
-        if param.dim() in formats:
-            param.data = param.data.contiguous(memory_format=formats[param.dim()])
-    return model
-
-
-def compile_model(model: torch.nn.Module) -> torch.nn.Module:
-    """``torch.compile`` the model's compute in place (``Module.compile``: the parameters and
-    the state_dict keys stay as they are). A model names the child to compile in
-    ``compile_scope`` (e.g. its backbone): preprocessing that draws its augmentation on the host
-    or calls kernels dynamo cannot trace (torchaudio's IIR filter) stays eager."""
-    scope = getattr(model, "compile_scope", None)
-    (getattr(model, scope) if scope else model).compile()
-    return model
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

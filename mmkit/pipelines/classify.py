@@ -27,8 +27,9 @@ from mmkit.data.store import Store, StoreWriter
 from mmkit.engine import distributed
 from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
+from mmkit.engine.placement import resolve_device
 from mmkit.engine.run import Job, eval_selection, fit, training_splits
-from mmkit.engine.trainer import TrainResult, resolve_device
+from mmkit.engine.trainer import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.files import short_path, stat_problem
 from mmkit.metrics.classification import classification_report

@@ -40,8 +40,9 @@ from mmkit.data.store import Store
 from mmkit.engine import distributed
 from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
 from mmkit.engine.events import NullProgress, Progress
+from mmkit.engine.placement import resolve_device
 from mmkit.engine.run import Job, eval_selection, fit, training_splits
-from mmkit.engine.trainer import TrainResult, resolve_device
+from mmkit.engine.trainer import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
 from mmkit.pipelines.classify import expand_paths

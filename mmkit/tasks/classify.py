@@ -25,7 +25,7 @@ from mmkit.spec import CheckpointSpec, Stage
 class Classifier(nn.Module):
     """``backbone(preprocess(x))``; augmentation stages in ``preprocess`` act in train mode only."""
 
-    compile_scope = "backbone"  # what --compile compiles (engine.trainer.compile_model)
+    compile_scope = "backbone"  # what --compile compiles (engine.placement.compile_model)
 
     def __init__(self, preprocess: nn.Sequential, backbone: nn.Module) -> None:
         super().__init__()

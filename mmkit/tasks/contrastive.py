@@ -42,7 +42,7 @@ _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
 class ClipPipeline(nn.Module):
     """``image_transform`` (random crops in train mode, centre in eval mode) + the model."""
 
-    compile_scope = "model"  # what --compile compiles (engine.trainer.compile_model)
+    compile_scope = "model"  # what --compile compiles (engine.placement.compile_model)
 
     def __init__(self, transform: nn.Module, model: nn.Module) -> None:
         super().__init__()

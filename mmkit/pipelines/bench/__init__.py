@@ -69,7 +69,7 @@ def judge(ratios: dict[str, float], device: str) -> dict[str, Any]:
 def machine(device: str) -> dict[str, Any]:
     import torch
 
-    from mmkit.engine.trainer import loader_workers
+    from mmkit.engine.placement import loader_workers
 
     return {
         "device": device,
@@ -91,7 +91,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run the benchmarks of ``modalities`` (default: all) on ``device``; see the module
     docstring for what each number is."""
-    from mmkit.engine.trainer import resolve_device
+    from mmkit.engine.placement import resolve_device
     from mmkit.pipelines.bench.suites import SUITES
     from mmkit.pipelines.bench.timing import load_average
 

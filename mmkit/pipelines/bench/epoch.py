@@ -27,8 +27,8 @@ from torch.utils.data import default_collate
 
 from mmkit.config import TrainConfig
 from mmkit.engine.events import NullProgress, Progress
+from mmkit.engine.placement import compile_model, resolve_device, to_channels_last
 from mmkit.engine.run import Job, fit
-from mmkit.engine.trainer import compile_model, resolve_device, to_channels_last
 from mmkit.pipelines.bench.timing import busy_neighbour, median, step_rate, training_step
 
 
@@ -193,7 +193,7 @@ def measure_epochs(
     numbers.ceiling_rates.append(ceiling())
     run_cfg = replace(cfg, epochs=plan.epochs, patience=0, out=str(run_dir))
     fit(run_cfg, lambda: job, resume=False, progress=_Recorder(progress, numbers, plan, ceiling))
-    from mmkit.engine.trainer import loader_workers
+    from mmkit.engine.placement import loader_workers
 
     numbers.num_workers = loader_workers(cfg.num_workers)
     numbers.run_dir = run_dir
