@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,3 +26,18 @@ pytest_plugins = [
     for name in ("speech", "video", "images")
     if (_FIXTURES / f"{name}.py").exists()
 ]
+
+
+def run_cli(
+    *args: str, timeout: float = 900, cwd: str | Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m mmkit ARGS`` as a whole process (tracebacks off unless ``MMKIT_DEBUG`` is
+    passed in ``env``), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "mmkit", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MMKIT_DEBUG": "0", **env},
+        timeout=timeout,
+        cwd=cwd,
+    )
