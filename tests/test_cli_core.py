@@ -80,7 +80,7 @@ def test_list_json(plugin, capsys):
     assert isinstance(data, list) and data
     for entry in data:
         assert {"name", "kind", "modality", "description", "arguments"} <= set(entry)
-        assert entry["kind"] in ("backbone", "preprocessor")
+        assert entry["kind"] in ("backbone", "preprocessor", "layout")
     mine = [e for e in data if e["name"] == PLUGIN]
     assert mine == [
         {

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         json_: c.Json = False,
     ) -> None:
-        """List registered backbones and preprocessors."""
+        """List registered backbones, preprocessors and dataset layouts."""
         specs = list_plugins(kind, modality, patterns)
         if json_:
             print_json([s.to_dict() for s in specs])
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
 
     @command(app, name="describe", cli_only=("name",), example="mmkit describe audio_cnn")
     def describe_cmd(
-        name: Annotated[str, typer.Argument(help="A backbone or preprocessor name.")],
+        name: Annotated[str, typer.Argument(help="A backbone, preprocessor or layout name.")],
         json_: c.Json = False,
     ) -> None:
         """Show one plugin: what it is, where it comes from and its arguments."""
@@ -58,4 +58,5 @@ def register(app: typer.Typer) -> None:
         out.print(f"[bold]{spec.name}[/bold] ({spec.kind}, {spec.modality}) from {spec.module}")
         out.print(spec.description)
         rows = [[k, v] for k, v in spec.signature().items()]
-        out.print(table("arguments", ["argument", "default"], rows))
+        if rows:  # a layout has none
+            out.print(table("arguments", ["argument", "default"], rows))
