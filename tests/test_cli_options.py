@@ -293,7 +293,7 @@ def test_defaults_differ_between_modalities():
         (["audio", "train"], "--device", "[auto|cpu|cuda|cuda:N]"),
         (["audio", "train"], "--classes", "<all|12>"),
         (["video", "train"], "--sampling", "<random|uniform>"),
-        (["list"], "--kind", "<backbone|preprocessor>"),
+        (["list"], "--kind", "<backbone|preprocessor|layout>"),
     ],
 )
 def test_help_shows_choices(argv, option, shown, capsys, monkeypatch):
