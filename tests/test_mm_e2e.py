@@ -9,9 +9,6 @@ pixels show; the 48 test scenes are never seen in training.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from mmkit.io.image import load_image_array
 from mmkit.pipelines import mm
 from mmkit.registry import create_preprocessor
 from mmkit.tasks.contrastive import flatten
+from tests.conftest import run_cli
 from tests.fixtures.images import CaptionedImage, SceneSet
 
 # the demo's model: a small conv image tower learns these scenes fast on a CPU
@@ -43,13 +41,6 @@ TINY_OPEN_CLIP = {  # open_clip's ViT-S-32 shrunk, as in test_mm_blocks.py
     "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args], capture_output=True, text=True, env=env, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")
