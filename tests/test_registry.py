@@ -96,7 +96,7 @@ def test_unregister_removes(throwaway):
 
 def test_decorators_return_the_factory_itself():
     """Registering hands the very function back (a wrapper would break ``is``, pickling by
-    name and introspection) and the registry builds with that same function."""
+    name and introspection) and the registry keeps that same function."""
 
     def backbone(*, num_classes: int) -> nn.Module:
         return nn.Linear(3, num_classes)
