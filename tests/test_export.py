@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from mmkit.preprocess.audio import ParamsModule
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
 from mmkit.tasks.classify import Classifier
 from mmkit.tasks.contrastive import create_pipeline
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["yes", "no", "up", "down", "left", "right"]
@@ -46,18 +46,6 @@ def assert_close(got: np.ndarray | torch.Tensor, ref: torch.Tensor) -> float:
     scale = float(ref.abs().max())
     assert diff <= RTOL * scale, (diff, scale)
     return diff / scale
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        cwd=ROOT,
-    )
 
 
 def session(path: str | Path) -> ort.InferenceSession:
@@ -113,7 +101,7 @@ def audio_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def audio_onnx(audio_run: Path) -> dict:
     """``mmkit export --format onnx --json`` into the run's default place."""
-    proc = run_cli("export", "--checkpoint", str(audio_run), "--format", "onnx", "--json")
+    proc = run_cli("export", "--checkpoint", str(audio_run), "--format", "onnx", "--json", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)  # exactly one JSON document, exporter chatter kept away
 
@@ -361,7 +349,9 @@ def test_readme_onnxruntime_snippet_gives_audio_infer_top1(
     snippet = readme_snippet()
     assert "mmkit" not in snippet.replace("runs/kws", "")  # numpy, soundfile, onnxruntime only
     files = [audio_variants["wav_16"].path, audio_variants["long"].path]
-    proc = run_cli("audio", "infer", *map(str, files), "--checkpoint", str(audio_run), "--json")
+    proc = run_cli(
+        "audio", "infer", *map(str, files), "--checkpoint", str(audio_run), "--json", cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     expected = {r["path"]: r["top_k"][0] for r in json.loads(proc.stdout)}
     export_dir = audio_run / "export"

@@ -13,9 +13,6 @@ files put into the local hub cache, since the hub is unreachable in tests.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -41,6 +38,7 @@ from mmkit.io.image import load_image_array
 from mmkit.pipelines import mm
 from mmkit.pipelines.mm_store import decode_image, prepare_store
 from mmkit.tasks.contrastive import create_pipeline
+from tests.conftest import run_cli
 from tests.media.hub import cache_hub_files
 from tests.media.images import write_scene_images
 
@@ -81,13 +79,6 @@ def odd_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         formats=("png", "jpg", "webp"),
     )  # fmt: skip
     return [r.path for r in records]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args], capture_output=True, text=True, env=env, timeout=300
-    )
 
 
 def _loaded(pipeline, parts) -> mm.LoadedClip:

@@ -8,11 +8,9 @@ and the marker must never appear.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from mmkit.errors import CheckpointError, MmkitError
 from mmkit.registry import BACKBONES
 from mmkit.spec import CheckpointSpec
 from mmkit.tasks import build_model
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARCH = {
@@ -44,13 +43,6 @@ class Payload:
 
     def __reduce__(self) -> tuple:
         return (open, (self.marker, "w"))
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args], capture_output=True, text=True, env=env, timeout=300
-    )
 
 
 def assert_refused(proc: subprocess.CompletedProcess[str], marker: Path) -> None:
