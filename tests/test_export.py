@@ -29,6 +29,7 @@ from mmkit.pipelines.mm import load_clip, pipeline_spec, sim
 from mmkit.pipelines.mm_store import decode_image
 from mmkit.preprocess.audio import ParamsModule
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
+from mmkit.spec import CheckpointSpec
 from mmkit.tasks.classify import Classifier
 from mmkit.tasks.contrastive import create_pipeline
 from tests.conftest import run_cli
@@ -75,7 +76,7 @@ def save_classifier(root: Path, modality: str, stages, backbone: str, labels, tr
         "data": {"params": {}},
         "train": train,
     }
-    save_checkpoint(root / "best", model, config)
+    save_checkpoint(root / "best", model, CheckpointSpec.from_json(config))
     return root
 
 
@@ -279,7 +280,7 @@ def clip_run(request, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     pipeline, parts = create_pipeline(request.param, CLIP_BACKBONES[request.param])
     root = tmp_path_factory.mktemp("export_clip") / "run"
-    spec = pipeline_spec(parts, labels=["circle", "square"]).to_json()
+    spec = pipeline_spec(parts, labels=["circle", "square"])
     save_checkpoint(root / "best", pipeline, spec)
     return root
 

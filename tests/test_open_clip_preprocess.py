@@ -295,13 +295,14 @@ def test_checkpoint_resize_settings_are_checked(tmp_path: Path) -> None:
     """A checkpoint's resize settings are data: bad ones are refused with one line."""
     from mmkit import __version__
     from mmkit.engine.checkpoint import save_checkpoint
+    from mmkit.spec import CheckpointSpec
 
     kwargs = {"model_name": "ViT-S-32", "model_kwargs": tiny_arch(64),
               "preprocess_cfg": {"resize_mode": "squash"}}  # fmt: skip
     pipeline, spec = create_pipeline("open_clip_model", kwargs)
     config = {"mmkit_version": __version__, "modality": "mm", "task": "contrastive", **spec,
               "labels": [], "prompt": "a photo of a {}", "train": {}}  # fmt: skip
-    save_checkpoint(tmp_path / "ck", pipeline, config)
+    save_checkpoint(tmp_path / "ck", pipeline, CheckpointSpec.from_json(config))
     assert mm.load_clip(tmp_path / "ck").store_params["resize_mode"] == "squash"
     for where, value in (("data", "sideways"), ("backbone", "sideways")):
         bad = json.loads(json.dumps(config))
