@@ -125,13 +125,15 @@ def test_coco_layout_reads_as_coco_captions(tmp_path):
 
 
 def test_same_seed_same_bytes_whatever_the_workers_and_cached_on_rerun(tmp_path):
-    one = sd.generate("speech_commands", TINY, tmp_path / "a", seed=3, workers=1)
-    two = sd.generate("speech_commands", TINY, tmp_path / "b", seed=3, workers=2)
-    other = sd.generate("speech_commands", TINY, tmp_path / "c", seed=4)
+    fraction = "1/256"  # two chunks of clips: the two workers share them
+    assert round(sum(sd.SPEECH_WORDS.values()) / 256) > sd.SPEECH_CHUNK
+    one = sd.generate("speech_commands", fraction, tmp_path / "a", seed=3, workers=1)
+    two = sd.generate("speech_commands", fraction, tmp_path / "b", seed=3, workers=2)
+    other = sd.generate("speech_commands", fraction, tmp_path / "c", seed=4)
     assert _digest(one.path) == _digest(two.path) != _digest(other.path)
     assert not one.cached
     stamp = {f: f.stat().st_mtime_ns for f in one.path.rglob("*")}
-    again = sd.generate("speech_commands", TINY, tmp_path / "a", seed=3)
+    again = sd.generate("speech_commands", fraction, tmp_path / "a", seed=3)
     assert again.cached and again.files == one.files and again.params == one.params
     assert {f: f.stat().st_mtime_ns for f in one.path.rglob("*")} == stamp  # nothing rewritten
     with pytest.raises(UserInputError, match="holds data made with"):
