@@ -52,6 +52,8 @@ POSITIONAL_ARCH = {"r3d_18", "mc3_18", "r2plus1d_18"}
 def _plugins() -> list[Any]:
     out = []
     for kind, registry in REGISTRIES.items():
+        if kind == "layout":  # a reader, not a factory: test_every_layout_reads_a_root
+            continue
         for name in registry.names():
             marks = ()
             if kind == "backbone" and name in POSITIONAL_ARCH:
@@ -113,6 +115,18 @@ def test_factory_options_are_keyword_only_plain_data(kind: str, name: str) -> No
     bad = {k: v for k, v in _defaults(spec.factory).items() if not _plain(v)}
     assert not bad, f"{name}: defaults that are not plain JSON data: {bad}"
     assert set(spec.loads) <= set(params), spec.loads
+
+
+@pytest.mark.parametrize("name", REGISTRIES["layout"].names())
+def test_every_layout_reads_a_root(name: str) -> None:
+    """``read(root, options)`` and ``detect(root, options)``: the two calls records.py makes."""
+    spec = REGISTRIES["layout"].get(name)
+    assert spec.description and (spec.modality in MODALITIES or spec.modality == "any")
+    assert callable(spec.detect), f"{name}: a layout needs detect="
+    for fn in (spec.factory, spec.detect):
+        params = list(inspect.signature(fn).parameters.values())
+        assert [p.kind for p in params[:2]] == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * 2, fn
+        assert all(p.default is not p.empty for p in params[2:]), (name, fn)
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())
