@@ -10,9 +10,9 @@ import pytest
 
 from mmkit.data.splits import carve_validation
 from mmkit.data.store import StoreWriter
-from mmkit.engine.events import NullProgress
 from mmkit.engine.run import eval_selection, training_splits
 from mmkit.errors import UserInputError
+from mmkit.events import NullProgress
 from tests.conftest import run_cli
 from tests.media.speech_layouts import write_split_folders
 

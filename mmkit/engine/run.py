@@ -16,15 +16,15 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from mmkit import distributed
 from mmkit.config import TrainConfig
 from mmkit.data.splits import MIN_ITEMS_TO_CARVE, VALIDATION_FRACTION, carve_validation
 from mmkit.data.store import Store
-from mmkit.engine import distributed
-from mmkit.engine.events import Progress
 from mmkit.engine.placement import resolve_device, seed_everything
 from mmkit.engine.state import TrainResult
 from mmkit.engine.trainer import Task, Trainer
 from mmkit.errors import UserInputError
+from mmkit.events import Progress
 from mmkit.io.atomic import recover_dir, write_text_atomic
 from mmkit.spec import CheckpointSpec
 

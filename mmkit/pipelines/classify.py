@@ -20,17 +20,17 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import mmkit
+from mmkit import distributed
 from mmkit.config import TrainConfig, from_dict
 from mmkit.data.records import SourceData, SourceOptions
 from mmkit.data.sources import resolve
 from mmkit.data.store import Store, StoreWriter
-from mmkit.engine import distributed
 from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
-from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.placement import resolve_device
 from mmkit.engine.run import Job, eval_selection, fit, training_splits
 from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
+from mmkit.events import NullProgress, Progress
 from mmkit.io.files import short_path, stat_problem
 from mmkit.metrics.classification import classification_report
 from mmkit.pipelines.store_builder import (

@@ -34,16 +34,16 @@ import torch
 from torch.utils.data import DataLoader
 
 import mmkit
+from mmkit import distributed
 from mmkit.configs import MMConfig
 from mmkit.data.captions import CaptionOptions
 from mmkit.data.store import Store
-from mmkit.engine import distributed
 from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
-from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.placement import resolve_device
 from mmkit.engine.run import Job, eval_selection, fit, training_splits
 from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
+from mmkit.events import NullProgress, Progress
 from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
 from mmkit.pipelines.classify import expand_paths
 from mmkit.pipelines.mm_store import decode_image, prepare_store, summary

@@ -19,7 +19,7 @@ import torch
 
 from mmkit.data.captions import CaptionOptions, resolve_captions
 from mmkit.data.store import Store, StoreWriter
-from mmkit.engine.events import Progress
+from mmkit.events import Progress
 from mmkit.io.image import RESIZE_DEFAULTS, ImageSource, load_image_array
 from mmkit.pipelines.store_builder import (
     StoreRecipe,

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from mmkit import distributed
 from mmkit.data.epochs import EpochDataset
 from mmkit.data.store import Store
-from mmkit.engine import distributed
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.image import RESIZE_DEFAULTS, check_resize
 from mmkit.losses import ContrastiveLoss

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from mmkit.cache import cache_dir
-from mmkit.engine.events import NullProgress, Progress
 from mmkit.errors import UserInputError
+from mmkit.events import NullProgress, Progress
 from mmkit.pipelines.bench import scale_data
 from mmkit.pipelines.bench.timing import ChildRun, load_average, run_child, slope
 
