@@ -25,6 +25,14 @@ from mmkit.config import TrainConfig, from_dict
 from mmkit.data.records import SourceData, SourceOptions
 from mmkit.data.sources import resolve
 from mmkit.data.store import Store, StoreWriter
+from mmkit.data.store_builder import (
+    StoreRecipe,
+    build_store,
+    default_out,
+    fingerprint,
+    given_store,
+    record_line,
+)
 from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
 from mmkit.engine.placement import resolve_device
 from mmkit.engine.run import Job, eval_selection, fit, training_splits
@@ -33,14 +41,6 @@ from mmkit.errors import CheckpointError, UserInputError
 from mmkit.events import NullProgress, Progress
 from mmkit.io.files import short_path, stat_problem
 from mmkit.metrics.classification import classification_report
-from mmkit.pipelines.store_builder import (
-    StoreRecipe,
-    build_store,
-    default_out,
-    fingerprint,
-    given_store,
-    record_line,
-)
 from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks.checks import check_finite
 from mmkit.tasks.classify import (
