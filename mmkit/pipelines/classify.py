@@ -24,6 +24,7 @@ from mmkit import distributed
 from mmkit.config import TrainConfig, from_dict
 from mmkit.data.records import SourceData, SourceOptions
 from mmkit.data.sources import resolve
+from mmkit.data.splits import eval_selection, training_splits
 from mmkit.data.store import Store, StoreWriter
 from mmkit.data.store_builder import (
     StoreRecipe,
@@ -35,7 +36,7 @@ from mmkit.data.store_builder import (
 )
 from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
 from mmkit.engine.placement import resolve_device
-from mmkit.engine.run import Job, eval_selection, fit, training_splits
+from mmkit.engine.run import Job, fit
 from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.events import NullProgress, Progress
@@ -237,7 +238,7 @@ def evaluate(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on a dataset, decoded with the checkpoint's params. Which items
-    are scored follows :func:`~mmkit.engine.run.eval_selection` (``split`` None = auto); the
+    are scored follows :func:`~mmkit.data.splits.eval_selection` (``split`` None = auto); the
     result names the split and ``num_samples``."""
     from mmkit.engine.plots import plot_confusion
 

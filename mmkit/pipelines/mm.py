@@ -38,10 +38,11 @@ from mmkit import distributed
 from mmkit.configs import MMConfig
 from mmkit.data.captions import CaptionOptions
 from mmkit.data.mm_store import class_names, decode_image, prepare_store, summary
+from mmkit.data.splits import eval_selection, training_splits
 from mmkit.data.store import Store
 from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
 from mmkit.engine.placement import resolve_device
-from mmkit.engine.run import Job, eval_selection, fit, training_splits
+from mmkit.engine.run import Job, fit
 from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.events import NullProgress, Progress
