@@ -23,7 +23,7 @@ import mmkit
 from mmkit import distributed
 from mmkit.config import TrainConfig, from_dict
 from mmkit.data.records import SourceData, SourceOptions
-from mmkit.data.sources import resolve
+from mmkit.data.sources import expand_paths, resolve
 from mmkit.data.splits import eval_selection, training_splits
 from mmkit.data.store import Store, StoreWriter
 from mmkit.data.store_builder import (
@@ -40,7 +40,6 @@ from mmkit.engine.run import Job, fit
 from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.events import NullProgress, Progress
-from mmkit.io.files import short_path, stat_problem
 from mmkit.metrics.classification import classification_report
 from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks.checks import check_finite
@@ -273,29 +272,6 @@ def evaluate(
         plot_confusion(result["confusion_matrix"], labels, out_dir / f"{stem}-confusion.png")
     )
     return result
-
-
-def expand_paths(paths: Sequence[str], extensions: tuple[str, ...]) -> list[str]:
-    """Files as given; folders become every media file inside them. A name that is not there
-    (or that the system refuses, such as one too long) is one :class:`UserInputError`; what is
-    there but not a regular file (a FIFO) is refused by the decoder, with its reason."""
-    from mmkit.data.sources import media_files
-
-    out: list[str] = []
-    for p in paths:
-        problem = stat_problem(p)
-        if problem is not None:
-            detail = "" if problem == "no such file" else f" ({problem})"
-            raise UserInputError(f"file not found: {short_path(p)}{detail}")
-        path = Path(p)
-        if path.is_dir():
-            found = media_files(path, extensions)
-            if not found:
-                raise UserInputError(f"no media files in {p}")
-            out.extend(str(f) for f in found)
-        else:
-            out.append(str(path))
-    return out
 
 
 def view_batches(

@@ -38,6 +38,7 @@ from mmkit import distributed
 from mmkit.configs import MMConfig
 from mmkit.data.captions import CaptionOptions
 from mmkit.data.mm_store import class_names, decode_image, prepare_store, summary
+from mmkit.data.sources import expand_paths
 from mmkit.data.splits import eval_selection, training_splits
 from mmkit.data.store import Store
 from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
@@ -47,7 +48,6 @@ from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.events import NullProgress, Progress
 from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
-from mmkit.pipelines.classify import expand_paths
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
 from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks.checks import check_finite
