@@ -193,7 +193,7 @@ def test_every_source_layout_prepares(
 
 def _interrupt_after(steps: int):
     """A progress sink that sends SIGINT to this process after ``steps`` training steps."""
-    from mmkit.engine.events import NullProgress
+    from mmkit.events import NullProgress
 
     class Interrupter(NullProgress):
         count = 0

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmkit.data.store_builder import decode_all
 from mmkit.errors import UserInputError
 from mmkit.pipelines.bench import TARGETS, BenchSettings, judge, run_bench
 from mmkit.pipelines.bench.epoch import EpochPlan, synthetic_like
 from mmkit.pipelines.bench.timing import run_child, slope
-from mmkit.pipelines.store_builder import decode_all
 from tests.conftest import run_cli
 
 RATIOS = {

@@ -642,7 +642,7 @@ def test_a_non_object_trainer_state_file_is_one_line(tmp_path):
 def test_the_trainer_uses_the_process_group_it_is_given(tmp_path, monkeypatch):
     """Joining the process group is fit's job (one init per process); the trainer only uses
     the group and the device it is handed."""
-    from mmkit.engine import distributed
+    from mmkit import distributed
 
     def refuse(device):
         raise AssertionError("the trainer must not join the process group itself")

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmkit.data.splits import carve_validation
+from mmkit.data.splits import carve_validation, eval_selection, training_splits
 from mmkit.data.store import StoreWriter
-from mmkit.engine.events import NullProgress
-from mmkit.engine.run import eval_selection, training_splits
 from mmkit.errors import UserInputError
+from mmkit.events import NullProgress
 from tests.conftest import run_cli
 from tests.media.speech_layouts import write_split_folders
 

@@ -21,12 +21,12 @@ from torch import nn
 
 import mmkit
 from mmkit.cli.main import main
+from mmkit.data.mm_store import decode_image
 from mmkit.engine.checkpoint import save_checkpoint
 from mmkit.pipelines import audio, video
 from mmkit.pipelines.classify import load_classifier
 from mmkit.pipelines.export import export
 from mmkit.pipelines.mm import load_clip, pipeline_spec, sim
-from mmkit.pipelines.mm_store import decode_image
 from mmkit.preprocess.audio import ParamsModule
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
 from mmkit.spec import CheckpointSpec

@@ -15,7 +15,8 @@ PACKAGE = ROOT / "mmkit"
 # lowest first; a module may import its own layer and the ones below
 LAYERS = [
     ("base", ("mmkit.io", "mmkit.metrics", "mmkit.registry", "mmkit.config", "mmkit.configs",
-              "mmkit.spec", "mmkit.errors", "mmkit.cache", "mmkit.seeds", "mmkit.runtime")),
+              "mmkit.spec", "mmkit.errors", "mmkit.cache", "mmkit.seeds", "mmkit.runtime",
+              "mmkit.events", "mmkit.distributed")),
     ("models and data", ("mmkit.backbones", "mmkit.preprocess", "mmkit.data")),
     ("engine and tasks", ("mmkit.engine", "mmkit.tasks", "mmkit.losses")),
     ("pipelines", ("mmkit.pipelines",)),

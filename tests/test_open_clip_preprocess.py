@@ -33,10 +33,10 @@ from mmkit.backbones.open_clip_sources import (
     tag_preprocess_cfg,
 )
 from mmkit.data.captions import CaptionOptions
+from mmkit.data.mm_store import decode_image, prepare_store
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.image import load_image_array
 from mmkit.pipelines import mm
-from mmkit.pipelines.mm_store import decode_image, prepare_store
 from mmkit.tasks.contrastive import create_pipeline
 from tests.conftest import run_cli
 from tests.media.hub import cache_hub_files

@@ -139,7 +139,7 @@ def fetch_hub_file(repo: str, filename: str) -> str:
     """A file of hub repo ``repo`` in the local cache (downloaded when online), or one line."""
     from huggingface_hub import hf_hub_download
 
-    from mmkit.data.hf import hub_offline_reason
+    from mmkit.io.hub import hub_offline_reason
 
     hub_offline_reason()  # no network: offline mode, so the cache answers at once (no retries)
     try:
@@ -227,7 +227,7 @@ def resolve_pretrained(
             ) from exc
     tag_cfg = get_pretrained_cfg(name, pretrained)
     if tag_cfg:
-        from mmkit.data.hf import hub_offline_reason
+        from mmkit.io.hub import hub_offline_reason
 
         hub_offline_reason()  # no network: fail (or use the cache) at once, without retries
         try:

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from mmkit.engine.events import NullProgress
+from mmkit.events import NullProgress
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,24 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
             raise UserInputError(f"{path}:{n}: expected a JSON object, got {shown}")
         rows.append((n, row))
     return rows
+
+
+def expand_paths(paths: Sequence[str], extensions: tuple[str, ...]) -> list[str]:
+    """Files as given; folders become every media file inside them. A name that is not there
+    (or that the system refuses, such as one too long) is one :class:`UserInputError`; what is
+    there but not a regular file (a FIFO) is refused by the decoder, with its reason."""
+    out: list[str] = []
+    for p in paths:
+        problem = stat_problem(p)
+        if problem is not None:
+            detail = "" if problem == "no such file" else f" ({problem})"
+            raise UserInputError(f"file not found: {short_path(p)}{detail}")
+        path = Path(p)
+        if path.is_dir():
+            found = media_files(path, extensions)
+            if not found:
+                raise UserInputError(f"no media files in {p}")
+            out.extend(str(f) for f in found)
+        else:
+            out.append(str(path))
+    return out

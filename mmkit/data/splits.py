@@ -1,4 +1,5 @@
-"""Deterministic splits for sources that do not name one."""
+"""Splits: deterministic ones for sources that do not name one, the validation items of a
+training run and the items ``eval`` scores."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from mmkit.data.store import Store
+from mmkit.errors import UserInputError
+from mmkit.events import Progress
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -87,3 +92,99 @@ def carve_validation(
     order = torch.randperm(n, generator=g).tolist()
     val = set(order[:target])
     return Carved([i for i in range(n) if i not in val], sorted(val), "item")
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train and validation indices into a store, and how validation was formed."""
+
+    train: list[int]
+    validation: list[int]
+    info: dict[str, Any]  # recorded in the checkpoint's config.json under data.validation
+
+
+def training_splits(store: Store, dataset: str, progress: Progress, *, seed: int = 0) -> Splits:
+    """Train and validation indices. Validation is the dataset's validation split, else about a
+    tenth of train carved out (whole speakers/groups when known, seeded), else — for a train
+    split under 20 items — train itself, with a warning. It is never the test split."""
+    train_idx, val_idx = store.indices("train"), store.indices("validation")
+    if not train_idx:
+        raise UserInputError(f"{dataset}: the train split is empty")
+    if val_idx:
+        info = {"source": "validation split", "num_items": len(val_idx)}
+        return Splits(train_idx, val_idx, info)
+    if len(train_idx) < MIN_ITEMS_TO_CARVE:
+        progress.message(
+            f"warning: no validation split and only {len(train_idx)} train items: validating "
+            "on the train split (the best checkpoint is chosen on data it trained on)"
+        )
+        return Splits(train_idx, train_idx, {"source": "train", "num_items": len(train_idx)})
+    carved = carve_validation([store.items[i].group for i in train_idx], seed=seed)
+    info = {
+        "source": "carved from train",
+        "by": carved.by,
+        "fraction": VALIDATION_FRACTION,
+        "seed": seed,
+        "num_items": len(carved.validation),
+    }
+    progress.message(
+        f"no validation split: validating on {len(carved.validation)} of the "
+        f"{len(train_idx)} train items (by {carved.by}, seed {seed}); the test split is not used"
+    )
+    return Splits(
+        [train_idx[i] for i in carved.train], [train_idx[i] for i in carved.validation], info
+    )
+
+
+EVAL_SPLITS = ("auto", "test", "validation", "train", "all")
+
+
+@dataclass(frozen=True)
+class EvalSelection:
+    split: str  # the split scored: test, validation, train or all
+    indices: list[int]
+    note: str  # one line for the user: what was scored and why
+
+
+def eval_selection(
+    store: Store, split: str | None, trained_fingerprint: str | None
+) -> EvalSelection:
+    """Which items ``eval`` scores. ``all`` scores everything. ``auto`` (the default): a dataset
+    with splits of its own is scored on its test split; one without (``store.split_source ==
+    "hash"``) is scored whole, unless it is the very dataset the checkpoint was trained on (same
+    fingerprint), whose held-back test part is scored instead."""
+    split = split or "auto"
+    if split not in EVAL_SPLITS:
+        raise UserInputError(f"--split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+    everything = list(range(len(store)))
+    same = trained_fingerprint is not None and store.meta.get("fingerprint") == trained_fingerprint
+    if split == "all":
+        return EvalSelection(
+            "all", everything, f"scoring all {len(everything)} items (--split all)"
+        )
+    if split == "auto" and store.split_source == "hash" and not same:
+        return EvalSelection(
+            "all",
+            everything,
+            f"the dataset has no splits of its own: scoring all {len(everything)} items",
+        )
+    name = "test" if split == "auto" else split
+    indices = store.indices(name)
+    if not indices:
+        hint = "; use --split all to score every item" if name == "test" else ""
+        raise UserInputError(
+            f"{store.meta.get('dataset', store.path)}: the {name} split is empty{hint}"
+        )
+    if same and store.split_source == "hash":
+        note = (
+            f"this is the dataset the checkpoint was trained on: scoring the {len(indices)} items "
+            f"of the {name} part training held back"
+        )
+    elif store.split_source == "hash":
+        note = (
+            f"the dataset has no splits of its own: scoring mmkit's hash {name} split "
+            f"({len(indices)} items)"
+        )
+    else:
+        note = f"scoring the {name} split ({len(indices)} items)"
+    return EvalSelection(name, indices, note)

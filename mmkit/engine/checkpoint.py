@@ -246,7 +246,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 def rng_states() -> dict[str, torch.Tensor]:
     """Every rank's CPU (and current CUDA device's) RNG state, keyed ``rng.rank<r>.cpu`` /
     ``.cuda``; a collective under torchrun (every rank must call it)."""
-    from mmkit.engine import distributed
+    from mmkit import distributed
 
     out = {}
     for r, state in enumerate(distributed.gather_objects(torch.get_rng_state())):

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mmkit import distributed
 from mmkit.config import TrainConfig
 from mmkit.data.epochs import EpochSampler
-from mmkit.engine import distributed
 from mmkit.errors import UserInputError
 from mmkit.seeds import epoch_seed
 

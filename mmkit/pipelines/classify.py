@@ -20,20 +20,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import mmkit
+from mmkit import distributed
 from mmkit.config import TrainConfig, from_dict
 from mmkit.data.records import SourceData, SourceOptions
-from mmkit.data.sources import resolve
+from mmkit.data.sources import expand_paths, resolve
+from mmkit.data.splits import eval_selection, training_splits
 from mmkit.data.store import Store, StoreWriter
-from mmkit.engine import distributed
-from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
-from mmkit.engine.events import NullProgress, Progress
-from mmkit.engine.placement import resolve_device
-from mmkit.engine.run import Job, eval_selection, fit, training_splits
-from mmkit.engine.state import TrainResult
-from mmkit.errors import CheckpointError, UserInputError
-from mmkit.io.files import short_path, stat_problem
-from mmkit.metrics.classification import classification_report
-from mmkit.pipelines.store_builder import (
+from mmkit.data.store_builder import (
     StoreRecipe,
     build_store,
     default_out,
@@ -41,6 +34,13 @@ from mmkit.pipelines.store_builder import (
     given_store,
     record_line,
 )
+from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
+from mmkit.engine.placement import resolve_device
+from mmkit.engine.run import Job, fit
+from mmkit.engine.state import TrainResult
+from mmkit.errors import CheckpointError, UserInputError
+from mmkit.events import NullProgress, Progress
+from mmkit.metrics.classification import classification_report
 from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks.checks import check_finite
 from mmkit.tasks.classify import (
@@ -237,7 +237,7 @@ def evaluate(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on a dataset, decoded with the checkpoint's params. Which items
-    are scored follows :func:`~mmkit.engine.run.eval_selection` (``split`` None = auto); the
+    are scored follows :func:`~mmkit.data.splits.eval_selection` (``split`` None = auto); the
     result names the split and ``num_samples``."""
     from mmkit.engine.plots import plot_confusion
 
@@ -272,29 +272,6 @@ def evaluate(
         plot_confusion(result["confusion_matrix"], labels, out_dir / f"{stem}-confusion.png")
     )
     return result
-
-
-def expand_paths(paths: Sequence[str], extensions: tuple[str, ...]) -> list[str]:
-    """Files as given; folders become every media file inside them. A name that is not there
-    (or that the system refuses, such as one too long) is one :class:`UserInputError`; what is
-    there but not a regular file (a FIFO) is refused by the decoder, with its reason."""
-    from mmkit.data.sources import media_files
-
-    out: list[str] = []
-    for p in paths:
-        problem = stat_problem(p)
-        if problem is not None:
-            detail = "" if problem == "no such file" else f" ({problem})"
-            raise UserInputError(f"file not found: {short_path(p)}{detail}")
-        path = Path(p)
-        if path.is_dir():
-            found = media_files(path, extensions)
-            if not found:
-                raise UserInputError(f"no media files in {p}")
-            out.extend(str(f) for f in found)
-        else:
-            out.append(str(path))
-    return out
 
 
 def view_batches(

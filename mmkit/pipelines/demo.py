@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mmkit.config import build_config
-from mmkit.engine.events import Progress
 from mmkit.errors import UserInputError
+from mmkit.events import Progress
 
 
 def examples_dir() -> Path:

@@ -34,19 +34,20 @@ import torch
 from torch.utils.data import DataLoader
 
 import mmkit
+from mmkit import distributed
 from mmkit.configs import MMConfig
 from mmkit.data.captions import CaptionOptions
+from mmkit.data.mm_store import class_names, decode_image, prepare_store, summary
+from mmkit.data.sources import expand_paths
+from mmkit.data.splits import eval_selection, training_splits
 from mmkit.data.store import Store
-from mmkit.engine import distributed
 from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
-from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.placement import resolve_device
-from mmkit.engine.run import Job, eval_selection, fit, training_splits
+from mmkit.engine.run import Job, fit
 from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
+from mmkit.events import NullProgress, Progress
 from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
-from mmkit.pipelines.classify import expand_paths
-from mmkit.pipelines.mm_store import decode_image, prepare_store, summary
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
 from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks.checks import check_finite
@@ -56,7 +57,6 @@ from mmkit.tasks.contrastive import (
     ClipPipeline,
     ContrastiveTask,
     build_contrastive,
-    class_names,
     create_pipeline,
 )
 
@@ -210,7 +210,7 @@ def _check_store_params(spec: CheckpointSpec, source: str) -> None:
 
 def encode_image_files(loaded: LoadedClip, files: Sequence[str | Path]) -> torch.Tensor:
     """Normalised ``float [N, D]`` embeddings of image files, decoded as the model's prepared
-    store would hold them (:func:`~mmkit.pipelines.mm_store.decode_image`), then its image
+    store would hold them (:func:`~mmkit.data.mm_store.decode_image`), then its image
     transform (eval mode) and image tower, 64 at a time."""
     params = loaded.store_params
     pixels = torch.from_numpy(np.stack([decode_image(f, params) for f in files]))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mmkit.engine import distributed
+from mmkit import distributed
 from mmkit.errors import CheckpointError
 from mmkit.metrics.classification import classification_report
 from mmkit.registry import BACKBONES, PREPROCESSORS

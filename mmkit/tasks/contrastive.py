@@ -23,9 +23,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from mmkit import distributed
 from mmkit.data.epochs import EpochDataset
+from mmkit.data.mm_store import class_names
 from mmkit.data.store import Store
-from mmkit.engine import distributed
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.image import RESIZE_DEFAULTS, check_resize
 from mmkit.losses import ContrastiveLoss
@@ -207,11 +208,6 @@ class CaptionImages(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return torch.from_numpy(np.array(self.store[self.indices[i]][0]))
-
-
-def class_names(store: Store) -> list[str]:
-    """The store's class names; ``""`` marks unlabelled images and is not a class."""
-    return [name for name in store.labels if name]
 
 
 def _inner(model: nn.Module) -> nn.Module:

@@ -29,8 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mmkit.engine.events import NullProgress, Progress
 from mmkit.errors import UserInputError
+from mmkit.events import NullProgress, Progress
 from mmkit.pipelines.bench.settings import BenchSettings
 
 __all__ = ["MODALITIES", "TARGETS", "BenchSettings", "run_bench"]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmkit.engine.events import Progress
+from mmkit.events import Progress
 from mmkit.pipelines.bench.datagen import scaled_view
 from mmkit.pipelines.bench.timing import median, run_child, slope
 

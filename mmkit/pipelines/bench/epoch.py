@@ -26,9 +26,9 @@ import torch
 from torch.utils.data import default_collate
 
 from mmkit.config import TrainConfig
-from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.placement import compile_model, resolve_device, to_channels_last
 from mmkit.engine.run import Job, fit
+from mmkit.events import NullProgress, Progress
 from mmkit.pipelines.bench.timing import busy_neighbour, median, step_rate, training_step
 
 

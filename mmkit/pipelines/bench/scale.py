@@ -14,7 +14,7 @@ Seconds per item leave out the fixed cost of a process that imports the modality
 (``startup_seconds``, measured alone). The ratios compare the largest fraction with the smallest;
 ``prepare_workers_2_over_1`` is the files/s of prepare's decoding pool at 2 threads over 1, on the
 smallest fraction: the ``prepare`` command has no ``--workers`` option, so that child runs the
-same command with the pool size set (``workers`` of :func:`~mmkit.pipelines.store_builder.
+same command with the pool size set (``workers`` of :func:`~mmkit.data.store_builder.
 decode_all`). Models are the ``*_test`` variants by default: the data path, not the model, is what
 grows.
 """
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from mmkit.cache import cache_dir
-from mmkit.engine.events import NullProgress, Progress
 from mmkit.errors import UserInputError
+from mmkit.events import NullProgress, Progress
 from mmkit.pipelines.bench import scale_data
 from mmkit.pipelines.bench.timing import ChildRun, load_average, run_child, slope
 
@@ -54,7 +54,7 @@ WORKERS_NOTE = (
 )
 # the prepare command with the store builder's decoding pool set to argv[1] threads
 WORKERS_CHILD = """import sys
-import mmkit.pipelines.store_builder as sb
+import mmkit.data.store_builder as sb
 n, decode_all = int(sys.argv[1]), sb.decode_all
 sb.decode_all = lambda decode, records, params, workers=None: decode_all(decode, records, params, n)
 from mmkit.cli.main import main

@@ -19,8 +19,8 @@ import mmkit.pipelines.bench.datagen as datagen
 import mmkit.pipelines.bench.peers as peers
 from mmkit import runtime
 from mmkit.configs import AudioConfig, MMConfig, VideoConfig
-from mmkit.engine.events import Progress
 from mmkit.engine.placement import resolve_device
+from mmkit.events import Progress
 from mmkit.pipelines.bench.epoch import measure_epochs, synthetic_like, to_device
 from mmkit.pipelines.bench.settings import BenchSettings, cached_data
 from mmkit.pipelines.bench.timing import child_env, median, run_child, sync, training_step

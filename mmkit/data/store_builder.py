@@ -24,8 +24,8 @@ import numpy as np
 from mmkit.cache import cache_dir
 from mmkit.data.hf import RowBytes, stream_sources
 from mmkit.data.store import Store, StoreWriter, is_store, open_cached
-from mmkit.engine.events import NullProgress, Progress
 from mmkit.errors import MediaError, UserInputError
+from mmkit.events import NullProgress, Progress
 
 Decode = Callable[[Any, dict[str, Any]], np.ndarray]
 

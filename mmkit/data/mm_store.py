@@ -19,9 +19,7 @@ import torch
 
 from mmkit.data.captions import CaptionOptions, resolve_captions
 from mmkit.data.store import Store, StoreWriter
-from mmkit.engine.events import Progress
-from mmkit.io.image import RESIZE_DEFAULTS, ImageSource, load_image_array
-from mmkit.pipelines.store_builder import (
+from mmkit.data.store_builder import (
     StoreRecipe,
     build_store,
     default_out,
@@ -29,8 +27,14 @@ from mmkit.pipelines.store_builder import (
     given_store,
     record_line,
 )
+from mmkit.events import Progress
+from mmkit.io.image import RESIZE_DEFAULTS, ImageSource, load_image_array
 from mmkit.registry import create_preprocessor
-from mmkit.tasks.contrastive import class_names
+
+
+def class_names(store: Store) -> list[str]:
+    """The store's class names; ``""`` marks unlabelled images and is not a class."""
+    return [name for name in store.labels if name]
 
 
 def decode_image(source: ImageSource, params: dict[str, Any]) -> np.ndarray:
