@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -130,6 +131,9 @@ def build_store(
 
     ``added(record, item_index)`` runs for each record kept; ``finish(writer)`` adds extra arrays
     before the commit; ``labels(writer)`` gives the label list; ``info`` goes into the manifest.
+    Decoded work is committed in chunks (about 1/64 of the records, 8 to 1024, or a minute's
+    work), so a prepare killed half-way continues where its last chunk ended
+    when run again with the same source, and ends with the store a single run makes.
     """
     progress = progress or NullProgress()
     cached = open_cached(out, fp, progress)
@@ -141,10 +145,22 @@ def build_store(
         dtype=recipe.dtype,
         item_shape=recipe.item_shape,
         params=recipe.params,
+        resume=fp,
     )
     try:
+        done = min(writer.records, len(records))
         progress.start("prepare", len(records))
-        for record, result in decode_all(recipe.decode, records, recipe.params, workers):
+        if done:
+            progress.message(
+                f"continuing an interrupted prepare: {done} of {len(records)} files were "
+                f"decoded before, decoding the other {len(records) - done}"
+            )
+            if added is not None:
+                for item, position in enumerate(writer.kept):
+                    added(records[position], item)
+            progress.advance(done)
+        chunk, last = min(1024, max(8, len(records) // 64)), time.monotonic()
+        for record, result in decode_all(recipe.decode, records[done:], recipe.params, workers):
             if isinstance(result, str):
                 writer.skip(record.name, result)
                 progress.message(f"skipped {record.name}: {result}")
@@ -159,11 +175,14 @@ def build_store(
                 if added is not None:
                     added(record, len(writer.items) - 1)
             progress.advance(1)
+            if writer.pending >= chunk or time.monotonic() - last >= 60:
+                writer.checkpoint()
+                last = time.monotonic()
         if finish is not None:
             finish(writer)
         store = writer.commit(labels(writer), fingerprint=fp, **info)
     except BaseException:
-        writer.abort()
+        writer.abort()  # the committed chunks stay for the next run
         raise
     progress.end(items=len(store), skipped=len(store.skipped))
     return store

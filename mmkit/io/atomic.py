@@ -5,14 +5,21 @@ with two renames: ``dst -> .dst.old`` then ``tmp -> dst``. A kill between the tw
 ``dst`` but a complete ``.dst.old``; :func:`recover_dir` (run before anything reads ``dst``)
 and the next :func:`replace_dir` put it back instead of deleting it. Temporary siblings left by a
 kill during the write (``.dst.<random>``) are incomplete by construction and are removed.
+A writer that can continue after a kill (a prepared store) works in the stable sibling
+``.dst.partial`` instead (:func:`partial_dir_for`), which these never remove, under an exclusive
+lock (:func:`hold_lock`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+
+from mmkit.errors import UserInputError
 
 
 def old_of(dst: Path) -> Path:
@@ -24,6 +31,27 @@ def temp_dir_for(dst: Path) -> Path:
     """A fresh temporary sibling of ``dst`` to write the new version into."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+
+
+def partial_dir_for(dst: Path) -> Path:
+    """The stable sibling where a resumable writer of ``dst`` keeps its committed work."""
+    return dst.with_name(f".{dst.name}.partial")
+
+
+def hold_lock(path: Path, what: str) -> int:
+    """An exclusive ``flock`` on ``path`` (created when missing), as an open descriptor: close
+    it to release (the kernel does when the process dies). A lock already held raises a
+    one-line :class:`~mmkit.errors.UserInputError` naming ``what`` and the holder."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        raise UserInputError(f"{what} is in use by {holder}; wait for it to finish") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+    return fd
 
 
 def recover_dir(dst: Path) -> bool:
