@@ -17,7 +17,7 @@ import soundfile as sf
 
 import mmkit.data.layouts.speech_commands as sc
 from mmkit.data.hf import RowBytes, stream_sources
-from mmkit.data.records import Record, SourceData, SourceOptions
+from mmkit.data.records import Record, SourceData, SourceOptions, Unusable
 from mmkit.data.sources import resolve
 from mmkit.data.splits import hash_split, normalize_split
 from mmkit.errors import UserInputError
@@ -439,9 +439,11 @@ def test_hf_unlabelled_rows_get_no_class(tmp_path):
         data = resolve(str(tmp_path / "ds"), _opts())
     except UserInputError:
         return
-    labels = {r.name: r.label for r in data.records}
+    labels = {r.name: r.label for r in data.records if not isinstance(r.source, Unusable)}
     assert labels.get("clip0.wav") == "yes" and labels.get("clip2.wav") == "no"
     assert "clip1.wav" not in labels and "clip3.wav" not in labels, labels
+    skipped = {r.name: r.source.reason for r in data.records if isinstance(r.source, Unusable)}
+    assert skipped == dict.fromkeys(("clip1.wav", "clip3.wav"), "unlabelled (ClassLabel -1)")
 
 
 def test_hf_label_column_option_and_missing_label(tmp_path):

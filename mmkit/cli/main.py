@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +20,7 @@ from mmkit.cli.common import Device, Json
 from mmkit.cli.output import (
     err,
     mapping_tables,
+    one_line,
     out,
     print_json,
     progress_for,
@@ -224,14 +226,23 @@ def main(argv: list[str] | None = None) -> None:
     Click's standalone mode handles usage errors (exit 2), ``--help`` and ``Exit``; mmkit's own
     errors come through here and become one line on stderr.
     """
+    # an image over PIL.Image.MAX_IMAGE_PIXELS is refused in one line (mmkit.io.image): Pillow's
+    # warning about it would be a second line
+    warnings.filterwarnings("ignore", r"Image size \(\d+ pixels\) exceeds limit", module="PIL")
     try:
         build_command().main(args=argv, prog_name="mmkit", standalone_mode=True)
     except MmkitError as exc:
         if isinstance(exc, TrainingInterrupted):
             if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 speaks for all
-                err.print(f"interrupted: {exc}", highlight=False, markup=False, soft_wrap=True)
+                err.print(
+                    f"interrupted: {one_line(str(exc))}",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
             sys.exit(130)
         if os.environ.get("MMKIT_DEBUG", "0") not in ("", "0"):
             raise
-        err.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)
+        text = one_line(str(exc))
+        err.print(f"error: {text}", style="red", highlight=False, markup=False, soft_wrap=True)
         sys.exit(1)

@@ -251,8 +251,9 @@ def sim(
         return
     for entry in result if isinstance(result, list) else [result]:
         query, key = ("image", "text") if "image" in entry else ("text", "image")
-        o.out.print(f"[bold]{entry[query]}[/bold]", highlight=False)
+        o.out.print(f"[bold]{o.shown(entry[query])}[/bold]", highlight=False)
         for s in entry["scores"]:
             o.out.print(
-                f"  {s['similarity']:+.4f}  {s['probability']:.3f}  {s[key]}", highlight=False
+                f"  {s['similarity']:+.4f}  {s['probability']:.3f}  {o.shown(s[key])}",
+                highlight=False,
             )

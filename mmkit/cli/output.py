@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,6 +27,22 @@ from mmkit.events import NullProgress
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+_ESCAPES = {
+    c: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(c), f"\\x{c:02x}")
+    for c in (*range(32), *range(127, 160))
+}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters (newline, escape, NUL, ...) written as ``\\n``,
+    ``\\x1b``: a file name or caption never breaks a one-line message, nor drives the terminal."""
+    return text.translate(_ESCAPES)
+
+
+def shown(text: str) -> str:
+    """:func:`one_line` for a rich print with markup: ``[`` in a name or caption is text."""
+    return escape(one_line(text))
 
 
 def number(value: Any) -> str:
@@ -121,7 +138,7 @@ class RichProgress:
             self.console.print(f"  [dim]{fields_text(summary)}[/dim]", highlight=False)
 
     def message(self, text: str) -> None:
-        self.console.print(f"[yellow]{text}[/yellow]", highlight=False)
+        self.console.print(f"[yellow]{shown(text)}[/yellow]", highlight=False)
 
     def _close(self) -> None:
         if self._bar is not None:
@@ -168,7 +185,7 @@ class PlainProgress:
         self._task = None
 
     def message(self, text: str) -> None:
-        self._write(text)
+        self._write(one_line(text))
 
     def _line(self, fields: Mapping[str, Any]) -> str:
         count = f"{self._done}/{self._total}" if self._total else str(self._done)
@@ -186,7 +203,7 @@ class MessagesOnly(NullProgress):
     to stderr, so stdout holds the JSON document alone."""
 
     def message(self, text: str) -> None:
-        err.print(text, highlight=False, markup=False, soft_wrap=True)
+        err.print(one_line(text), highlight=False, markup=False, soft_wrap=True)
 
 
 def progress_for(json_mode: bool) -> Any:
@@ -217,7 +234,9 @@ def render_skipped(skipped: list[dict[str, str]], show: int = 10) -> None:
         return
     out.print(f"[yellow]{len(skipped)} files skipped[/yellow] (unreadable):", highlight=False)
     for s in skipped[:show]:
-        out.print(f"  {s['name']}: {s['reason']}", highlight=False, markup=False)
+        out.print(
+            f"  {one_line(s['name'])}: {one_line(s['reason'])}", highlight=False, markup=False
+        )
     if len(skipped) > show:
         out.print(f"  ... and {len(skipped) - show} more (all of them in --json)", highlight=False)
 

@@ -24,10 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from mmkit.data import hf
-from mmkit.data.records import find_layout
-from mmkit.data.sources import SourceOptions, local_path, media_files, read_rows, row_value
+from mmkit.data.records import Unusable, find_layout, label_names
+from mmkit.data.sources import (
+    SourceOptions,
+    local_path,
+    media_file,
+    media_files,
+    read_rows,
+    row_value,
+)
 from mmkit.data.splits import hash_split, normalize_split, split_source_of
 from mmkit.errors import UserInputError
+from mmkit.io.files import link_out_of
 from mmkit.io.image import IMAGE_EXTENSIONS
 
 IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))
@@ -38,7 +46,7 @@ TEXT_COLUMNS = ("caption", "captions", "text", "texts", "sentences", "sentence",
 class CaptionRecord:
     """One image (a path or its encoded bytes) with every caption of it."""
 
-    source: str | bytes
+    source: str | bytes | Any  # or a RowBytes, or Unusable (listed as skipped)
     captions: tuple[str, ...]
     name: str
     split: str | None = None
@@ -80,7 +88,7 @@ class Collector:
     def add(
         self,
         key: Any,
-        source: str | bytes,
+        source: Any,
         name: str,
         captions: list[str],
         split: str | None,
@@ -97,14 +105,16 @@ class Collector:
         item["label"] = item["label"] or label
 
     def data(self, kind: str, labels: list[str] | None = None) -> CaptionData:
-        records = [
-            CaptionRecord(i["source"], tuple(i["captions"]), i["name"], i["split"], i["label"])
-            for i in self.items.values()
-            if i["captions"]
-        ]
-        if labels is None:
-            labels = sorted({r.label for r in records if r.label})
-        return CaptionData(records, labels, kind)
+        """The images; one left without a caption is :class:`Unusable` (listed as skipped)."""
+        records = []
+        for i in self.items.values():
+            source = i["source"]
+            if not i["captions"] and not isinstance(source, Unusable):
+                source = Unusable("no caption")
+            records.append(
+                CaptionRecord(source, tuple(i["captions"]), i["name"], i["split"], i["label"])
+            )
+        return CaptionData(records, label_names(records) if labels is None else labels, kind)
 
 
 def resolve_captions(src: str, options: CaptionOptions) -> CaptionData:
@@ -115,7 +125,8 @@ def resolve_captions(src: str, options: CaptionOptions) -> CaptionData:
     elif src.startswith((".", "/", "~")) or src.endswith((".csv", ".jsonl", ".json", ".parquet")):
         raise UserInputError(f"dataset not found: {src}")
     else:
-        data = _from_hf(hf.load_hub(src, options.hf_config, options.hf_split), options, "hf_hub")
+        tables = hf.hub_tables(src, options.hf_config, options.hf_split)
+        data = _from_tables(tables, options, "hf_hub")
     if not data.records:
         raise UserInputError(f"no captioned images found in {src}")
     return data.with_splits()
@@ -127,12 +138,13 @@ def read_local(path: Path, options: CaptionOptions) -> CaptionData:
         if suffix in (".csv", ".jsonl"):
             return read_manifest(path)
         if suffix == ".parquet":
-            return _read_parquet([path], options, root=path.parent)
+            tables = hf.parquet_tables([path], path.parent, options.hf_split)
+            return _from_tables(tables, options, "hf_parquet", base=path.parent)
     elif hf.is_saved_dataset(path):
-        ds = hf._datasets().load_from_disk(str(path))
-        return _from_hf(ds, options, "hf_disk", base=path)
+        return _from_tables(hf.saved_tables(path, options.hf_split), options, "hf_disk", base=path)
     elif parquet := sorted(path.rglob("*.parquet")):
-        return _read_parquet(parquet, options, root=path)
+        tables = hf.parquet_tables(parquet, path, options.hf_split)
+        return _from_tables(tables, options, "hf_parquet", base=path)
     layout = find_layout(path, options, "mm")
     if layout is not None:
         return layout.factory(path, options)
@@ -162,7 +174,8 @@ def read_manifest(path: Path) -> CaptionData:
         media = Path(image)
         media = media if media.is_absolute() else path.parent / media
         label = row_value(row, "label", where, required=False)
-        out.add(str(media), str(media), image, texts, normalize_split(split), label)
+        source, _ = media_file(media, path.parent, image)
+        out.add(str(media), source, image, texts, normalize_split(split), label)
     return out.data("manifest")
 
 
@@ -189,17 +202,11 @@ def read_caption_folder(root: Path) -> CaptionData:
         rel = image.relative_to(root)
         split = normalize_split(rel.parts[0]) if len(rel.parts) > 1 else None
         lines = text.read_text(encoding="utf-8", errors="replace").splitlines()
-        out.add(str(image), str(image), str(rel), lines, split, None)
+        source, name = media_file(image, root, str(rel))
+        problem = link_out_of(text, root)  # the captions must come from the folder too
+        source = Unusable(f"its captions file is {problem}") if problem else source
+        out.add(str(image), source, name, lines, split, None)
     return out.data("caption_folder")
-
-
-def _read_parquet(files: list[Path], options: CaptionOptions, root: Path) -> CaptionData:
-    """Parquet files; the split comes from each file's name or folder below ``root``."""
-    by_split: dict[str, list[str]] = {}
-    for f in hf.regular_files(files):
-        by_split.setdefault(hf._split_of(f.relative_to(root)) or "unsplit", []).append(str(f))
-    ds = hf._datasets().load_dataset("parquet", data_files=by_split)
-    return _from_hf(ds, options, "hf_parquet", base=root)
 
 
 def _text_column(part: Any, options: CaptionOptions, image_column: str) -> str:
@@ -220,32 +227,42 @@ def _text_column(part: Any, options: CaptionOptions, image_column: str) -> str:
     )
 
 
-def _from_hf(ds: Any, options: CaptionOptions, kind: str, base: Path | None = None) -> CaptionData:
-    """Rows of a Dataset / DatasetDict -> captioned images (rows repeating an image merged)."""
-    datasets = hf._datasets()
-    splits = ds.items() if isinstance(ds, datasets.DatasetDict) else [(options.hf_split, ds)]
+def _from_tables(
+    tables: list[hf.Table], options: CaptionOptions, kind: str, base: Path | None = None
+) -> CaptionData:
+    """Rows of a dataset's tables -> captioned images (rows repeating an image merged); a row
+    without an image, or whose caption or label is not UTF-8 text, is skipped with the reason
+    (a ``ClassLabel`` -1 or a null label is an unlabelled image)."""
     media = SourceOptions("image", IMAGE_EXTS, media_column=options.image_column)
     out = Collector(kind)
     names: list[str] | None = None
-    for split_name, part in splits:
-        image_col = hf._media_column(part, media)
-        text_col = _text_column(part, options, image_col)
-        feature = part.features[image_col]
-        if hasattr(feature, "decode"):
-            part = part.cast_column(image_col, type(feature)(decode=False))
-        label_col = options.label_column if options.label_column in part.column_names else None
-        names = getattr(part.features[label_col], "names", None) if label_col else names
-        split_col = "split" if "split" in part.column_names else None
-        wanted = [c for c in (image_col, text_col, label_col, split_col) if c]
-        default_split = normalize_split(split_name) if split_name else None
-        for n, row in enumerate(part.select_columns(wanted)):
-            source, name = hf._media_source(row[image_col], base, f"{split_name or 'row'}-{n}")
-            digest = hashlib.sha1(source).hexdigest() if isinstance(source, bytes) else source
-            texts = row[text_col]
-            texts = [str(t) for t in texts] if isinstance(texts, list) else [str(texts or "")]
-            label, value = None, row[label_col] if label_col else None
-            if value is not None and not (names and not 0 <= value < len(names)):
-                label = names[value] if names else str(value)  # ClassLabel -1: unlabelled
-            split = (normalize_split(row[split_col]) if split_col else None) or default_split
-            out.add((split, digest), source, name, texts, split, label)
-    return out.data(kind, list(names) if names else None)
+    for number, table in enumerate(tables):
+        image_col = hf._media_column(table, media)
+        text_col = _text_column(table, options, image_col)
+        label_col = options.label_column if options.label_column in table.column_names else None
+        names = hf.class_names(table, label_col) if label_col else names
+        split_col = "split" if "split" in table.column_names else None
+        wanted = list(dict.fromkeys(c for c in (image_col, text_col, label_col, split_col) if c))
+        default_split = normalize_split(table.split) if table.split else None
+        for n, row in enumerate(table.rows(wanted)):
+            source, name = hf.media_source(row[image_col], base, f"{table.split or 'row'}-{n}")
+            texts = row[text_col] if isinstance(row[text_col], list) else [row[text_col]]
+            value = row[label_col] if label_col else None
+            label = None
+            if value is not None and not (names and value == -1):  # -1: unlabelled
+                label = hf.label_text(value, names, table, label_col or "")
+            if not isinstance(source, Unusable) and any(isinstance(t, bytes) for t in texts):
+                source = Unusable("a caption is not UTF-8 text")
+            if not isinstance(source, Unusable) and isinstance(label, Unusable):
+                source = label
+            if isinstance(source, Unusable):
+                out.add(("unusable", number, n), source, name, [], default_split, None)
+                continue
+            if isinstance(source, bytes):  # read again when the store is built
+                source = hf.RowBytes(table, image_col, n, hashlib.sha1(source).hexdigest())
+            key = source.stamp if isinstance(source, hf.RowBytes) else source
+            captions = [str(t) for t in texts if t is not None]
+            split = row[split_col] if split_col else None
+            split = (normalize_split(split) if isinstance(split, str) else None) or default_split
+            out.add((split, key), source, name, captions, split, label)
+    return out.data(kind, names)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmkit.data.records import Record, SourceData, SourceOptions
+from mmkit.data.records import Record, SourceData, SourceOptions, Unusable, label_names
 from mmkit.data.splits import normalize_split
 from mmkit.errors import UserInputError
-from mmkit.io.files import file_problem, path_exists, short_path
+from mmkit.io.files import file_problem, link_out_of, path_exists, read_text, short_path
 from mmkit.io.hub import hub_offline_reason
 
 MEDIA_COLUMNS = {
@@ -45,49 +46,122 @@ def is_saved_dataset(path: Path) -> bool:
 
 def read_saved(path: Path, options: SourceOptions) -> SourceData:
     """A ``save_to_disk`` directory, read from its arrow files (see :class:`Table`)."""
-    if (path / "dataset_dict.json").is_file():
-        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
-        tables = [_saved_table(path / name, name) for name in splits]
-    else:
-        tables = [_saved_table(path, options.hf_split)]
-    return _from_tables(tables, options, "hf_disk", base=path)
+    return _from_tables(saved_tables(path, options.hf_split), options, "hf_disk", base=path)
+
+
+def saved_tables(path: Path, split: str | None) -> list[Table]:
+    """The tables of a ``save_to_disk`` directory: a Dataset (``split`` names its split), or
+    the splits of a DatasetDict (only ``split`` when given; one that is not there is a
+    one-line :class:`UserInputError`, as is a damaged ``dataset_dict.json`` / ``state.json``)."""
+    if not (path / "dataset_dict.json").is_file():
+        return [_saved_table(path, split)]
+    index = path / "dataset_dict.json"
+    names = _json_object(index).get("splits")
+    if not isinstance(names, list) or not all(isinstance(n, str) and _plain(n) for n in names):
+        raise UserInputError(f"{short_path(index)}: 'splits' must list the split folders")
+    return [_saved_table(path / name, name) for name in pick_split(names, split, path)]
+
+
+def pick_split(names: list[str], split: str | None, where: Path) -> list[str]:
+    """``names`` (the splits a dataset has), or only ``split`` when one is asked for."""
+    if split is None:
+        return names
+    key = normalize_split(split)
+    wanted = [n for n in names if n == split or (key is not None and normalize_split(n) == key)]
+    if not wanted:
+        raise UserInputError(
+            f"{short_path(where)} has no split {split!r} (it has: {', '.join(names)})"
+        )
+    return wanted
+
+
+def _plain(name: str) -> bool:
+    """A file or folder name inside its folder (no ``/``, not ``..``): what a dataset's index
+    files may name, so that they never lead out of the dataset."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+
+
+def _json_object(file: Path) -> dict[str, Any]:
+    """A dataset's small JSON index file as a dict; one-line :class:`UserInputError` if not."""
+    text = read_text(file, "dataset file")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserInputError(
+            f"{short_path(file)}: invalid JSON ({exc.msg}, line {exc.lineno})"
+        ) from None
+    if not isinstance(doc, dict):
+        raise UserInputError(f"{short_path(file)}: expected a JSON object")
+    return doc
 
 
 def _saved_table(folder: Path, split: str | None) -> Table:
-    state = json.loads((folder / "state.json").read_text())
-    files = [folder / f["filename"] for f in state["_data_files"]]
+    state_file = folder / "state.json"
+    state = _json_object(state_file)
+    entries = state.get("_data_files")
+    entries = entries if isinstance(entries, list) else []
+    names = [e.get("filename") if isinstance(e, dict) else None for e in entries]
+    if not names or not all(isinstance(n, str) and _plain(n) for n in names):
+        raise UserInputError(
+            f"{short_path(state_file)}: '_data_files' must name the .arrow files of its folder"
+        )
+    files = regular_files([folder / n for n in names], "arrow")
     if state.get("_indices_data_files"):  # a selection of rows: let datasets apply it
-        return Table.of_dataset(_datasets().load_from_disk(str(folder)), split)
-    return Table(split, regular_files(files), "arrow")
+        try:
+            dataset = _datasets().load_from_disk(str(folder))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserInputError(
+                f"{short_path(folder)}: cannot load it ({_first_line(exc)})"
+            ) from exc
+        return Table.of_dataset(dataset, split)
+    return Table(split, files, "arrow")
 
 
 def read_parquet(files: list[Path], options: SourceOptions, root: Path | None = None) -> SourceData:
     """Parquet files; the split comes from each file's name or folder below ``root``. Read with
     pyarrow, a row group at a time (no conversion into the ``datasets`` cache)."""
     root = root or files[0].parent
-    by_split: dict[str, list[Path]] = {}
-    for f in regular_files(files):
-        by_split.setdefault(_split_of(f.relative_to(root)) or "unsplit", []).append(f)
-    tables = [Table(split, group, "parquet") for split, group in by_split.items()]
+    tables = parquet_tables(files, root, options.hf_split)
     return _from_tables(tables, options, "hf_parquet", base=root)
 
 
-def regular_files(files: list[Path]) -> list[Path]:
+def parquet_tables(files: list[Path], root: Path, split: str | None) -> list[Table]:
+    """One table per split of parquet ``files`` (the split from each file's name or folder
+    below ``root``); ``split`` picks one (or names the split of files that name none)."""
+    by_split: dict[str, list[Path]] = {}
+    for f in regular_files(files):
+        by_split.setdefault(_split_of(f.relative_to(root)) or "unsplit", []).append(f)
+    if split is not None and list(by_split) == ["unsplit"]:
+        return [Table(split, by_split["unsplit"], "parquet")]
+    return [Table(s, by_split[s], "parquet") for s in pick_split(list(by_split), split, root)]
+
+
+def regular_files(files: list[Path], kind: str = "parquet") -> list[Path]:
     """``files`` when each is a regular file (``datasets`` would block on a FIFO named
     ``x.parquet``); else a one-line :class:`UserInputError` naming the first that is not."""
     for f in files:
         problem = file_problem(f)
         if problem is not None:
-            raise UserInputError(f"parquet file {short_path(f)}: {problem}")
+            raise UserInputError(f"{kind} file {short_path(f)}: {problem}")
     return files
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def read_hub(repo_id: str, options: SourceOptions) -> SourceData:
     """A hub dataset id (``org/name``); needs the network unless it is in the HF cache."""
-    ds = load_hub(repo_id, options.hf_config, options.hf_split)
-    parts = ds.items() if isinstance(ds, _datasets().DatasetDict) else [(options.hf_split, ds)]
-    tables = [Table.of_dataset(part, split) for split, part in parts]
+    tables = hub_tables(repo_id, options.hf_config, options.hf_split)
     return _from_tables(tables, options, "hf_hub", base=None)
+
+
+def hub_tables(repo_id: str, hf_config: str | None, hf_split: str | None) -> list[Table]:
+    """The tables of hub dataset ``repo_id`` (each split, or ``hf_split`` alone)."""
+    ds = load_hub(repo_id, hf_config, hf_split)
+    parts = ds.items() if isinstance(ds, _datasets().DatasetDict) else [(hf_split, ds)]
+    return [Table.of_dataset(part, split) for split, part in parts]
 
 
 def load_hub(repo_id: str, hf_config: str | None, hf_split: str | None) -> Any:
@@ -139,10 +213,23 @@ class Table:
         elif fmt == "parquet":
             import pyarrow.parquet as pq
 
-            self.schema = pq.read_schema(files[0])
+            with self._reading(files[0]):
+                self.schema = pq.read_schema(files[0])
         else:
-            with _arrow_stream(files[0]) as reader:
+            with self._reading(files[0]), _arrow_stream(files[0]) as reader:
                 self.schema = reader.schema
+
+    @contextmanager
+    def _reading(self, path: Path | None) -> Iterator[None]:
+        """A damaged file (truncated, not parquet/arrow at all, a corrupt row group) is a
+        one-line :class:`UserInputError` naming it, wherever the reading finds the damage."""
+        import pyarrow as pa
+
+        try:
+            yield
+        except (pa.ArrowException, OSError) as exc:
+            what = f"{self.fmt} file {short_path(path)}" if path else "the dataset"
+            raise UserInputError(f"{what}: cannot be read ({_first_line(exc)})") from exc
 
     @classmethod
     def of_dataset(cls, ds: Any, split: str | None) -> Table:
@@ -159,26 +246,71 @@ class Table:
     @property
     def features(self) -> Any:
         """``datasets.Features`` from the schema (ClassLabel names, Audio/Video/Image types)."""
-        return _datasets().Features.from_arrow_schema(self.schema)
+        try:
+            return _datasets().Features.from_arrow_schema(self.schema)
+        except (ValueError, KeyError, TypeError) as exc:  # garbled "huggingface" metadata
+            where = short_path(self.files[0]) if self.files else "the dataset"
+            raise UserInputError(
+                f"{where}: unreadable feature metadata ({_first_line(exc)})"
+            ) from exc
 
     def batches(self, columns: list[str], size: int = BATCH_ROWS) -> Iterator[dict[str, list]]:
-        """``{column: values}`` for up to ``size`` rows at a time, in order."""
+        """``{column: values}`` for up to ``size`` rows at a time, in order. Text that is not
+        UTF-8 comes as its ``bytes`` (for the caller to refuse), not as an exception."""
         import pyarrow.parquet as pq
 
         if self.dataset is not None:
-            for batch in self.dataset.select_columns(columns).with_format("arrow").iter(size):
-                yield batch.to_pydict()
+            with self._reading(None):
+                for batch in self.dataset.select_columns(columns).with_format("arrow").iter(size):
+                    yield _pydict(batch)
             return
         for path in self.files:
-            if self.fmt == "parquet":
-                with pq.ParquetFile(path, memory_map=False) as f:
-                    for batch in f.iter_batches(batch_size=size, columns=columns):
-                        yield batch.to_pydict()
-                continue
-            with _arrow_stream(path) as reader:
-                for batch in reader:
-                    for start in range(0, batch.num_rows, size):
-                        yield batch.slice(start, size).select(columns).to_pydict()
+            with self._reading(path):
+                if self.fmt == "parquet":
+                    with pq.ParquetFile(path, memory_map=False) as f:
+                        for batch in f.iter_batches(batch_size=size, columns=columns):
+                            yield _pydict(batch)
+                    continue
+                with _arrow_stream(path) as reader:
+                    for batch in reader:
+                        for start in range(0, batch.num_rows, size):
+                            yield _pydict(batch.slice(start, size).select(columns))
+
+    def rows(self, columns: list[str]) -> Iterator[dict[str, Any]]:
+        """Each row as ``{column: value}`` (as :meth:`batches` reads them), in order."""
+        for batch in self.batches(columns):
+            for values in zip(*batch.values(), strict=True):
+                yield dict(zip(batch, values, strict=True))
+
+
+def _pydict(batch: Any) -> dict[str, list]:
+    """A record batch (or table) as ``{column: values}``, with text columns (and lists of text)
+    read as bytes first: a value that is not UTF-8 stays ``bytes``, the others become ``str``."""
+    import pyarrow as pa
+
+    def text(t: Any) -> bool:
+        return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+    out = {}
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        kind = column.type
+        if text(kind):
+            out[name] = [_utf8(v) for v in column.cast(pa.large_binary()).to_pylist()]
+        elif pa.types.is_list(kind) and text(kind.value_type):
+            rows = column.cast(pa.list_(pa.large_binary())).to_pylist()
+            out[name] = [None if r is None else [_utf8(v) for v in r] for r in rows]
+        else:
+            out[name] = column.to_pylist()
+    return out
+
+
+def _utf8(value: bytes | None) -> str | bytes | None:
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
 
 
 @contextmanager
@@ -248,9 +380,9 @@ def _from_tables(
                 f"(columns: {', '.join(table.column_names)})"
                 "; pass --label-column"
             )
-        names = getattr(table.features[options.label_column], "names", None)
+        names = class_names(table, options.label_column)
         if names is not None:
-            labels = list(names)
+            labels = names
         group_col = next((c for c in GROUP_COLUMNS if c in table.column_names), None)
         split = normalize_split(split_name) if split_name else None
         wanted = list(dict.fromkeys(c for c in (column, options.label_column, group_col) if c))
@@ -263,19 +395,55 @@ def _from_tables(
                 strict=True,
             ):
                 row_n += 1
-                if names is not None and not 0 <= label_value < len(names):
-                    continue  # HF marks unlabelled rows (e.g. hidden test labels) with -1
-                label = names[label_value] if names else str(label_value)
                 fallback = f"{split_name or 'row'}-{row_n}"
-                source, name = _media_source(media, base, fallback)
+                label = label_text(label_value, names, table, options.label_column)
+                source, name = media_source(media, base, fallback)
+                if isinstance(label, Unusable) and not isinstance(source, Unusable):
+                    source, label = label, ""
                 if isinstance(source, bytes):  # read again when the store is built
                     digest = hashlib.sha1(source).hexdigest()
                     source = RowBytes(table, column, row_n, digest)
                 group = str(group_value) if group_value is not None else None
-                records.append(Record(source, label, name, split, group))
-    if labels is None:
-        labels = sorted({r.label for r in records})
-    return SourceData(records, labels, kind)
+                records.append(Record(source, label or "", name, split, group))
+    return SourceData(records, labels if labels is not None else label_names(records), kind)
+
+
+def class_names(table: Table, column: str) -> list[str] | None:
+    """The names of ``column`` when it is a ``ClassLabel``, else ``None``."""
+    names = getattr(table.features[column], "names", None)
+    return [str(n) for n in names] if names is not None else None
+
+
+def label_text(value: Any, names: list[str] | None, table: Table, column: str) -> str | Unusable:
+    """A row's class name: a ``ClassLabel`` number's name, a string, an integer (or an integral
+    float, as pandas stores integers with gaps) as text. A row without a usable one is
+    :class:`Unusable` (skipped, with the reason); a column that holds no class labels at all
+    (lists, fractions) is a one-line :class:`UserInputError`."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Unusable("no label (null)")
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Unusable(f"the label is not UTF-8 text (byte {exc.start})")
+    if names is not None:
+        if isinstance(value, int) and 0 <= value < len(names):
+            return names[value]
+        if value == -1:
+            return Unusable("unlabelled (ClassLabel -1)")
+        return Unusable(f"label {value!r} is not one of the {len(names)} ClassLabel classes")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        return value.strip() or Unusable("empty label")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    where = short_path(table.files[0]) if table.files else "the dataset"
+    raise UserInputError(
+        f"{where}: label column {column!r} holds {shown}, not a class name or number; "
+        "pass --label-column"
+    )
 
 
 def _media_column(part: Any, options: SourceOptions) -> str:
@@ -295,17 +463,29 @@ def _media_column(part: Any, options: SourceOptions) -> str:
     )
 
 
-def _media_source(value: Any, base: Path | None, fallback: str) -> tuple[str | bytes, str]:
+def media_source(value: Any, base: Path | None, fallback: str) -> tuple[Any, str]:
+    """A row's media as ``(bytes or path, name)``; :class:`Unusable` (skipped, with the reason)
+    for a row without media (null, no bytes and no path, 0 bytes) and for a relative path that
+    a symbolic link takes out of ``base``."""
+    path: Any = None
     if isinstance(value, dict):
-        path = value.get("path")
-        if value.get("bytes"):
-            return bytes(value["bytes"]), str(path or fallback)
-        value = path
-    if isinstance(value, bytes):
-        return value, fallback
-    if isinstance(value, str) and value:
-        p = Path(value)
-        if not p.is_absolute() and base is not None and path_exists(base / p):
-            p = base / p
-        return str(p), value
-    raise UserInputError(f"row {fallback}: empty media value")
+        data, path = value.get("bytes"), value.get("path")
+    elif isinstance(value, bytes):
+        data = value
+    else:
+        data, path = None, value
+    name = str(path) if isinstance(path, str) and path else fallback
+    if data:
+        return bytes(data), name
+    if not isinstance(path, str) or not path:
+        what = "0 bytes of media" if data is not None else "no media (no bytes and no path)"
+        return Unusable(what), name
+    p = Path(path)
+    if not p.is_absolute() and base is not None and path_exists(base / p):
+        p = base / p
+        problem = link_out_of(p, base)
+        if problem is not None:
+            return Unusable(problem), name
+    if data is not None and not path_exists(p):
+        return Unusable(f"0 bytes of media, and no file at its path {short_path(path, 80)}"), name
+    return str(p), name

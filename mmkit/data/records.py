@@ -7,7 +7,9 @@ The bottom of the data layer: :mod:`mmkit.data.sources` (local paths), :mod:`mmk
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,19 @@ from mmkit.registry import LAYOUTS, PluginSpec, load_plugins
 
 
 @dataclass(frozen=True)
-class Record:
-    """One labelled media item: a file path or the encoded bytes of one."""
+class Unusable:
+    """The source of a row or file that a dataset lists but mmkit cannot use (no media, no
+    label, a link out of the dataset folder, ...): the store lists it as skipped with
+    ``reason``, as it lists a file that does not decode, and never opens anything for it."""
 
-    source: str | bytes
+    reason: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled media item: a file path or the encoded bytes of one (or :class:`Unusable`)."""
+
+    source: str | bytes | Any
     label: str
     name: str
     split: str | None = None
@@ -61,6 +72,26 @@ class SourceOptions:
     media_column: str | None = None
     label_column: str = "label"
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def label_names(records: Iterable[Any]) -> list[str]:
+    """The class names of the usable ``records`` (empty labels left out): in numeric order
+    when every one is an integer (``2`` before ``10``), else sorted."""
+    names = {r.label for r in records if r.label and not isinstance(r.source, Unusable)}
+    if all(re.fullmatch(r"-?\d+", n) for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def not_utf8(path: str | Path) -> str | None:
+    """``None`` when the name of ``path`` is UTF-8 text; else that name with its other bytes
+    escaped (``caf\\xe9.wav``): a name JSON and the store manifest cannot carry as it is."""
+    raw = os.fsencode(str(path))
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+    return None
 
 
 _ALIASES: dict[str, tuple[str, Callable[[SourceOptions], Path]]] = {}

@@ -18,10 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from mmkit.data import hf
-from mmkit.data.records import Record, SourceData, SourceOptions, alias, find_layout
+from mmkit.data.records import (
+    Record,
+    SourceData,
+    SourceOptions,
+    Unusable,
+    alias,
+    find_layout,
+    label_names,
+    not_utf8,
+)
 from mmkit.data.splits import normalize_split
 from mmkit.errors import UserInputError
-from mmkit.io.files import file_problem, read_text, short_path, stat_problem
+from mmkit.io.files import file_problem, link_out_of, read_text, short_path, stat_problem
 
 
 def resolve(src: str, options: SourceOptions) -> SourceData:
@@ -103,9 +112,27 @@ def read_folder(root: Path, options: SourceOptions) -> SourceData:
         label = parts[1] if split else parts[0]  # the top class folder (nested folders allowed)
         if label.startswith("_") and label.endswith("_") and label != "_unknown_":
             continue  # e.g. _background_noise_
-        records.append(Record(str(path), label, str(path.relative_to(root)), split))
-    labels = sorted({r.label for r in records})
-    return SourceData(records, labels, "folder")
+        records.append(media_record(path, root, label, str(path.relative_to(root)), split))
+    return SourceData(records, label_names(records), "folder")
+
+
+def media_record(
+    path: Path, root: Path, label: str, name: str, split: str | None, group: str | None = None
+) -> Record:
+    """The record of media file ``path`` of the dataset folder ``root`` (see :func:`media_file`)."""
+    source, shown = media_file(path, root, name)
+    return Record(source, "" if isinstance(source, Unusable) else label, shown, split, group)
+
+
+def media_file(path: Path, root: Path, name: str) -> tuple[str | Unusable, str]:
+    """``(source, name)`` of media file ``path`` of the dataset folder ``root``; the source is
+    :class:`Unusable` (skipped, with the reason) when the name is not UTF-8 text (then the name
+    comes escaped) or a symbolic link takes the file out of ``root``."""
+    escaped = not_utf8(name)
+    if escaped is not None:
+        return Unusable("the file name is not UTF-8 text"), escaped
+    problem = link_out_of(path, root)
+    return (Unusable(problem) if problem else str(path)), name
 
 
 def read_manifest(path: Path, options: SourceOptions) -> SourceData:
@@ -124,9 +151,8 @@ def read_manifest(path: Path, options: SourceOptions) -> SourceData:
         media = Path(name)
         media = media if media.is_absolute() else path.parent / media
         group = row_value(row, "group", where, required=False)
-        records.append(Record(str(media), label, name, normalize_split(split), group))
-    labels = sorted({r.label for r in records})
-    return SourceData(records, labels, "manifest")
+        records.append(media_record(media, path.parent, label, name, normalize_split(split), group))
+    return SourceData(records, label_names(records), "manifest")
 
 
 def row_value(

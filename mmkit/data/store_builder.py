@@ -24,6 +24,7 @@ import numpy as np
 
 from mmkit.cache import cache_dir
 from mmkit.data.hf import RowBytes, stream_sources
+from mmkit.data.records import Unusable
 from mmkit.data.store import Store, StoreWriter, is_store, open_cached
 from mmkit.errors import MediaError, UserInputError
 from mmkit.events import NullProgress, Progress
@@ -44,6 +45,8 @@ class StoreRecipe:
 
 def source_stamp(source: str | bytes | RowBytes) -> str:
     """What identifies a media source's content for a store fingerprint (hash, or path+stat)."""
+    if isinstance(source, Unusable):
+        return f"unusable:{source.reason}"
     if isinstance(source, RowBytes):
         return source.stamp
     if isinstance(source, bytes):
@@ -59,7 +62,7 @@ def fingerprint(head: Any, lines: Iterable[str]) -> str:
     """A short hash of ``head`` (JSON) and one line per record: equal sources, equal stores."""
     h = hashlib.sha1(json.dumps(head).encode())
     for line in lines:
-        h.update(line.encode() + b"\n")
+        h.update(line.encode("utf-8", "surrogateescape") + b"\n")
     return h.hexdigest()[:16]
 
 
@@ -96,6 +99,8 @@ def decode_all(
     flight, so memory holds a few items, never the dataset."""
 
     def one(source: Any) -> np.ndarray | str:
+        if isinstance(source, Unusable):  # listed by the dataset, refused before decoding
+            return source.reason
         try:
             return decode(source, params)
         except MediaError as exc:

@@ -74,6 +74,23 @@ def path_exists(path: str | os.PathLike[str]) -> bool:
     return stat_problem(path) is None
 
 
+def link_out_of(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` must not be read as part of the dataset folder ``root``: a symbolic link
+    below ``root`` (the file, or a folder on the way to it) leads out of it; ``None`` otherwise.
+    A path outside ``root`` as written (absolute, or ``../``) is the writer's choice and
+    answers ``None``: only links, which a listing does not show, are refused."""
+    try:
+        where, top = os.path.abspath(path), os.path.abspath(root)
+        if os.path.commonpath([where, top]) != top:
+            return None
+        real, real_top = os.path.realpath(where), os.path.realpath(top)
+    except (OSError, ValueError):  # a name the system refuses: reading it says why
+        return None
+    if os.path.commonpath([real, real_top]) == real_top:
+        return None
+    return f"a symbolic link out of the dataset folder (to {short_path(real, 80)})"
+
+
 def short_path(path: str | os.PathLike[str], limit: int = 160) -> str:
     """``path`` for a one-line message: a very long one keeps its end (the file name)."""
     text = os.fspath(path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from typing import BinaryIO
 
 import numpy as np
@@ -77,12 +78,30 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _too_large(pixels: int) -> str:
+    return (
+        f"{pixels:,} pixels, more than the limit of {Image.MAX_IMAGE_PIXELS:,} "
+        "(PIL.Image.MAX_IMAGE_PIXELS, a guard against decompression bombs)"
+    )
+
+
+def _check_size(image: Image.Image, name: str) -> None:
+    """Refuse an image of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels before it is decoded.
+    Pillow itself only warns up to twice that many and decodes them (gigabytes for a file of a
+    few kilobytes: a decompression bomb); raise the limit in Python to read larger images."""
+    width, height = image.size
+    if Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS:
+        raise MediaError.cannot_decode(name, f"{width} x {height} = {_too_large(width * height)}")
+
+
 def load_image(source: ImageSource) -> Image.Image:
     """Decode an image file, bytes or binary stream to an RGB ``PIL.Image.Image``.
 
     EXIF orientation is applied (``ImageOps.exif_transpose``), so a photo stored sideways comes
     back the way it is displayed. Grayscale, palette, CMYK and 16-bit images are converted to
     RGB; transparent pixels are composited onto white. Animated images give their first frame.
+    A truncated file is refused (Pillow's ``LOAD_TRUNCATED_IMAGES`` stays off: half an image is
+    not the image), as is one of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels, before decoding.
 
     Raises:
         MediaError: ``cannot decode <path>: <reason>`` for a missing, truncated or unknown file.
@@ -90,8 +109,12 @@ def load_image(source: ImageSource) -> Image.Image:
     name = _source_name(source)
     if isinstance(source, str | os.PathLike):
         problem = file_problem(source)  # opening a FIFO would block forever
+        if problem is None and os.path.getsize(source) == 0:
+            problem = "empty file (0 bytes)"
         if problem is not None:
             raise MediaError.cannot_decode(name, problem)
+    elif isinstance(source, bytes | bytearray) and not source:
+        raise MediaError.cannot_decode(name, "empty (0 bytes)")
     try:
         if isinstance(source, bytes | bytearray):
             stream: BinaryIO = io.BytesIO(bytes(source))
@@ -101,6 +124,7 @@ def load_image(source: ImageSource) -> Image.Image:
             stream = source
         try:
             with Image.open(stream) as opened:
+                _check_size(opened, name)
                 opened.load()
                 oriented = ImageOps.exif_transpose(opened)
                 image = _to_rgb(oriented)
@@ -114,7 +138,11 @@ def load_image(source: ImageSource) -> Image.Image:
         if exc.errno is not None:  # from the file system, not from a decoder
             raise MediaError.cannot_decode(name, os_reason(exc)) from None
         raise MediaError.cannot_decode(name, str(exc or type(exc).__name__)) from exc
-    except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's, at twice the limit
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        reason = _too_large(int(pixels[1])) if pixels else str(exc)
+        raise MediaError.cannot_decode(name, reason) from exc
+    except (ValueError, SyntaxError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
         raise MediaError.cannot_decode(name, reason) from exc
     return image
