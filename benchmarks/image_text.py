@@ -180,7 +180,9 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         print(f"| {title} | {first['num_images']} | {first['num_pairs']} | {' | '.join(cells)} |")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, settings: dict[str, Any] | None = None) -> int:
+    """The protocol with mmkit's defaults and ``--set`` overrides (``settings``: what else the
+    caller changed, recorded in the report)."""
     parser = base_parser(__doc__.split("\n\n")[0], DEFAULT_DATA)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
@@ -188,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.epochs:
         overrides["epochs"] = args.epochs
     report = run_protocol(
-        lambda data, seed, out: run_seed(data, seed, overrides, out), args, overrides
+        lambda data, seed, out: run_seed(data, seed, overrides, out),
+        args,
+        {**overrides, **(settings or {})},
     )
     print_report(report, args.json)
     return 0
