@@ -26,17 +26,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.camera_motion import parse_overrides
-from benchmarks.protocol import code_version, summarize
+from benchmarks.protocol import base_parser, code_version, summarize
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/image_text")
 HELD_OUT_PAIRS = {("circle", "red"), ("square", "green"), ("triangle", "blue"), ("cross", "yellow")}
@@ -111,66 +110,91 @@ def run_seed(data: dict[str, Any], seed: int, overrides: dict[str, Any], out: Pa
         report = mm.evaluate(
             str(result.best_checkpoint), mm.MMConfig(dataset=str(root / f"{name}.csv")), split="all"
         )
-        if report["num_images"] != data[f"{name}_images"]:
-            raise RuntimeError(f"{name}: scored {report['num_images']} images")
-        row[name] = {
-            "num_images": report["num_images"],
-            "num_pairs": report["num_pairs"],
-            "i2t_R@1": round(report["image_to_text"]["R@1"], 4),
-            "t2i_R@1": round(report["text_to_image"]["R@1"], 4),
-            "i2t_R@5": round(report["image_to_text"]["R@5"], 4),
-            "t2i_R@5": round(report["text_to_image"]["R@5"], 4),
-            "zero_shot_accuracy": report.get("zero_shot_accuracy"),
-        }
+        row[name] = score_row(report)
     return row
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def score_row(report: dict[str, Any]) -> dict[str, Any]:
+    """The per-test-set entry of a seed's row from an ``mm eval``-shaped report."""
+    return {
+        "num_images": report["num_images"],
+        "num_pairs": report["num_pairs"],
+        "i2t_R@1": round(report["image_to_text"]["R@1"], 4),
+        "t2i_R@1": round(report["text_to_image"]["R@1"], 4),
+        "i2t_R@5": round(report["image_to_text"]["R@5"], 4),
+        "t2i_R@5": round(report["text_to_image"]["R@5"], 4),
+        "zero_shot_accuracy": report.get("zero_shot_accuracy"),
+    }
+
+
+KEYS = ("i2t_R@1", "t2i_R@1", "i2t_R@5", "t2i_R@5", "zero_shot_accuracy")
+
+
+def run_protocol(
+    run: Callable[[dict[str, Any], int, Path], dict[str, Any]],
+    args: argparse.Namespace,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """``run(data, seed, out_dir)`` for each of ``args.seeds``, each seed's row checked to have
+    scored every test image; the report with the per-seed rows and their summaries."""
     import torch
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
-    args = parser.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
-    overrides = parse_overrides(args.set)
     code = code_version()
     data = ensure_data(args.data)
     out = args.out or Path(tempfile.mkdtemp(prefix="mmkit-image-text-"))
     seeds = []
     for seed in args.seeds:
         t0 = time.perf_counter()
-        row = {"seed": seed, **run_seed(data, seed, overrides, out / f"seed{seed}")}
+        row = {"seed": seed, **run(data, seed, out / f"seed{seed}")}
+        for name in ("same", "new"):
+            if row[name]["num_images"] != data[f"{name}_images"]:
+                raise RuntimeError(f"{name}: scored {row[name]['num_images']} images")
         row["seconds"] = round(time.perf_counter() - t0, 1)
         seeds.append(row)
         print(f"mm seed {seed}: {json.dumps(row)}", file=sys.stderr, flush=True)
     report: dict[str, Any] = {
         "code": code,
-        "settings": overrides,
+        "settings": settings,
         "data": {k: str(v) for k, v in data.items()},
         "per_seed": seeds,
     }
     for name in ("same", "new"):
-        for key in ("i2t_R@1", "t2i_R@1", "zero_shot_accuracy"):
+        for key in KEYS:
             values = [s[name][key] for s in seeds if s[name][key] is not None]
             if values:
                 report.setdefault(name, {})[key] = summarize(values)
-    if args.json:
+    return report
+
+
+def print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
         print(json.dumps(report, indent=2))
-        return 0
-    print("| test set | images | image->text R@1 | text->image R@1 | per seed (i2t / t2i) |")
-    print("|---|---|---|---|---|")
+        return
+    seeds = report["per_seed"]
+    print("| test set | images | captions | i2t R@1 | t2i R@1 | i2t R@5 | t2i R@5 |")
+    print("|---|---|---|---|---|---|---|")
     for name, title in (("same", "same concepts"), ("new", "new concepts")):
-        i2t, t2i = report[name]["i2t_R@1"], report[name]["t2i_R@1"]
-        per = ", ".join(f"{s[name]['i2t_R@1']:.2f} / {s[name]['t2i_R@1']:.2f}" for s in seeds)
-        print(
-            f"| {title} | {seeds[0][name]['num_images']} | {i2t['mean']:.3f} ± {i2t['std']:.3f} "
-            f"| {t2i['mean']:.3f} ± {t2i['std']:.3f} | {per} |"
-        )
+        cells = [f"{report[name][k]['mean']:.3f} ± {report[name][k]['std']:.3f}" for k in KEYS[:4]]
+        first = seeds[0][name]
+        print(f"| {title} | {first['num_images']} | {first['num_pairs']} | {' | '.join(cells)} |")
+
+
+def main(argv: Sequence[str] | None = None, settings: dict[str, Any] | None = None) -> int:
+    """The protocol with mmkit's defaults and ``--set`` overrides (``settings``: what else the
+    caller changed, recorded in the report)."""
+    parser = base_parser(__doc__.split("\n\n")[0], DEFAULT_DATA)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    overrides = parse_overrides(args.set)
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    report = run_protocol(
+        lambda data, seed, out: run_seed(data, seed, overrides, out),
+        args,
+        {**overrides, **(settings or {})},
+    )
+    print_report(report, args.json)
     return 0
 
 

@@ -21,9 +21,10 @@ from torch.utils.data import Dataset
 
 import mmkit
 from mmkit.config import TrainConfig
-from mmkit.data.epochs import EpochDataset, EpochSampler
+from mmkit.data.epochs import EpochDataset, EpochSampler, distinct_batches
 from mmkit.engine import checkpoint as ckpt
 from mmkit.engine import plots
+from mmkit.engine.optim import param_groups
 from mmkit.engine.placement import loader_workers, seed_everything
 from mmkit.engine.state import TrainerState
 from mmkit.engine.tracker import BestTracker
@@ -452,6 +453,81 @@ def test_epoch_sampler_mid_epoch_start():
     assert list(s) == [] and len(s) == 0
 
 
+def _scenes(n_items: int, n_texts: int, seed: int) -> tuple[list[list[int]], list[int]]:
+    """Items with two options each (an image's captions): option 2i is one of ``n_texts``
+    shared texts (many repeats, as renders of one scene), option 2i+1 a text of its own half
+    the time, else a shared one too."""
+    g = torch.Generator().manual_seed(seed)
+    shared = torch.randint(n_texts, (n_items, 2), generator=g).tolist()
+    own = torch.rand(n_items, generator=g).lt(0.5).tolist()
+    keys: list[int] = []
+    for i in range(n_items):
+        keys += [shared[i][0], n_texts + i if own[i] else shared[i][1]]
+    return [[2 * i, 2 * i + 1] for i in range(n_items)], keys
+
+
+@pytest.mark.parametrize(("n_items", "n_texts", "batch"), [(300, 40, 32), (945, 120, 64)])
+def test_distinct_batches_cover_every_item_once_without_a_repeat_in_a_batch(
+    n_items, n_texts, batch
+):
+    options, keys = _scenes(n_items, n_texts, seed=n_items)
+    picks = distinct_batches(options, keys, batch, seed=5)
+    # every item exactly once, as one of its own options
+    assert sorted(p // 2 for p in picks) == list(range(n_items))
+    full = len(picks) // batch
+    blocks = [picks[i * batch : (i + 1) * batch] for i in range(full)]
+    assert all(len({keys[p] for p in b}) == len(b) for b in blocks), "a text twice in a batch"
+    # a plain shuffle with a random option would repeat texts in these batches
+    if n_items > 100:
+        g = torch.Generator().manual_seed(0)
+        shuffled = [2 * int(i) for i in torch.randperm(n_items, generator=g)]
+        plain = [shuffled[i * batch : (i + 1) * batch] for i in range(full)]
+        assert any(len({keys[p] for p in b}) < len(b) for b in plain)
+        assert len({p % 2 for p in picks}) == 2  # both options get picked
+    # seeded: the same order for a seed, another for another seed
+    assert distinct_batches(options, keys, batch, seed=5) == picks
+    assert distinct_batches(options, keys, batch, seed=6) != picks
+
+
+def test_distinct_batches_put_unavoidable_repeats_last():
+    """Too few texts: a batch of 4 cannot avoid repeats at the end; every item still comes
+    once, the first batches have no repeat and the repeats all fall in the final ones."""
+    options = [[i] for i in range(10)]
+    keys = [0] * 6 + [1, 2, 3, 4]  # six items share one text
+    picks = distinct_batches(options, keys, 4, seed=0)
+    assert sorted(picks) == list(range(10))
+    first = picks[:4]
+    assert len({keys[p] for p in first}) == 4
+    assert [keys[p] for p in picks[4:]].count(0) == 5
+    assert distinct_batches(options, keys, 1, seed=0) != list(range(10))  # still shuffled
+    assert distinct_batches([], [], 4, seed=0) == []
+    with pytest.raises(ValueError, match="batch_size"):
+        distinct_batches(options, keys, 0, seed=0)
+
+
+def test_no_weight_decay_on_norms_biases_temperature_and_embeddings():
+    from mmkit.registry import create_backbone
+
+    model = create_backbone("clip_lite_test")
+    decay, plain = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay = {names[id(p)] for p in plain["params"]}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert len(no_decay) + len(decayed) == len(names)
+    assert "logit_scale" in no_decay
+    for part in ("token_embedding.weight", "positional_embedding", "class_embedding"):
+        assert any(n.endswith(part) for n in no_decay), part
+        assert not any(n.endswith(part) for n in decayed), part
+    assert all("ln_" not in n and not n.endswith(".bias") for n in decayed)
+    assert {"image_projection.weight", "text_projection.weight"} <= decayed
+    assert any(n.endswith("attn.in_proj_weight") for n in decayed)
+    assert any(n.endswith("mlp.c_fc.weight") for n in decayed)
+    model.logit_scale.requires_grad_(False)
+    frozen = param_groups(model, 0.1)
+    assert all(p is not model.logit_scale for g in frozen for p in g["params"])
+
+
 # -- checkpoints -----------------------------------------------------------------------------
 
 
@@ -591,8 +667,15 @@ def test_public_load_checkpoint_missing_path_is_checkpoint_error(tmp_path):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("epoch", "2"), ("best", [1]), ("history", {"a": 1}), ("scheduler", None),
-     ("global_step", 1.5), ("world", 0), ("optimizer", {"param_groups": 1})],
+    [
+        ("epoch", "2"),
+        ("best", [1]),
+        ("history", {"a": 1}),
+        ("scheduler", None),
+        ("global_step", 1.5),
+        ("world", 0),
+        ("optimizer", {"param_groups": 1}),
+    ],
 )
 def test_trainer_state_with_a_wrong_type_is_one_line(tmp_path, key, value):
     model = make_model(0)
@@ -729,6 +812,28 @@ def test_persistent_workers_see_each_epoch_set_in_the_main_process():
         data.set_epoch(epoch)
         seen.append([b.tolist() for b in loader])
     assert seen == [[[0] * 4], [[1] * 4], [[2] * 4]]
+
+
+class OrderedBlobs(Blobs):
+    ordered = True  # orders its epochs itself: the sampler must not shuffle it
+
+
+def test_a_dataset_that_orders_its_epochs_is_read_in_sequence(tmp_path):
+    trainer = Trainer(
+        make_model(),
+        BlobTask(),
+        OrderedBlobs(40, seed=1),
+        Blobs(8, seed=2),
+        make_cfg(),
+        tmp_path / "run",
+        spec=SPEC,
+        device=CPU,
+    )
+    trainer.loaders.epoch(3)
+    assert list(trainer.loaders.sampler) == list(range(40))
+    shuffled = make_trainer(tmp_path / "shuffled")
+    shuffled.loaders.epoch(3)
+    assert list(shuffled.loaders.sampler) != list(range(96))
 
 
 def test_default_loaders_have_persistent_workers(tmp_path):

@@ -219,6 +219,50 @@ def _scene_batch(scene_set, n: int) -> tuple[torch.Tensor, list[str]]:
     return torch.from_numpy(arrays), [r.captions[0] for r in records]
 
 
+def test_caption_pairs_batches_hold_no_caption_twice_and_every_image_once(
+    scene_set, tmp_path: Path
+) -> None:
+    """Renders of one scene share captions: a batch of a plain shuffle repeats some, whose
+    copies would be false negatives of each other; CaptionPairs' batches never do."""
+    from mmkit.pipelines import mm
+    from mmkit.tasks.contrastive import CaptionPairs
+
+    cfg = mm.MMConfig(dataset=str(scene_set.layouts["csv"]))
+    params = {"image_size": 32, "tokenizer": {"context_length": 24}}
+    store = mm.prepare(cfg, params=params, out=tmp_path / "store")
+    train = store.indices("train")
+    tokens = np.asarray(store.extra("tokens"))
+    owner = np.asarray(store.extra("caption_image"))
+    batch = 32
+    pairs = CaptionPairs(store, train, seed=3, batch_size=batch)
+    assert CaptionPairs.ordered and len(pairs) == len(train)
+    full = len(train) // batch
+    plans = []
+    for epoch in (0, 1):
+        pairs.set_epoch(epoch)
+        plan = pairs.plan()
+        assert sorted(owner[plan].tolist()) == sorted(train)  # every train image once
+        for b in range(full):
+            block = tokens[plan[b * batch : (b + 1) * batch]]
+            assert len(np.unique(block, axis=0)) == batch, f"epoch {epoch} batch {b}"
+        image, caption, _ = pairs[5]
+        assert torch.equal(caption, torch.from_numpy(tokens[plan[5]]).long())
+        assert np.array_equal(image.numpy(), np.array(store[int(owner[plan[5]])][0]))
+        plans.append(plan)
+    assert plans[0] != plans[1]
+    again = CaptionPairs(store, train, seed=3, batch_size=batch)
+    again.set_epoch(1)
+    assert again.plan() == plans[1]  # seeded: the same in any process
+    # the protocol's point: a plain shuffle of the images' first captions repeats some
+    first = np.array([np.flatnonzero(owner == i)[0] for i in train])
+    rng = np.random.default_rng(0)
+    shuffled = tokens[first[rng.permutation(len(first))]]
+    repeats = [
+        batch - len(np.unique(shuffled[b * batch : (b + 1) * batch], axis=0)) for b in range(full)
+    ]
+    assert sum(repeats) > 0
+
+
 def test_contrastive_training_reduces_loss_on_a_fixed_batch(scene_set) -> None:
     torch.manual_seed(0)
     pixels, captions = _scene_batch(scene_set, 8)

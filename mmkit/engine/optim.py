@@ -1,5 +1,6 @@
-"""The optimizer every run uses: AdamW (no weight decay on biases and norms) with a linear
-warmup then cosine decay to zero, stepped once per training step."""
+"""The optimizer every run uses: AdamW (weight decay on weight matrices only: none on biases,
+norms, temperatures and embeddings) with a linear warmup then cosine decay to zero, stepped once
+per training step."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def make_optimizer(
     """AdamW over ``model``'s trainable parameters (``cfg.lr``, ``cfg.weight_decay``) and its
     schedule: ``cfg.warmup`` (a fraction of ``total_steps``, at least one step) from 1% of the
     rate up, then a cosine down to 0."""
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps = max(1, int(cfg.warmup * total_steps))
     sched = torch.optim.lr_scheduler
     scheduler = sched.SequentialLR(
@@ -31,11 +32,18 @@ def make_optimizer(
     return optimizer, scheduler
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """``model``'s trainable parameters in two AdamW groups: ``weight_decay`` on weight matrices,
+    none on the rest: parameters under 2 dimensions (biases, norm scales, a logit scale), the
+    weights of ``nn.Embedding`` modules and parameters named ``*embedding`` (open_clip's token,
+    position and class embeddings; timm's ViTs exempt theirs the same way)."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        plain = p.ndim < 2 or id(p) in embeddings or name.rsplit(".", 1)[-1].endswith("embedding")
+        (no_decay if plain else decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -125,7 +125,10 @@ class Loaders:
             pin_memory=pin,
             collate_fn=collate_fn,
         )
-        sampler = EpochSampler(len(train_set), seed=cfg.seed, shuffle=True, rank=rank, world=world)
+        shuffle = not getattr(train_set, "ordered", False)  # else it orders its epochs itself
+        sampler = EpochSampler(
+            len(train_set), seed=cfg.seed, shuffle=shuffle, rank=rank, world=world
+        )
         generator = torch.Generator()
         drop_last = len(train_set) >= 2 * cfg.batch_size * world
         train = DataLoader(

@@ -276,7 +276,9 @@ def training_job(cfg: MMConfig, progress: Progress, *, resume: bool = False) -> 
     return Job(
         pipeline,
         ContrastiveTask(tokenizer, spec.prompt or DEFAULT_PROMPT),
-        CaptionPairs(store, splits.train, seed=cfg.seed),
+        CaptionPairs(
+            store, splits.train, seed=cfg.seed, batch_size=cfg.batch_size * distributed.world()
+        ),
         CaptionImages(store, splits.validation),
         spec,
         store.skipped,

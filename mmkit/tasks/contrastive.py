@@ -3,8 +3,9 @@
 :class:`ClipPipeline` takes batches as the prepared store holds them (``uint8 [B, S, S, 3]``
 images, ``[B, L]`` token ids) and runs ``image_transform`` on the training device before the
 image-text model (ClipLite, an open_clip model or any mm plugin with ``encode_image`` /
-``encode_text`` / ``scale``). Training draws one random caption per image per step
-(:class:`CaptionPairs`), so two captions of one image never meet as negatives; evaluation scores
+``encode_text`` / ``scale``). Training sees every image once per epoch with one of its captions,
+in batches where no caption text occurs twice (:class:`CaptionPairs`), so neither two captions
+of one image nor two copies of one caption meet as negatives; evaluation scores
 every caption of every image (:class:`CaptionImages`): recall@1/5/10 and mean/median rank both
 ways, and zero-shot accuracy through class prompts when the images have labels.
 """
@@ -24,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mmkit import distributed
-from mmkit.data.epochs import EpochDataset
+from mmkit.data.epochs import EpochDataset, distinct_batches
 from mmkit.data.mm_store import class_names
 from mmkit.data.store import Store
 from mmkit.errors import CheckpointError, UserInputError
@@ -32,7 +33,7 @@ from mmkit.io.image import RESIZE_DEFAULTS, check_resize
 from mmkit.losses import ContrastiveLoss
 from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
-from mmkit.seeds import item_seed
+from mmkit.seeds import epoch_seed, item_seed
 from mmkit.spec import CheckpointSpec
 from mmkit.tasks.checks import check_finite
 
@@ -155,29 +156,44 @@ def build_contrastive(spec: CheckpointSpec, source: str = "config.json") -> Clip
 
 
 class CaptionPairs(EpochDataset):
-    """(image, one of its captions, crop seed) per image of ``indices``; the caption and the crop
-    are drawn from generators seeded by (seed, epoch, image index), so they are the same with any
-    number of loader workers and after ``--resume``."""
+    """(image, one of its captions, crop seed) per position of an epoch: every image of
+    ``indices`` once, in an order seeded by (seed, epoch) and packed by
+    :func:`~mmkit.data.epochs.distinct_batches` so that no caption text occurs twice in a batch
+    of ``batch_size`` (under DDP the global batch, the loss's negatives): a repeated caption
+    would be its own false negative. Each image takes a random caption that the batch does not
+    hold yet; the crop seed follows (seed, epoch, image index). Items are the same with any
+    number of loader workers and after ``--resume``; the sampler reads them in sequence."""
 
-    def __init__(self, store: Store, indices: list[int], *, seed: int) -> None:
-        self.store, self.indices, self.seed = store, indices, seed
-        self.tokens = torch.from_numpy(np.asarray(store.extra("tokens"), dtype=np.int64))
-        owner = np.asarray(store.extra("caption_image"))
-        order = np.argsort(owner, kind="stable")
-        starts = np.searchsorted(owner[order], np.arange(len(store) + 1))
-        self.captions_of = [order[starts[i] : starts[i + 1]] for i in range(len(store))]
+    ordered = True
+
+    def __init__(self, store: Store, indices: list[int], *, seed: int, batch_size: int) -> None:
+        self.store, self.indices, self.seed, self.batch_size = store, indices, seed, batch_size
+        tokens = np.asarray(store.extra("tokens"), dtype=np.int64)
+        self.tokens = torch.from_numpy(tokens)
+        self.texts = np.unique(tokens, axis=0, return_inverse=True)[1].reshape(-1).tolist()
+        self.owner = np.asarray(store.extra("caption_image"))
+        order = np.argsort(self.owner, kind="stable")
+        starts = np.searchsorted(self.owner[order], np.arange(len(store) + 1))
+        self.options = [order[starts[i] : starts[i + 1]].tolist() for i in indices]
+        self._plan: tuple[int, list[int]] = (-1, [])
         super().__init__()
 
     def __len__(self) -> int:
         return len(self.indices)
 
+    def plan(self) -> list[int]:
+        """The caption of each position this epoch (computed once per epoch and process)."""
+        if self._plan[0] != self.epoch:
+            seed = epoch_seed(self.seed, self.epoch)
+            picks = distinct_batches(self.options, self.texts, self.batch_size, seed=seed)
+            self._plan = (self.epoch, picks)
+        return self._plan[1]
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        idx = self.indices[i]
-        seed = item_seed(self.seed, self.epoch, idx)
-        options = self.captions_of[idx]
-        pick = int(options[torch.randint(len(options), (1,), generator=_gen(seed)).item()])
+        caption = self.plan()[i]
+        idx = int(self.owner[caption])
         image = torch.from_numpy(np.array(self.store[idx][0]))
-        return image, self.tokens[pick], seed
+        return image, self.tokens[caption], item_seed(self.seed, self.epoch, idx)
 
 
 def _gen(seed: int) -> torch.Generator:
