@@ -19,7 +19,7 @@ import inspect
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -29,6 +29,10 @@ from mmkit.errors import CheckpointError, UnknownPluginError, UserInputError
 MODALITIES = ("audio", "video", "image", "text", "mm")
 ENTRY_POINT_GROUP = "mmkit.plugins"
 _BUILTIN_MODULES = ("mmkit.preprocess", "mmkit.backbones")
+# what a backbone's forward takes (mmkit/backbones/base.py), and the default per modality
+INPUTS = ("log_mel", "waveform", "clips", "image", "tokens", "image_text")
+DEFAULT_INPUT = {"audio": "log_mel", "video": "clips", "image": "image", "text": "tokens",
+                 "mm": "image_text"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class PluginSpec:
     tags: tuple[str, ...] = ()
     module: str = field(default="")
     loads: tuple[str, ...] = ()  # arguments that name a file or tag to load weights from
+    input: str | None = None  # backbones: what forward takes (INPUTS)
+    weights: Mapping[str, Any] = field(default_factory=dict)  # tag -> WeightsSpec (backbones)
 
     def signature(self) -> dict[str, str]:
         """Keyword arguments of the factory with their defaults, for ``mmkit describe``."""
@@ -62,6 +68,8 @@ class PluginSpec:
             "tags": list(self.tags),
             "module": self.module,
             "arguments": self.signature(),
+            "input": self.input,
+            "weights": {tag: w.to_dict() for tag, w in self.weights.items()},
         }
 
 
@@ -73,12 +81,21 @@ class Registry:
         self._specs: dict[str, PluginSpec] = {}
 
     def register(
-        self, name: str, *, modality: str, tags: tuple[str, ...] = (), loads: tuple[str, ...] = ()
+        self,
+        name: str,
+        *,
+        modality: str,
+        tags: tuple[str, ...] = (),
+        loads: tuple[str, ...] = (),
+        input: str | None = None,
+        weights: Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if modality not in MODALITIES:
             raise UserInputError(
                 f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
             )
+        if input is not None and input not in INPUTS:
+            raise UserInputError(f"input must be one of {', '.join(INPUTS)}, got {input!r}")
 
         def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._specs:
@@ -93,6 +110,8 @@ class Registry:
                 tags=tuple(tags),
                 module=factory.__module__,
                 loads=tuple(loads),
+                input=input or (DEFAULT_INPUT[modality] if self.kind == "backbone" else None),
+                weights=dict(weights or {}),
             )
             return factory
 
@@ -172,15 +191,26 @@ REGISTRIES = {"backbone": BACKBONES, "preprocessor": PREPROCESSORS}
 
 
 def register_backbone(
-    name: str, *, modality: str, tags: tuple[str, ...] = (), loads: tuple[str, ...] = ()
+    name: str,
+    *,
+    modality: str,
+    tags: tuple[str, ...] = (),
+    loads: tuple[str, ...] = (),
+    input: str | None = None,
+    weights: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``factory(*, num_classes, **kwargs) -> nn.Module`` as a backbone.
 
     The module must expose ``num_features``, ``forward_features(x)`` and ``forward_head(features)``.
-    ``loads`` names the arguments that point the factory at weights to load (a path or tag): a
-    checkpoint's ``config.json`` may never set them.
+    ``input`` is what ``forward`` takes: ``log_mel`` (the audio default), ``waveform`` or ``clips``
+    (the video default). ``weights`` maps tags to the pretrained weights the backbone can load
+    (:class:`mmkit.backbones.pretrained.WeightsSpec`, loaded by ``load_pretrained``). ``loads``
+    names the arguments that point the factory at weights to load (a path or tag): a checkpoint's
+    ``config.json`` may never set them.
     """
-    return BACKBONES.register(name, modality=modality, tags=tags, loads=loads)
+    return BACKBONES.register(
+        name, modality=modality, tags=tags, loads=loads, input=input, weights=weights
+    )
 
 
 def register_preprocessor(
