@@ -134,30 +134,28 @@ _MVIT = {"frames": 16, "size": 224, "resize": (256,), "mean": (0.45,) * 3, "std"
 
 s3d = _register(
     "s3d",
-    "torchvision S3D (separable 3D Inception, 8.3M parameters); Kinetics-400 weights.",
+    "torchvision S3D (separable 3D Inception, 8.3M parameters).",
     TorchvisionVideoNet,
     _kinetics("s3d", frames=128, size=224, resize=(256, 256), mean=KINETICS_MEAN, std=KINETICS_STD),
     dropout=0.2,
 )
 mvit_v1_b = _register(
     "mvit_v1_b",
-    "torchvision MViT-V1-B (multiscale ViT, 36.6M parameters, fixed 16x224x224 clips); "
-    "Kinetics-400 weights.",
+    "torchvision MViT-V1-B (multiscale ViT, 36.6M parameters, fixed 16x224x224 clips).",
     TorchvisionMViT,
     _kinetics("mvit_v1_b", **_MVIT),
     dropout=0.5,
 )
 mvit_v2_s = _register(
     "mvit_v2_s",
-    "torchvision MViT-V2-S (multiscale ViT, 34.5M parameters, fixed 16x224x224 clips); "
-    "Kinetics-400 weights.",
+    "torchvision MViT-V2-S (multiscale ViT, 34.5M parameters, fixed 16x224x224 clips).",
     TorchvisionMViT,
     _kinetics("mvit_v2_s", **_MVIT),
     dropout=0.5,
 )
 swin3d_t = _register(
     "swin3d_t",
-    "torchvision Video Swin-T (28.2M parameters); Kinetics-400 weights.",
+    "torchvision Video Swin-T (28.2M parameters).",
     TorchvisionVideoNet,
     _kinetics(
         "swin3d_t",

@@ -79,14 +79,12 @@ def _torchvision_variant(arch: str, doc: str) -> Callable[..., TorchvisionVideoR
     return register(variant(TorchvisionVideoResNet, doc, arch=arch))
 
 
-r3d_18 = _torchvision_variant(
-    "r3d_18", "torchvision R3D-18 (3D ResNet-18, 33M parameters); Kinetics-400 weights."
-)
+r3d_18 = _torchvision_variant("r3d_18", "torchvision R3D-18 (3D ResNet-18, 33M parameters).")
 mc3_18 = _torchvision_variant(
     "mc3_18",
-    "torchvision MC3-18 (3D stem, 2D later stages, 11.7M parameters); Kinetics-400 weights.",
+    "torchvision MC3-18 (3D stem, 2D later stages, 11.7M parameters).",
 )
 r2plus1d_18 = _torchvision_variant(
     "r2plus1d_18",
-    "torchvision R(2+1)D-18 (factorised 3D convs, 31.5M parameters); Kinetics-400 weights.",
+    "torchvision R(2+1)D-18 (factorised 3D convs, 31.5M parameters).",
 )

@@ -89,7 +89,6 @@ def fetch(options: SourceOptions) -> Path:
     """Download the official v0.02 archive into the cache once (torchaudio's downloader)."""
     from torchaudio.datasets import SPEECHCOMMANDS
 
-
     root = cache_dir() / "datasets"
     target = root / "SpeechCommands" / ARCHIVE
     if not detect(target, options):
