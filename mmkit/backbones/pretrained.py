@@ -119,8 +119,9 @@ def weights_spec(backbone: str, tag: str) -> WeightsSpec:
         return known[tag]
     if not known:
         raise UserInputError(f"backbone {backbone!r} has no pretrained weights tags (got {tag!r})")
-    close = difflib.get_close_matches(tag, list(known), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    lower = {k.lower(): k for k in known}  # case aside: "hubert_base" means HUBERT_BASE
+    close = difflib.get_close_matches(tag.lower(), list(lower), n=1)
+    hint = f" Did you mean {lower[close[0]]!r}?" if close else ""
     raise UserInputError(
         f"backbone {backbone!r} has no pretrained weights {tag!r}.{hint} "
         f"Known tags: {', '.join(known)}"
