@@ -16,11 +16,14 @@ from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_pre
 
 # plugins whose defaults build something too large (or network-bound) to build here at the defaults
 HEAVY = {"open_clip_model", "r3d_18", "mc3_18", "r2plus1d_18", "clip_lite", "image_vit",
-         "image_resnet", "text_transformer"}  # fmt: skip
+         "image_resnet", "text_transformer", "mvit_v1_b", "mvit_v2_s", "wav2vec2_base",
+         "hubert_base", "wavlm_base", "wavlm_base_plus"}  # fmt: skip
 
 
 def _example_input(name: str, model: torch.nn.Module) -> torch.Tensor:
     modality = BACKBONES.get(name).modality
+    if BACKBONES.get(name).input == "waveform":
+        return torch.randn(2, 8000)
     if modality == "audio":
         return torch.randn(2, 1, 32, 41)
     if modality == "video":
