@@ -11,6 +11,7 @@ from mmkit.registry import (  # noqa: E402 - after runtime.configure()
     create_preprocessor,
     list_plugins,
     register_backbone,
+    register_layout,
     register_preprocessor,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "list_plugins",
     "load_checkpoint",
     "register_backbone",
+    "register_layout",
     "register_preprocessor",
 ]
 

@@ -1,7 +1,8 @@
-"""Plugin registry for backbones and preprocessors.
+"""Plugin registry for backbones, preprocessors and dataset layouts.
 
-One :class:`Registry` class with two instances, ``BACKBONES`` and ``PREPROCESSORS``. The decorators
-:func:`register_backbone` and :func:`register_preprocessor` are the only way in::
+One :class:`Registry` class with three instances, ``BACKBONES``, ``PREPROCESSORS`` and ``LAYOUTS``.
+The decorators :func:`register_backbone`, :func:`register_preprocessor` and :func:`register_layout`
+are the only way in::
 
     @register_backbone("audio_cnn", modality="audio")
     def audio_cnn(*, num_classes: int, width: int = 32) -> nn.Module: ...
@@ -28,7 +29,8 @@ from mmkit.errors import CheckpointError, UnknownPluginError, UserInputError
 
 MODALITIES = ("audio", "video", "image", "text", "mm")
 ENTRY_POINT_GROUP = "mmkit.plugins"
-_BUILTIN_MODULES = ("mmkit.preprocess", "mmkit.backbones")
+ANY = "any"  # a layout's modality when it reads sources of every modality
+_BUILTIN_MODULES = ("mmkit.preprocess", "mmkit.backbones", "mmkit.data.layouts")
 # what a backbone's forward takes (mmkit/backbones/base.py), and the default per modality
 INPUTS = ("log_mel", "waveform", "clips", "image", "tokens", "image_text")
 DEFAULT_INPUT = {"audio": "log_mel", "video": "clips", "image": "image", "text": "tokens",
@@ -49,9 +51,13 @@ class PluginSpec:
     loads: tuple[str, ...] = ()  # arguments that name a file or tag to load weights from
     input: str | None = None  # backbones: what forward takes (INPUTS)
     weights: Mapping[str, Any] = field(default_factory=dict)  # tag -> WeightsSpec (backbones)
+    detect: Callable[..., bool] | None = None  # a layout's test of a path (its factory reads it)
 
     def signature(self) -> dict[str, str]:
-        """Keyword arguments of the factory with their defaults, for ``mmkit describe``."""
+        """Keyword arguments of the factory with their defaults, for ``mmkit describe`` (none for
+        a layout: its reader takes the path and the source options)."""
+        if self.detect is not None:
+            return {}
         params = {}
         for p in inspect.signature(self.factory).parameters.values():
             if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
@@ -76,8 +82,9 @@ class PluginSpec:
 class Registry:
     """A name -> :class:`PluginSpec` map that refuses duplicates and suggests near names."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, modalities: tuple[str, ...] = MODALITIES) -> None:
         self.kind = kind
+        self.modalities = modalities
         self._specs: dict[str, PluginSpec] = {}
 
     def register(
@@ -89,10 +96,11 @@ class Registry:
         loads: tuple[str, ...] = (),
         input: str | None = None,
         weights: Mapping[str, Any] | None = None,
+        detect: Callable[..., bool] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        if modality not in MODALITIES:
+        if modality not in self.modalities:
             raise UserInputError(
-                f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
+                f"modality must be one of {', '.join(self.modalities)}, got {modality!r}"
             )
         if input is not None and input not in INPUTS:
             raise UserInputError(f"input must be one of {', '.join(INPUTS)}, got {input!r}")
@@ -112,6 +120,7 @@ class Registry:
                 loads=tuple(loads),
                 input=input or (DEFAULT_INPUT[modality] if self.kind == "backbone" else None),
                 weights=dict(weights or {}),
+                detect=detect,
             )
             return factory
 
@@ -173,6 +182,12 @@ class Registry:
             key=lambda s: (s.modality, s.name),
         )
 
+    def in_order(self, modality: str) -> list[PluginSpec]:
+        """The plugins for ``modality`` (or for any) in registration order: built-ins, then
+        entry points, then ``MMKIT_PLUGINS`` modules. Layouts are tried in this order."""
+        load_plugins()
+        return [s for s in self._specs.values() if s.modality in (modality, ANY)]
+
     def __contains__(self, name: object) -> bool:
         load_plugins()
         return name in self._specs
@@ -187,7 +202,8 @@ class Registry:
 
 BACKBONES = Registry("backbone")
 PREPROCESSORS = Registry("preprocessor")
-REGISTRIES = {"backbone": BACKBONES, "preprocessor": PREPROCESSORS}
+LAYOUTS = Registry("layout", (*MODALITIES, ANY))
+REGISTRIES = {"backbone": BACKBONES, "preprocessor": PREPROCESSORS, "layout": LAYOUTS}
 
 
 def register_backbone(
@@ -218,6 +234,23 @@ def register_preprocessor(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``factory(**params) -> nn.Module`` (batched, runs on the training device)."""
     return PREPROCESSORS.register(name, modality=modality, tags=tags, loads=loads)
+
+
+def register_layout(
+    name: str, *, modality: str | None, detect: Callable[..., bool]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``read(path, options)`` as a dataset layout: a local ``--dataset`` path that
+    ``detect(path, options) -> bool`` accepts (a folder, or a file) is read by it::
+
+        @register_layout("esc50", modality="audio", detect=lambda p, o: (p / "meta").is_dir())
+        def read_esc50(path: Path, options: SourceOptions) -> SourceData: ...
+
+    ``modality`` is ``"audio"``, ``"video"`` or ``"mm"`` (``None``: every one). Audio and video
+    layouts get ``mmkit.data.records.SourceOptions`` and return ``SourceData``; image-text ones get
+    ``mmkit.data.captions.CaptionOptions`` and return ``CaptionData``. Layouts are tried in
+    registration order, after manifests and HF folders, before the generic folder reader.
+    """
+    return LAYOUTS.register(name, modality=modality or ANY, detect=detect)
 
 
 def bind_arguments(spec: PluginSpec, kwargs: dict[str, Any]) -> None:
@@ -391,7 +424,7 @@ def list_plugins(
 
 
 def describe(name: str) -> PluginSpec:
-    """The spec of a backbone or preprocessor by name (backbones first)."""
+    """The spec of a backbone, preprocessor or layout by name (in that order)."""
     for reg in REGISTRIES.values():
         if name in reg:
             return reg.get(name)

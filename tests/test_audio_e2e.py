@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,15 +17,9 @@ import torch
 
 from mmkit.engine.trainer import TrainingInterrupted
 from mmkit.pipelines import audio
+from tests.conftest import run_cli
 
 CHANCE = 1 / 6
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args], capture_output=True, text=True, env=env, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")

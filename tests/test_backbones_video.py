@@ -1,8 +1,8 @@
-"""Every registered video backbone: contract, forward/backward, no NaN; local weight loading."""
+"""Video backbones beyond the contract every backbone keeps (tests/test_plugin_contract.py):
+other clip sizes, argument errors, pooling, local weight loading."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,50 +13,6 @@ from torchvision.models import video as tv_video
 from mmkit import create_backbone
 from mmkit.backbones.pretrained import load_pretrained
 from mmkit.errors import CheckpointError, UserInputError
-from mmkit.registry import BACKBONES
-
-VIDEO_BACKBONES = sorted(BACKBONES.names("video"))
-TORCHVISION = {"r3d_18", "mc3_18", "r2plus1d_18"}
-KINETICS = {"s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t"}  # video_kinetics.py
-FIXED_224 = {"mvit_v1_b", "mvit_v2_s"}  # 16x224x224 clips only: too slow here (test_pretrained)
-
-
-def test_expected_backbones_are_registered() -> None:
-    expected = {"video_r3d", "video_r3d_test", "video_vit", "video_vit_test"} | TORCHVISION
-    assert expected | KINETICS <= set(VIDEO_BACKBONES)
-
-
-@pytest.mark.parametrize("name", sorted(set(VIDEO_BACKBONES) - FIXED_224))
-def test_forward_backward_no_nan(name: str) -> None:
-    torch.manual_seed(0)
-    model = create_backbone(name, num_classes=5)
-    # torchvision's models are big (8-33M parameters): tiny clips keep the backward pass quick.
-    shape = {"s3d": (2, 3, 8, 32, 32), "swin3d_t": (2, 3, 4, 32, 32)}.get(
-        name, (2, 3, 2, 16, 16) if name in TORCHVISION else (2, 3, 8, 32, 32)
-    )
-    x = torch.randn(shape, requires_grad=True)
-    features = model.forward_features(x)
-    assert isinstance(model.num_features, int)
-    assert features.shape == (2, model.num_features)
-    logits = model.forward_head(features)
-    assert logits.shape == (2, 5)
-    logits.square().mean().backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    model.eval()
-    with torch.no_grad():
-        clips = torch.randn(shape)
-        out = model(clips)
-        torch.testing.assert_close(out, model.forward_head(model.forward_features(clips)))
-    assert torch.isfinite(out).all() and out.std() > 0
-
-
-@pytest.mark.parametrize("name", VIDEO_BACKBONES)
-def test_factory_defaults_are_json(name: str) -> None:
-    spec = BACKBONES.get(name)
-    assert spec.modality == "video" and spec.description
-    json.dumps(spec.signature())
 
 
 @pytest.mark.parametrize("name", ["video_r3d_test", "video_vit_test"])

@@ -32,6 +32,7 @@ from PIL import Image
 
 import mmkit
 from mmkit.engine.checkpoint import save_checkpoint
+from mmkit.engine.state import TrainerState
 from mmkit.spec import CheckpointSpec
 from mmkit.tasks import build_model
 from tests.forked_cli import ForkedCli, run_fresh
@@ -302,14 +303,15 @@ def write_checkpoints(root: Path) -> dict[str, Path]:
         ("audio", _audio_checkpoint_config()),
         ("video", _video_checkpoint_config()),
     ):
-        model = build_model(CheckpointSpec.from_json(config))
-        out[f"{name}_ck"] = save_checkpoint(root / f"{name}_ck", model, config)
-        out[f"{name}_nan"] = save_checkpoint(root / f"{name}_nan", _nan(model), config)
+        spec = CheckpointSpec.from_json(config)
+        model = build_model(spec)
+        out[f"{name}_ck"] = save_checkpoint(root / f"{name}_ck", model, spec)
+        out[f"{name}_nan"] = save_checkpoint(root / f"{name}_nan", _nan(model), spec)
     name, kwargs = mm.model_spec(mm.MMConfig(dataset="-", backbone="clip_lite_test"))
     pipeline, parts = mm.create_pipeline(name, kwargs)
-    config = mm.pipeline_spec(parts).to_json()
-    out["mm_ck"] = save_checkpoint(root / "mm_ck", pipeline, config)
-    out["mm_nan"] = save_checkpoint(root / "mm_nan", _nan(pipeline), config)
+    spec = mm.pipeline_spec(parts)
+    out["mm_ck"] = save_checkpoint(root / "mm_ck", pipeline, spec)
+    out["mm_nan"] = save_checkpoint(root / "mm_nan", _nan(pipeline), spec)
     return out
 
 
@@ -347,8 +349,10 @@ def write_bad_files(root: Path, good: Path, manifest: Path) -> dict[str, Path]:
     out["train_csv"].write_text("path,label,split\n" + "".join(rows))
     run = root / "bad_run"
     model = torch.nn.Linear(2, 2)
-    save_checkpoint(run / "last", model, good_config, optimizer=torch.optim.AdamW(
-        model.parameters()), trainer_state={"epoch": "2"})
+    save_checkpoint(run / "last", model, CheckpointSpec.from_json(good_config),
+                    optimizer=torch.optim.AdamW(model.parameters()), trainer_state=TrainerState())
+    state_file = run / "last" / "trainer_state.json"  # then the epoch as a string
+    state_file.write_text(json.dumps({**json.loads(state_file.read_text()), "epoch": "2"}))
     out["bad_run"] = run
     store = audio.prepare(audio.AudioConfig(dataset=str(manifest)), out=root / "short_store")
     data = store.path / "data.bin"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from mmkit.pipelines.bench import TARGETS, BenchSettings, judge, run_bench
 from mmkit.pipelines.bench.epoch import EpochPlan, synthetic_like
 from mmkit.pipelines.bench.timing import run_child, slope
 from mmkit.pipelines.store_builder import decode_all
+from tests.conftest import run_cli
 
 RATIOS = {
     "audio": {
@@ -84,15 +84,8 @@ def test_bench_json_has_every_ratio_target_and_slope(tmp_path):
     """One ``mmkit bench --quick --json`` run: every ratio of every modality, each with its
     target and verdict, the cold start, and the growth of prepare and an epoch at 1x/4x/16x."""
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "MMKIT_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mmkit", "bench", "--quick", "--device", "cpu", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env=env,
-        check=False,
-    )
+    cache = str(tmp_path / "cache")
+    proc = run_cli("bench", "--quick", "--device", "cpu", "--json", cwd=root, MMKIT_CACHE=cache)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)  # the whole stdout is one JSON document
     assert set(report["results"]) == {"audio", "video", "mm"}
@@ -255,13 +248,9 @@ def test_open_clip_twin_has_the_towers_of_clip_lite() -> None:
 
 
 def test_bench_cli_help_names_its_options() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "mmkit", "bench", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],
-    ).stdout
+    proc = run_cli("bench", "--help", cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     assert "--modality" in out and "--quick" in out and "--device" in out
 
 

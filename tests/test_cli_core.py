@@ -17,6 +17,7 @@ import mmkit
 from mmkit.cli.main import main
 from mmkit.errors import UnknownPluginError, UserInputError
 from mmkit.registry import BACKBONES, register_backbone
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "zzcli"
@@ -62,13 +63,7 @@ def test_version(capsys):
 
 
 def test_python_dash_m_version():
-    proc = subprocess.run(
-        [sys.executable, "-m", "mmkit", "--version"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = run_cli("--version", timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"mmkit {mmkit.__version__}"
 
@@ -80,7 +75,7 @@ def test_list_json(plugin, capsys):
     assert isinstance(data, list) and data
     for entry in data:
         assert {"name", "kind", "modality", "description", "arguments"} <= set(entry)
-        assert entry["kind"] in ("backbone", "preprocessor")
+        assert entry["kind"] in ("backbone", "preprocessor", "layout")
     mine = [e for e in data if e["name"] == PLUGIN]
     assert mine == [
         {
@@ -339,14 +334,8 @@ def test_piped_stderr_of_a_real_command_is_plain_and_unwrapped(tmp_path):
             tone = 0.3 * np.sin(2 * np.pi * (freq + 10 * i) * t)
             sf.write(tmp_path / "data" / label / f"{i}.wav", tone, 16000)
     store = tmp_path / ("a_long_store_directory_name_" * 3)
-    env = dict(os.environ, MMKIT_DEBUG="0", COLUMNS="80")
-    args = ["-m", "mmkit", "audio", "prepare", "-d", str(tmp_path / "data"), "-o", str(store)]
-    first, second = (
-        subprocess.run(
-            [sys.executable, *args], capture_output=True, text=True, env=env, timeout=120
-        )
-        for _ in range(2)
-    )
+    args = ["audio", "prepare", "-d", str(tmp_path / "data"), "-o", str(store)]
+    first, second = (run_cli(*args, timeout=120, COLUMNS="80") for _ in range(2))
     assert first.returncode == 0, first.stderr
     assert re.fullmatch(r"prepare  6/6  items 6  skipped 0  \d+\.\ds\n", first.stderr)
     assert second.returncode == 0, second.stderr

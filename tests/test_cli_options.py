@@ -5,7 +5,6 @@ per-modality defaults and the choices, completion is on, and help/version never 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shlex
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 from mmkit.cli.binding import MECHANISM, binding_of, config_from, walk
 from mmkit.cli.main import build_command, main
 from mmkit.configs import AudioConfig, MMConfig, VideoConfig
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TREE = build_command()
@@ -293,7 +293,7 @@ def test_defaults_differ_between_modalities():
         (["audio", "train"], "--device", "[auto|cpu|cuda|cuda:N]"),
         (["audio", "train"], "--classes", "<all|12>"),
         (["video", "train"], "--sampling", "<random|uniform>"),
-        (["list"], "--kind", "<backbone|preprocessor>"),
+        (["list"], "--kind", "<backbone|preprocessor|layout>"),
     ],
 )
 def test_help_shows_choices(argv, option, shown, capsys, monkeypatch):
@@ -324,17 +324,6 @@ def test_device_accepts_one_gpu(tmp_path):
     assert cfg.device == "cuda:1"
 
 
-def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
-
-
 def test_help_and_version_do_not_import_torch():
     code = (
         "import sys\n"
@@ -347,19 +336,21 @@ def test_help_and_version_do_not_import_torch():
         "        assert e.code in (0, None), (argv, e.code)\n"
         "print('torch' in sys.modules, 'mmkit.pipelines.audio' in sys.modules)\n"
     )
-    proc = _run(["-c", code])
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False False"
 
 
 def test_shell_completion_is_on():
-    proc = _run(["-m", "mmkit", "--show-completion", "bash"])
+    proc = run_cli("--show-completion", "bash", timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "_MMKIT_COMPLETE" in proc.stdout
     words = "mmkit video train --sampling "
     env = {"_MMKIT_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": "4"}
-    proc = _run(["-m", "mmkit"], env)
+    proc = run_cli(timeout=120, cwd=ROOT, **env)
     assert proc.returncode == 0, proc.stderr
     assert set(proc.stdout.split()) >= {"random", "uniform"}
     env = {"_MMKIT_COMPLETE": "complete_bash", "COMP_WORDS": "mmkit au", "COMP_CWORD": "1"}
-    assert _run(["-m", "mmkit"], env).stdout.split() == ["audio"]
+    assert run_cli(timeout=120, cwd=ROOT, **env).stdout.split() == ["audio"]

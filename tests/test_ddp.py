@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, MMKIT_DEBUG="0", OMP_NUM_THREADS="1")
 
@@ -21,11 +23,6 @@ ENV = dict(os.environ, MMKIT_DEBUG="0", OMP_NUM_THREADS="1")
 def torchrun(*args: str, procs: int = 2) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={procs}", "-m", "mmkit", *args]  # fmt: skip
-    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
-
-
-def single(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "mmkit", *args]
     return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
 
 
@@ -66,8 +63,9 @@ def test_audio_under_torchrun(audio_store: str, tmp_path: Path) -> None:
     assert all(r["val_num_samples"] == validation for r in rows(tmp_path / "run"))  # not a shard
     sharded = torchrun("audio", "eval", "-k", str(tmp_path / "run"), "-d", audio_store,
                        "--split", "all", "--device", "cpu", "--json")  # fmt: skip
-    alone = single("audio", "eval", "-k", str(tmp_path / "run"), "-d", audio_store, "--split",
-                   "all", "--device", "cpu", "--json")  # fmt: skip
+    alone = run_cli("audio", "eval", "-k", str(tmp_path / "run"), "-d", audio_store, "--split",
+                    "all", "--device", "cpu", "--json", timeout=600, cwd=ROOT,
+                    OMP_NUM_THREADS="1")  # fmt: skip
     assert sharded.returncode == 0 and alone.returncode == 0, sharded.stderr + alone.stderr
     a, b = json.loads(sharded.stdout), json.loads(alone.stdout)  # one document each
     assert a["num_samples"] == b["num_samples"] == len(store["items"])
@@ -93,7 +91,8 @@ def test_two_processes_match_one_with_the_same_global_batch(
     one batch of 16; only per-rank batch-norm statistics and augmentation draws differ."""
     args = ("audio", "train", "--dataset", audio_store, "--backbone", "audio_cnn_test", "--epochs",
             "4", "--patience", "0", "--seed", "3", "--device", "cpu", "--json")  # fmt: skip
-    one = single(*args, "--out", str(tmp_path / "one"), "--batch-size", "16")
+    one = run_cli(*args, "--out", str(tmp_path / "one"), "--batch-size", "16", timeout=600,
+                  cwd=ROOT, OMP_NUM_THREADS="1")  # fmt: skip
     two = torchrun(*args, "--out", str(tmp_path / "two"), "--batch-size", "8")
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
     a, b = rows(tmp_path / "one"), rows(tmp_path / "two")

@@ -8,6 +8,7 @@ import os
 import pickle
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -24,12 +25,26 @@ from mmkit.data.epochs import EpochDataset, EpochSampler
 from mmkit.engine import checkpoint as ckpt
 from mmkit.engine import plots
 from mmkit.engine.placement import loader_workers, seed_everything
+from mmkit.engine.state import TrainerState
+from mmkit.engine.tracker import BestTracker
 from mmkit.engine.trainer import Trainer, TrainingInterrupted
 from mmkit.errors import CheckpointError, UserInputError
+from mmkit.spec import CheckpointSpec, Stage
 
 CLASSES = 3
 DIM = 8
 REAL_PLOT_CURVES = plots.plot_curves
+CPU = torch.device("cpu")
+# what the checkpoints of these runs say they are (only written and read back here)
+SPEC = CheckpointSpec(
+    modality="audio",
+    task="classify",
+    backbone=Stage("blob_mlp", {"dim": DIM}),
+    preprocess={"input": [Stage("identity")]},
+    labels=["a", "b", "c"],
+    data={},
+    train={},
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -131,7 +146,8 @@ def make_trainer(run_dir, cfg=None, task=None, model=None, model_seed=0, dropout
         Blobs(48, seed=2),
         cfg or make_cfg(),
         run_dir,
-        checkpoint_config=lambda: {"task": "blobs", "labels": ["a", "b", "c"]},
+        spec=SPEC,
+        device=CPU,
     )
 
 
@@ -189,7 +205,7 @@ def test_training_improves_the_metric(trained_run):
     assert after >= 0.9
     assert result.best_metric["accuracy"] >= 0.9
     assert result.epochs == 4
-    assert trainer.state["global_step"] == 4 * 6  # 96 samples / batch 16
+    assert trainer.state.global_step == 4 * 6  # 96 samples / batch 16
     hist = result.history
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert result.to_dict() == {
@@ -222,7 +238,9 @@ def test_run_dir_contents(trained_run):
     for k, v in weights.items():
         assert torch.equal(last[k], v)
     config = json.loads((run / "last" / ckpt.CONFIG_FILE).read_text())
-    assert config["task"] == "blobs" and config["labels"] == ["a", "b", "c"]
+    assert {k: v for k, v in config.items() if k not in ("metrics", "epoch")} == {
+        k: v for k, v in SPEC.to_json().items() if k not in ("metrics", "epoch")
+    }
     assert config["epoch"] == 4
     assert config["metrics"]["accuracy"] == rows[-1]["val_accuracy"]
     best_cfg = json.loads((run / "best" / ckpt.CONFIG_FILE).read_text())
@@ -341,7 +359,7 @@ def test_early_stopping(tmp_path):
     result = trainer.fit()
     # epoch 1 sets the best; epochs 2 and 3 do not improve -> stop after 3
     assert result.epochs == 3
-    assert trainer.state["bad_epochs"] == 2 and trainer.state["best_epoch"] == 1
+    assert trainer.state.tracker.bad_epochs == 2 and trainer.state.tracker.best_epoch == 1
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
     assert json.loads((tmp_path / "run" / "best" / ckpt.CONFIG_FILE).read_text())["epoch"] == 1
 
@@ -359,7 +377,7 @@ def test_a_tie_on_the_metric_goes_to_the_lower_validation_loss(tmp_path):
     trainer = make_trainer(tmp_path / "run", cfg=cfg, task=Falling(fixed_metric=1.0))
     result = trainer.fit()
     assert result.epochs == 6  # epoch 4 reset the patience; 5 and 6 tie without a lower loss
-    assert (trainer.state["best_epoch"], trainer.state["best_loss"]) == (4, 0.3)
+    assert (trainer.state.tracker.best_epoch, trainer.state.tracker.best_loss) == (4, 0.3)
     assert json.loads((tmp_path / "run" / "best" / ckpt.CONFIG_FILE).read_text())["epoch"] == 4
 
 
@@ -370,7 +388,7 @@ def test_max_steps_per_epoch(tmp_path):
     )
     trainer.fit()
     assert task.steps == 4
-    assert trainer.state["global_step"] == 4
+    assert trainer.state.global_step == 4
 
 
 def test_non_finite_loss_is_reported(tmp_path):
@@ -439,8 +457,9 @@ def test_epoch_sampler_mid_epoch_start():
 
 def test_save_and_load_weights_round_trip(tmp_path):
     model = make_model(1)
-    path = ckpt.save_checkpoint(tmp_path / "ck", model, {"hello": "world", "p": Path("x")})
-    assert ckpt.read_config(path) == {"hello": "world", "p": "x"}
+    spec = replace(SPEC, data={"hello": "world", "p": Path("x")})
+    path = ckpt.save_checkpoint(tmp_path / "ck", model, spec)
+    assert ckpt.read_spec(path) == replace(spec, data={"hello": "world", "p": "x"})
     other = make_model(2)
     ckpt.load_weights(other, path, "cpu")
     for k, v in model.state_dict().items():
@@ -456,7 +475,7 @@ def test_tied_weights_round_trip(tmp_path):
             self.out.weight = self.emb.weight
 
     model = Tied()
-    ckpt.save_checkpoint(tmp_path / "ck", model, {})
+    ckpt.save_checkpoint(tmp_path / "ck", model, SPEC)
     other = Tied()
     ckpt.load_weights(other, tmp_path / "ck", "cpu")
     assert torch.equal(other.out.weight, model.emb.weight)
@@ -464,24 +483,24 @@ def test_tied_weights_round_trip(tmp_path):
 
 
 def test_load_weights_missing_or_extra_keys_is_checkpoint_error(tmp_path):
-    ckpt.save_checkpoint(tmp_path / "ck", nn.Sequential(nn.Linear(4, 2)), {})
+    ckpt.save_checkpoint(tmp_path / "ck", nn.Sequential(nn.Linear(4, 2)), SPEC)
     bigger = nn.Sequential(nn.Linear(4, 2), nn.Linear(2, 2))
     with pytest.raises(CheckpointError, match=r"missing \['1.weight', '1.bias'\]"):
         ckpt.load_weights(bigger, tmp_path / "ck", "cpu")
-    ckpt.save_checkpoint(tmp_path / "ck2", bigger, {})
+    ckpt.save_checkpoint(tmp_path / "ck2", bigger, SPEC)
     with pytest.raises(CheckpointError, match="unexpected"):
         ckpt.load_weights(nn.Sequential(nn.Linear(4, 2)), tmp_path / "ck2", "cpu")
 
 
 def test_load_weights_shape_mismatch_is_checkpoint_error(tmp_path):
     """Same keys, other shapes (e.g. a checkpoint trained with other classes)."""
-    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(4, 2), {})
+    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(4, 2), SPEC)
     with pytest.raises(CheckpointError):
         ckpt.load_weights(nn.Linear(4, 3), tmp_path / "ck", "cpu")
 
 
 def test_load_weights_corrupt_file_is_checkpoint_error(tmp_path):
-    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(4, 2), {})
+    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(4, 2), SPEC)
     (tmp_path / "ck" / ckpt.MODEL_FILE).write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="is not a safetensors file"):
         ckpt.load_weights(nn.Linear(4, 2), tmp_path / "ck", "cpu")
@@ -489,13 +508,13 @@ def test_load_weights_corrupt_file_is_checkpoint_error(tmp_path):
 
 def test_resolve_checkpoint_dir(tmp_path):
     run = tmp_path / "run"
-    ckpt.save_checkpoint(run / "last", nn.Linear(2, 2), {"which": "last"})
+    ckpt.save_checkpoint(run / "last", nn.Linear(2, 2), replace(SPEC, data={"which": "last"}))
     assert ckpt.resolve_checkpoint_dir(run) == run / "last"  # no best yet: falls back to last
-    ckpt.save_checkpoint(run / "best", nn.Linear(2, 2), {"which": "best"})
+    ckpt.save_checkpoint(run / "best", nn.Linear(2, 2), replace(SPEC, data={"which": "best"}))
     assert ckpt.resolve_checkpoint_dir(run) == run / "best"
     assert ckpt.resolve_checkpoint_dir(run, prefer="last") == run / "last"
     assert ckpt.resolve_checkpoint_dir(run / "last") == run / "last"  # a checkpoint dir as given
-    assert ckpt.read_config(run)["which"] == "best"
+    assert ckpt.read_spec(run).data["which"] == "best"
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         ckpt.resolve_checkpoint_dir(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
@@ -503,28 +522,29 @@ def test_resolve_checkpoint_dir(tmp_path):
         ckpt.resolve_checkpoint_dir(tmp_path / "empty")
     (run / "best" / ckpt.CONFIG_FILE).write_text("{not json")
     with pytest.raises(CheckpointError, match="invalid JSON"):
-        ckpt.read_config(run)
+        ckpt.read_spec(run)
 
 
 def test_load_resume_state_needs_trainer_state(tmp_path):
-    ckpt.save_checkpoint(tmp_path / "best", nn.Linear(2, 2), {})
+    ckpt.save_checkpoint(tmp_path / "best", nn.Linear(2, 2), SPEC)
     with pytest.raises(CheckpointError, match="no trainer state"):
         ckpt.load_resume_state(tmp_path / "best")
 
 
-def test_save_checkpoint_replaces_atomically_and_cleans_up_on_failure(tmp_path):
-    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), {"v": 1})
-    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), {"v": 2})
-    assert ckpt.read_config(tmp_path / "ck") == {"v": 2}
+def test_save_checkpoint_replaces_atomically_and_cleans_up_on_failure(tmp_path, monkeypatch):
+    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), replace(SPEC, data={"v": 1}))
+    ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), replace(SPEC, data={"v": 2}))
+    assert ckpt.read_spec(tmp_path / "ck").data == {"v": 2}
 
-    class Unserialisable:
-        pass
+    def disk_full(self, path):  # fails after model.safetensors is in the temporary dir
+        assert (Path(path).parent / ckpt.MODEL_FILE).is_file()
+        raise OSError(28, "No space left on device")
 
-    bad = {"v": Unserialisable()}
-    bad["self"] = bad  # default=str would serialise the object; a cycle cannot be
-    with pytest.raises(ValueError, match="Circular reference"):
-        ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), bad)
-    assert ckpt.read_config(tmp_path / "ck") == {"v": 2}  # old checkpoint intact
+    monkeypatch.setattr(CheckpointSpec, "write", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), replace(SPEC, data={"v": 3}))
+    monkeypatch.undo()
+    assert ckpt.read_spec(tmp_path / "ck").data == {"v": 2}  # old checkpoint intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp dir left
 
 
@@ -536,9 +556,9 @@ def test_optimizer_and_rng_round_trip_without_pickle(tmp_path, monkeypatch):
         model(torch.randn(4, DIM)).sum().backward()
         opt.step()
     rng = torch.get_rng_state()
-    state = {"epoch": 2, "step_in_epoch": 0, "global_step": 6, "best": 0.5, "best_epoch": 1,
-             "bad_epochs": 1, "epoch_loss_sum": 0.0, "history": [{"epoch": 1}], "scheduler": {}}
-    ckpt.save_checkpoint(tmp_path / "last", model, {}, optimizer=opt, trainer_state=state)
+    state = TrainerState(epoch=2, global_step=6, tracker=BestTracker(0.5, None, 1, 1),
+                         history=[{"epoch": 1}], scheduler={"last_epoch": 6})  # fmt: skip
+    ckpt.save_checkpoint(tmp_path / "last", model, SPEC, optimizer=opt, trainer_state=state)
     torch.manual_seed(12345)  # move the RNG away
 
     def refuse(*args, **kwargs):
@@ -572,19 +592,92 @@ def test_public_load_checkpoint_missing_path_is_checkpoint_error(tmp_path):
 @pytest.mark.parametrize(
     ("key", "value"),
     [("epoch", "2"), ("best", [1]), ("history", {"a": 1}), ("scheduler", None),
-     ("global_step", 1.5)],
+     ("global_step", 1.5), ("world", 0), ("optimizer", {"param_groups": 1})],
 )
 def test_trainer_state_with_a_wrong_type_is_one_line(tmp_path, key, value):
     model = make_model(0)
     opt = torch.optim.AdamW(model.parameters())
-    state = {"epoch": 2, "step_in_epoch": 0, "global_step": 6, "best": 0.5, "best_epoch": 1,
-             "bad_epochs": 1, "epoch_loss_sum": 0.0, "history": [], "scheduler": {}}
-    ckpt.save_checkpoint(tmp_path / "last", model, {}, optimizer=opt, trainer_state=state)
+    state = TrainerState(epoch=2, global_step=6, tracker=BestTracker(0.5, None, 1, 1))
+    ckpt.save_checkpoint(tmp_path / "last", model, SPEC, optimizer=opt, trainer_state=state)
     saved = json.loads((tmp_path / "last" / "trainer_state.json").read_text())
     saved[key] = value
     (tmp_path / "last" / "trainer_state.json").write_text(json.dumps(saved))
     with pytest.raises(CheckpointError, match=f"trainer_state.json: {key} must be"):
         ckpt.load_resume_state(tmp_path / "last")
+
+
+# trainer_state.json as mmkit wrote it before TrainerState (keys and order): it must resume
+OLD_STATE_FILE = {
+    "epoch": 1, "step_in_epoch": 3, "global_step": 9, "best": 1.0, "best_loss": 0.11,
+    "best_epoch": 1, "bad_epochs": 0, "epoch_loss_sum": 0.38,
+    "history": [{"epoch": 1, "train_loss": 0.63, "val_accuracy": 1.0, "val_loss": 0.11}],
+    "world": 1, "scheduler": {"last_epoch": 9, "_milestones": [2]},
+    "optimizer": {"param_groups": [{"lr": 0.04, "params": [0, 1]}], "scalars": {}},
+}  # fmt: skip
+
+
+def test_trainer_state_file_keeps_its_keys_and_order():
+    state = TrainerState.from_json(OLD_STATE_FILE, "trainer_state.json")
+    assert (state.epoch, state.step_in_epoch, state.global_step) == (1, 3, 9)
+    assert state.tracker == BestTracker(best=1.0, best_loss=0.11, best_epoch=1, bad_epochs=0)
+    assert state.scheduler == {"last_epoch": 9, "_milestones": [2]} and state.world == 1
+    assert json.dumps(state.to_json()) == json.dumps(OLD_STATE_FILE)  # same file, byte for byte
+    # the earliest files had neither best_loss nor world
+    early = {k: v for k, v in OLD_STATE_FILE.items() if k not in ("best_loss", "world")}
+    state = TrainerState.from_json(early, "trainer_state.json")
+    assert state.tracker.best_loss is None and state.world == 1
+
+
+def test_a_non_object_trainer_state_file_is_one_line(tmp_path):
+    model = make_model(0)
+    opt = torch.optim.AdamW(model.parameters())
+    state = TrainerState()
+    ckpt.save_checkpoint(tmp_path / "last", model, SPEC, optimizer=opt, trainer_state=state)
+    for text, message in (("[1]", "must be a JSON object"), ("{", "cannot read the trainer")):
+        (tmp_path / "last" / ckpt.STATE_FILE).write_text(text)
+        with pytest.raises(CheckpointError, match=f"trainer_state.json: {message}"):
+            ckpt.load_resume_state(tmp_path / "last")
+
+
+def test_the_trainer_uses_the_process_group_it_is_given(tmp_path, monkeypatch):
+    """Joining the process group is fit's job (one init per process); the trainer only uses
+    the group and the device it is handed."""
+    from mmkit.engine import distributed
+
+    def refuse(device):
+        raise AssertionError("the trainer must not join the process group itself")
+
+    monkeypatch.setattr(distributed, "init", refuse)
+    trainer = make_trainer(tmp_path / "run", cfg=make_cfg(epochs=1, num_workers=0))
+    assert trainer.device == CPU and trainer.ddp_model is trainer.model  # one process: no DDP
+    assert trainer.fit().epochs == 1
+
+
+def test_plots_switch_no_matplotlib_backend(tmp_path):
+    """Importing the plots (and the trainer that draws them) neither imports pyplot nor changes
+    the backend the importing process chose; the PNGs are drawn all the same."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, matplotlib\n"
+        "import mmkit.engine.trainer, mmkit.pipelines.classify\n"
+        "from mmkit.engine import plots\n"
+        "rows = [{'epoch': 1, 'train_loss': 1.0, 'val_accuracy': 0.5}]\n"
+        f"plots.plot_curves(rows, {str(tmp_path / 'c.png')!r}, 'accuracy')\n"
+        f"plots.plot_confusion([[2, 1], [0, 3]], ['a', 'b'], {str(tmp_path / 'm.png')!r})\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, MPLBACKEND="svg")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["svg", "False"]
+    for name in ("c.png", "m.png"):
+        png = (tmp_path / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
 
 
 @pytest.mark.parametrize("kind", ["tensorboard", "csv", "none"])
@@ -641,11 +734,11 @@ def test_persistent_workers_see_each_epoch_set_in_the_main_process():
 def test_default_loaders_have_persistent_workers(tmp_path):
     assert make_cfg().num_workers is None  # auto
     trainer = make_trainer(tmp_path / "run")
-    assert trainer.train_loader.num_workers == loader_workers(None) >= 1
-    assert trainer.train_loader.persistent_workers and trainer.val_loader.persistent_workers
+    assert trainer.loaders.train.num_workers == loader_workers(None) >= 1
+    assert trainer.loaders.train.persistent_workers and trainer.loaders.val.persistent_workers
     assert loader_workers(0) == 0 and loader_workers(3) == 3
     trainer = make_trainer(tmp_path / "run0", cfg=make_cfg(num_workers=0))
-    assert trainer.train_loader.num_workers == 0 and not trainer.train_loader.persistent_workers
+    assert trainer.loaders.train.num_workers == 0 and not trainer.loaders.train.persistent_workers
 
 
 def test_channels_last_and_compile_options(tmp_path):
@@ -723,7 +816,8 @@ def test_training_steps_read_the_loss_on_the_host_only_every_log_every_steps(tmp
         Blobs(48, seed=2),
         make_cfg(epochs=1, num_workers=0),
         tmp_path / "run",
-        checkpoint_config=lambda: {"task": "blobs", "labels": ["a", "b", "c"]},
+        spec=SPEC,
+        device=CPU,
     )
     reads = []
     real_float, real_item = torch.Tensor.__float__, torch.Tensor.item
@@ -734,7 +828,7 @@ def test_training_steps_read_the_loss_on_the_host_only_every_log_every_steps(tmp
             # host whatever the device; any float read is a loss (or a metric) coming back
             steps = (s.get("step") for s in trainer.optimizer.state.values())
             if self.is_floating_point() and not any(self is step for step in steps):
-                reads.append(trainer.state["step_in_epoch"])
+                reads.append(trainer.state.step_in_epoch)
             return real(self, *args)
 
         return read
@@ -744,6 +838,6 @@ def test_training_steps_read_the_loss_on_the_host_only_every_log_every_steps(tmp
         mock.patch.object(torch.Tensor, "item", counted(real_item)),
     ):
         trainer._train_epoch()
-    assert trainer.state["step_in_epoch"] == steps
+    assert trainer.state.step_in_epoch == steps
     assert reads == [LOG_EVERY, 2 * LOG_EVERY, steps]
     assert math.isfinite(trainer._epoch_train["train_loss"])

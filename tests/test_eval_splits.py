@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +13,8 @@ from mmkit.data.store import StoreWriter
 from mmkit.engine.events import NullProgress
 from mmkit.engine.run import eval_selection, training_splits
 from mmkit.errors import UserInputError
+from tests.conftest import run_cli
 from tests.media.speech_layouts import write_split_folders
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args], capture_output=True, text=True, env=env, timeout=600
-    )
-
 
 # -- carving validation out of train -----------------------------------------------------------
 

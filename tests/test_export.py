@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -30,8 +29,10 @@ from mmkit.pipelines.mm import load_clip, pipeline_spec, sim
 from mmkit.pipelines.mm_store import decode_image
 from mmkit.preprocess.audio import ParamsModule
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
+from mmkit.spec import CheckpointSpec
 from mmkit.tasks.classify import Classifier
 from mmkit.tasks.contrastive import create_pipeline
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["yes", "no", "up", "down", "left", "right"]
@@ -46,18 +47,6 @@ def assert_close(got: np.ndarray | torch.Tensor, ref: torch.Tensor) -> float:
     scale = float(ref.abs().max())
     assert diff <= RTOL * scale, (diff, scale)
     return diff / scale
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        cwd=ROOT,
-    )
 
 
 def session(path: str | Path) -> ort.InferenceSession:
@@ -87,7 +76,7 @@ def save_classifier(root: Path, modality: str, stages, backbone: str, labels, tr
         "data": {"params": {}},
         "train": train,
     }
-    save_checkpoint(root / "best", model, config)
+    save_checkpoint(root / "best", model, CheckpointSpec.from_json(config))
     return root
 
 
@@ -113,7 +102,7 @@ def audio_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def audio_onnx(audio_run: Path) -> dict:
     """``mmkit export --format onnx --json`` into the run's default place."""
-    proc = run_cli("export", "--checkpoint", str(audio_run), "--format", "onnx", "--json")
+    proc = run_cli("export", "--checkpoint", str(audio_run), "--format", "onnx", "--json", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)  # exactly one JSON document, exporter chatter kept away
 
@@ -291,7 +280,7 @@ def clip_run(request, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     pipeline, parts = create_pipeline(request.param, CLIP_BACKBONES[request.param])
     root = tmp_path_factory.mktemp("export_clip") / "run"
-    spec = pipeline_spec(parts, labels=["circle", "square"]).to_json()
+    spec = pipeline_spec(parts, labels=["circle", "square"])
     save_checkpoint(root / "best", pipeline, spec)
     return root
 
@@ -361,7 +350,9 @@ def test_readme_onnxruntime_snippet_gives_audio_infer_top1(
     snippet = readme_snippet()
     assert "mmkit" not in snippet.replace("runs/kws", "")  # numpy, soundfile, onnxruntime only
     files = [audio_variants["wav_16"].path, audio_variants["long"].path]
-    proc = run_cli("audio", "infer", *map(str, files), "--checkpoint", str(audio_run), "--json")
+    proc = run_cli(
+        "audio", "infer", *map(str, files), "--checkpoint", str(audio_run), "--json", cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     expected = {r["path"]: r["top_k"][0] for r in json.loads(proc.stdout)}
     export_dir = audio_run / "export"

@@ -21,7 +21,7 @@ from mmkit.losses import ContrastiveLoss
 from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from mmkit.preprocess.image import CLIP_MEAN, CLIP_STD, ImageTransform
 from mmkit.preprocess.text import CLIP_VOCAB_SIZE, ClipTokenizer
-from mmkit.registry import BACKBONES, create_backbone, create_preprocessor
+from mmkit.registry import create_backbone, create_preprocessor
 
 SOT, EOT = 49406, 49407
 # open_clip's ViT-S-32 shrunk through model_kwargs: the full config (63M parameters) is slow on
@@ -30,9 +30,6 @@ TINY_OPEN_CLIP = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-PLUGIN_TEST_KWARGS = {
-    "open_clip_model": {"model_name": "ViT-S-32", "model_kwargs": TINY_OPEN_CLIP},
 }
 
 
@@ -144,43 +141,6 @@ def test_image_transform_params_and_validation() -> None:
         ImageTransform(scale=(0.5, 1.5))
     with pytest.raises(UserInputError, match=r"size \(0\) must be > 0"):
         ImageTransform(size=0)
-
-
-# --- every registered image / text / mm plugin --------------------------------------------------
-
-
-def _plugin_names() -> list[str]:
-    return [n for m in ("image", "text", "mm") for n in BACKBONES.names(m)]
-
-
-@pytest.mark.parametrize("name", _plugin_names())
-def test_plugin_forward_backward(name: str) -> None:
-    torch.manual_seed(0)
-    spec = BACKBONES.get(name)
-    kwargs = PLUGIN_TEST_KWARGS.get(name, {})
-    num_classes = 3 if spec.modality in ("image", "text") else 0
-    model = create_backbone(name, num_classes=num_classes, **kwargs)
-    images = torch.randn(2, 3, getattr(model, "image_size", 64), getattr(model, "image_size", 64))
-    tokens = ClipTokenizer(context_length=getattr(model, "context_length", 32))(
-        ["a red circle on the left", "two squares at the top"]
-    )
-    if spec.modality == "mm":
-        img, txt, scale = model(images, tokens)
-        assert img.shape == txt.shape == (2, model.num_features)
-        torch.testing.assert_close(img.norm(dim=-1), torch.ones(2))
-        loss = ContrastiveLoss()(img, txt, scale)
-    else:
-        out = model(images if spec.modality == "image" else tokens)
-        assert out.shape == (2, 3)
-        feats = model.forward_features(images if spec.modality == "image" else tokens)
-        assert feats.shape == (2, model.num_features)
-        loss = out.square().mean()
-    assert torch.isfinite(loss)
-    loss.backward()
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    missing = [n for n, p in params if p.grad is None]
-    assert not missing, f"no gradient for {missing[:5]}"
-    assert all(torch.isfinite(p.grad).all() for _, p in params)
 
 
 def test_towers_without_head_are_feature_extractors() -> None:

@@ -9,9 +9,6 @@ pixels show; the 48 test scenes are never seen in training.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +21,9 @@ from mmkit.io.image import load_image_array
 from mmkit.pipelines import mm
 from mmkit.registry import create_preprocessor
 from mmkit.tasks.contrastive import flatten
+from tests.conftest import run_cli
 from tests.fixtures.images import CaptionedImage, SceneSet
+from tests.test_mm_blocks import TINY_OPEN_CLIP  # open_clip's ViT-S-32 shrunk
 
 # the demo's model: a small conv image tower learns these scenes fast on a CPU
 MODEL = {
@@ -38,18 +37,6 @@ MODEL = {
 }
 EPOCHS = 20
 TEST_IMAGES, TEST_CAPTIONS = 48, 96
-TINY_OPEN_CLIP = {  # open_clip's ViT-S-32 shrunk, as in test_mm_blocks.py
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args], capture_output=True, text=True, env=env, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")
@@ -356,8 +343,7 @@ def test_eval_of_a_split_less_manifest_scores_every_image(
 
     held_out = scene_set.split("test")
     manifest = write_csv_manifest(tmp_path / "nosplit", held_out, with_split=False)
-    proc = run_cli("mm", "eval", "--checkpoint", str(trained), "--dataset", str(manifest),
-                   "--json")
+    proc = run_cli("mm", "eval", "--checkpoint", str(trained), "--dataset", str(manifest), "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert (report["split"], report["num_images"]) == ("all", len(held_out))

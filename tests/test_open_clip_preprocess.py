@@ -13,9 +13,6 @@ files put into the local hub cache, since the hub is unreachable in tests.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -41,6 +38,7 @@ from mmkit.io.image import load_image_array
 from mmkit.pipelines import mm
 from mmkit.pipelines.mm_store import decode_image, prepare_store
 from mmkit.tasks.contrastive import create_pipeline
+from tests.conftest import run_cli
 from tests.media.hub import cache_hub_files
 from tests.media.images import write_scene_images
 
@@ -81,13 +79,6 @@ def odd_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         formats=("png", "jpg", "webp"),
     )  # fmt: skip
     return [r.path for r in records]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args], capture_output=True, text=True, env=env, timeout=300
-    )
 
 
 def _loaded(pipeline, parts) -> mm.LoadedClip:
@@ -304,13 +295,14 @@ def test_checkpoint_resize_settings_are_checked(tmp_path: Path) -> None:
     """A checkpoint's resize settings are data: bad ones are refused with one line."""
     from mmkit import __version__
     from mmkit.engine.checkpoint import save_checkpoint
+    from mmkit.spec import CheckpointSpec
 
     kwargs = {"model_name": "ViT-S-32", "model_kwargs": tiny_arch(64),
               "preprocess_cfg": {"resize_mode": "squash"}}  # fmt: skip
     pipeline, spec = create_pipeline("open_clip_model", kwargs)
     config = {"mmkit_version": __version__, "modality": "mm", "task": "contrastive", **spec,
               "labels": [], "prompt": "a photo of a {}", "train": {}}  # fmt: skip
-    save_checkpoint(tmp_path / "ck", pipeline, config)
+    save_checkpoint(tmp_path / "ck", pipeline, CheckpointSpec.from_json(config))
     assert mm.load_clip(tmp_path / "ck").store_params["resize_mode"] == "squash"
     for where, value in (("data", "sideways"), ("backbone", "sideways")):
         bad = json.loads(json.dumps(config))

@@ -94,9 +94,24 @@ def test_unregister_removes(throwaway):
         BACKBONES.get(BB)
 
 
-def test_decorator_returns_the_factory_unchanged(throwaway):
-    factory, _ = throwaway
-    assert factory(num_classes=2).head.out_features == 2
+def test_decorators_return_the_factory_itself():
+    """Registering hands the very function back (a wrapper would break ``is``, pickling by
+    name and introspection) and the registry keeps that same function."""
+
+    def backbone(*, num_classes: int) -> nn.Module:
+        return nn.Linear(3, num_classes)
+
+    def preproc(*, gain: float = 2.0) -> nn.Module:
+        return nn.Identity()
+
+    try:
+        assert register_backbone("zz_identity", modality="audio")(backbone) is backbone
+        assert register_preprocessor("zz_identity", modality="audio")(preproc) is preproc
+        assert BACKBONES.get("zz_identity").factory is backbone
+        assert PREPROCESSORS.get("zz_identity").factory is preproc
+    finally:
+        BACKBONES.unregister("zz_identity")
+        PREPROCESSORS.unregister("zz_identity")
 
 
 def test_duplicate_name_raises(throwaway):

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 import mmkit
 from mmkit.io.atomic import recover_dir, replace_dir, temp_dir_for
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS = 3, 2
@@ -135,18 +136,22 @@ def test_sigkill_at_any_point_then_resume(
 def test_second_job_on_the_same_out_is_refused(store: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     env = dict(os.environ, MMKIT_DEBUG="0")
-    args = [sys.executable, "-m", "mmkit", "audio", "train", "--dataset", str(store), "--out",
-            str(run), "--backbone", "audio_cnn_test", "--epochs", "200", "--patience", "0",
-            "--json"]
-    first = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    args = ["audio", "train", "--dataset", str(store), "--out", str(run), "--backbone",
+            "audio_cnn_test", "--epochs", "200", "--patience", "0", "--json"]  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-m", "mmkit", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (run / ".lock").exists() or not (run / "config.yaml").exists():
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
-        second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
-                                timeout=120)
+        second = run_cli(*args, timeout=120, cwd=ROOT)
         assert second.returncode == 1
         assert second.stderr.count("\n") == 1
         assert f"is in use by pid {first.pid}" in second.stderr

@@ -8,11 +8,9 @@ and the marker must never appear.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +22,12 @@ from safetensors.torch import save_file
 import mmkit
 from mmkit.backbones.pretrained import load_pretrained
 from mmkit.engine.checkpoint import save_checkpoint
+from mmkit.engine.state import TrainerState
 from mmkit.errors import CheckpointError, MmkitError
 from mmkit.registry import BACKBONES
 from mmkit.spec import CheckpointSpec
 from mmkit.tasks import build_model
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARCH = {
@@ -45,13 +45,6 @@ class Payload:
 
     def __reduce__(self) -> tuple:
         return (open, (self.marker, "w"))
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args], capture_output=True, text=True, env=env, timeout=300
-    )
 
 
 def assert_refused(proc: subprocess.CompletedProcess[str], marker: Path) -> None:
@@ -93,7 +86,8 @@ def audio_config(**backbone: object) -> dict:
 @pytest.fixture
 def audio_checkpoint(tmp_path: Path) -> Path:
     config = audio_config()
-    return save_checkpoint(tmp_path / "ckpt", build_model(CheckpointSpec.from_json(config)), config)
+    spec = CheckpointSpec.from_json(config)
+    return save_checkpoint(tmp_path / "ckpt", build_model(spec), spec)
 
 
 def test_no_unsafe_loader_in_the_code_base() -> None:
@@ -234,7 +228,7 @@ def test_mm_checkpoint_tokenizer_from_a_local_dir(tmp_path: Path, marker: Path, 
         "train": {},
     }
     config["preprocess"]["text"]["params"]["model_name"] = f"local-dir:{tmp_path}"
-    save_checkpoint(tmp_path / "ck", pipeline, config)
+    save_checkpoint(tmp_path / "ck", pipeline, CheckpointSpec.from_json(config))
     image = str(scene_set.split("test")[0].path)
     proc = run_cli("mm", "sim", image, "a red circle", "--checkpoint", str(tmp_path / "ck"))
     assert_refused(proc, marker)
@@ -281,9 +275,10 @@ def test_resume_state_pickle(
 ) -> None:
     run = tmp_path / "run"
     config = audio_config()
-    model = build_model(CheckpointSpec.from_json(config))
+    spec = CheckpointSpec.from_json(config)
+    model = build_model(spec)
     opt = torch.optim.AdamW(model.parameters())
-    save_checkpoint(run / "last", model, config, optimizer=opt, trainer_state={"epoch": 0})
+    save_checkpoint(run / "last", model, spec, optimizer=opt, trainer_state=TrainerState())
     shutil.copy(pickles["model.pt"], run / "last" / "optimizer.safetensors")
     proc = run_cli(
         "audio",
@@ -367,7 +362,7 @@ def test_the_reported_attack_mm_sim(
         "prompt": "a photo of a {}",
         "train": {},
     }
-    save_checkpoint(tmp_path / "ck", pipeline, config)
+    save_checkpoint(tmp_path / "ck", pipeline, CheckpointSpec.from_json(config))
     payload = str(pickles["model.pt"])
     config["backbone"] = {
         "name": "open_clip_model",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import mmkit.data.speech_commands as sc
+import mmkit.data.layouts.speech_commands as sc
 from mmkit.data.hf import RowBytes, stream_sources
 from mmkit.data.records import Record, SourceData, SourceOptions
 from mmkit.data.sources import resolve

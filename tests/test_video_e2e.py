@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +17,12 @@ import pytest
 
 from mmkit.io.video import read_video
 from mmkit.pipelines import video
+from tests.conftest import run_cli
 from tests.media.video import encode_video
 from tests.media.video_layouts import write_folder_layout
 
 CHANCE = 0.25
 TRAIN_ARGS = ("--frames", "8", "--size", "48", "--batch-size", "8", "--lr", "0.002", "--seed", "0")
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-m", "mmkit", *args], capture_output=True, text=True, env=env, timeout=900
-    )
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ class TorchvisionVideoResNet(nn.Module):
 
     pretrained_fresh = ("fc.",)  # a Kinetics head of another class count starts fresh
 
-    def __init__(self, arch: str, *, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, *, arch: str, num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise UserInputError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")

@@ -16,7 +16,15 @@ from mmkit import __version__
 from mmkit.cli import audio, export, mm, plugins, video
 from mmkit.cli.binding import command, show_config_defaults
 from mmkit.cli.common import Device, Json
-from mmkit.cli.output import err, mapping_tables, out, print_json, progress_for, render_bench
+from mmkit.cli.output import (
+    err,
+    mapping_tables,
+    out,
+    print_json,
+    progress_for,
+    render_bench,
+    render_scale,
+)
 from mmkit.errors import MmkitError, TrainingInterrupted
 
 MODALITIES = ("audio", "video", "mm")
@@ -81,7 +89,23 @@ def demo(
             out.print(piece, highlight=False)
 
 
-@command(app, cli_only=("modality", "device", "quick"), example="mmkit bench -m audio --json")
+SCALE_KINDS = ("speech_commands", "ucf101", "coco")
+SCALE = "Scale (--scale)"
+
+
+@command(
+    app,
+    cli_only=(
+        "modality",
+        "device",
+        "quick",
+        "scale",
+        "scale_kinds",
+        "scale_fractions",
+        "scale_data",
+    ),
+    example="mmkit bench -m audio --json",
+)
 def bench(
     modality: Annotated[
         list[str] | None,
@@ -98,18 +122,93 @@ def bench(
     quick: Annotated[
         bool, typer.Option("--quick", help="Tiny data and models: checks every part runs.")
     ] = False,
+    scale: Annotated[
+        bool,
+        typer.Option(
+            "--scale",
+            help="Instead: prepare, one epoch, eval and infer on real-size generated Speech "
+            "Commands, UCF101 (a quarter) and COCO captions at 1/64..1 (hours at full size).",
+            rich_help_panel=SCALE,
+        ),
+    ] = False,
+    scale_kinds: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scale-kinds",
+            metavar="[speech_commands|ucf101|coco]",
+            autocompletion=lambda: list(SCALE_KINDS),
+            help="Only this data set (repeatable; default all).",
+            show_default=False,
+            rich_help_panel=SCALE,
+        ),
+    ] = None,
+    scale_fractions: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scale-fractions",
+            metavar="F[,F...]",
+            help="Fractions of full size (repeatable or comma-separated; default 1/64,1/16,1/4,1).",
+            show_default=False,
+            rich_help_panel=SCALE,
+        ),
+    ] = None,
+    scale_data: Annotated[
+        str | None,
+        typer.Option(
+            "--scale-data",
+            help="Where the generated data sets are kept (default: $MMKIT_CACHE/scale).",
+            show_default=False,
+            rich_help_panel=SCALE,
+        ),
+    ] = None,
     json_: Json = False,
 ) -> None:
     """Real training epochs against the model's own speed and the paths users would otherwise
     take; cold start; how prepare and an epoch grow. Ratios with targets (a few minutes)."""
     from mmkit.pipelines.bench import BenchSettings, run_bench
 
+    if scale or scale_kinds or scale_fractions or scale_data:
+        _bench_scale(
+            modality, scale, scale_kinds, scale_fractions, scale_data, device, quick, json_
+        )
+        return
     settings = BenchSettings.quick() if quick else BenchSettings()
     report = run_bench(modality, device or "auto", settings, progress_for(json_))
     if json_:
         print_json(report)
         return
     render_bench(report)
+
+
+def _bench_scale(
+    modality: list[str] | None,
+    scale: bool,
+    kinds: list[str] | None,
+    fractions: list[str] | None,
+    data: str | None,
+    device: str | None,
+    quick: bool,
+    json_: bool,
+) -> None:
+    from mmkit.pipelines.bench.scale import FRACTIONS, KINDS, ScaleSettings, run_scale
+
+    if not scale:
+        raise typer.BadParameter("the --scale-* options need --scale", param_hint="'--scale'")
+    if modality:
+        raise typer.BadParameter(
+            "--modality does not apply to --scale; use --scale-kinds", param_hint="'--modality'"
+        )
+    chosen = {
+        "kinds": tuple(kinds or KINDS),
+        "fractions": tuple(f for f in ",".join(fractions or FRACTIONS).split(",") if f.strip()),
+        "data": data,
+    }
+    settings = ScaleSettings.quick(**chosen) if quick else ScaleSettings(**chosen)
+    report = run_scale(settings, device or "auto", progress_for(json_))
+    if json_:
+        print_json(report)
+        return
+    render_scale(report)
 
 
 def build_command() -> Any:

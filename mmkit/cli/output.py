@@ -327,16 +327,50 @@ def growth_table(growth: dict[str, Any]) -> Table:
     return table("how cost grows (HF parquet, whole processes)", columns, rows)
 
 
+def ratio_table(title: str, result: dict[str, Any]) -> Table:
+    """A bench result's ratios with their targets and verdicts."""
+    rows = []
+    for ratio, value in result["ratios"].items():
+        target = result["targets"].get(ratio, "")
+        met = result["met"].get(ratio)
+        mark = "" if met is None else ("[green]yes[/green]" if met else "[red]NO[/red]")
+        rows.append([ratio, _g(value), target, mark])
+    return table(title, ["ratio", "value", "target", "met"], rows)
+
+
+SCALE_STEPS = ("prepare", "epoch", "eval")
+
+
+def render_scale(report: dict[str, Any]) -> None:
+    """``mmkit bench --scale``: per kind, each fraction's steps, then the ratios and targets."""
+    for name, result in report["results"].items():
+        rows = []
+        for p in result["points"]:
+            row = [p["fraction"], p["prepare"]["items"]]
+            for step in (*SCALE_STEPS, "infer"):
+                speed = p[step]["seconds" if step == "infer" else "items_per_second"]
+                row += [_g(speed), _g(p[step]["peak_rss_mb"])]
+            rows.append([*row, _g(p["store_bytes_per_item"] / 1024)])
+        columns = ["fraction", "items"]
+        columns += [f"{s} {unit}" for s in SCALE_STEPS for unit in ("items/s", "MB")]
+        columns += ["infer s", "infer MB", "store KiB/item"]
+        title = (
+            f"{name} on {result['device']} (whole processes; startup {result['startup_seconds']} s)"
+        )
+        out.print(table(title, columns, rows))
+        out.print(ratio_table(f"{name}: largest over smallest", result))
+        workers = result.get("prepare_workers")
+        if workers:
+            out.print(f"prepare files/s by decoding threads {workers['files_per_second']}: "
+                      f"{workers['note']}", highlight=False, markup=False)  # fmt: skip
+    load = report["load_average"]
+    out.print(f"load average before {load['before']}, after {load['after']}", highlight=False)
+
+
 def render_bench(report: dict[str, Any]) -> None:
     """``mmkit bench``: per modality, its ratios against their targets, then its rates."""
     for name, result in report["results"].items():
-        rows = []
-        for ratio, value in result["ratios"].items():
-            target = result["targets"].get(ratio, "")
-            met = result["met"].get(ratio)
-            mark = "" if met is None else ("[green]yes[/green]" if met else "[red]NO[/red]")
-            rows.append([ratio, _g(value), target, mark])
-        out.print(table(f"{name} on {result['device']}", ["ratio", "value", "target", "met"], rows))
+        out.print(ratio_table(f"{name} on {result['device']}", result))
         rates = [[k, _g(v)] for k, v in result["items_per_second"].items()]
         out.print(table("", ["items/s", ""], rates))
         if "growth" in result:

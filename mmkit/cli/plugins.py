@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         json_: c.Json = False,
     ) -> None:
-        """List registered backbones and preprocessors."""
+        """List registered backbones, preprocessors and dataset layouts."""
         specs = list_plugins(kind, modality, patterns)
         if json_:
             print_json([s.to_dict() for s in specs])
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
 
     @command(app, name="describe", cli_only=("name",), example="mmkit describe audio_cnn")
     def describe_cmd(
-        name: Annotated[str, typer.Argument(help="A backbone or preprocessor name.")],
+        name: Annotated[str, typer.Argument(help="A backbone, preprocessor or layout name.")],
         json_: c.Json = False,
     ) -> None:
         """Show one plugin: what it is, where it comes from and its arguments."""
@@ -68,7 +68,8 @@ def register(app: typer.Typer) -> None:
         if spec.input:
             out.print(f"input: {spec.input}")
         rows = [[k, v] for k, v in spec.signature().items()]
-        out.print(table("arguments", ["argument", "default"], rows))
+        if rows:  # a layout has none
+            out.print(table("arguments", ["argument", "default"], rows))
         if spec.weights:
             rows = [
                 [tag, _source(info.pop("source")), ", ".join(f"{k} {v}" for k, v in info.items())]

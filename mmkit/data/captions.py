@@ -1,19 +1,16 @@
 """Resolve ``--dataset SRC`` into captioned images for image-text models (docs/design.md).
 
-A local path is read by its layout, anything else is a Hugging Face hub id:
+A local path is read by the first of these that takes it, anything else is a Hugging Face hub id:
 
 - CSV / JSONL manifest ``image,caption[,split][,label]``, image paths relative to the manifest; an
   image on several rows has several captions (JSONL may also give ``"captions": [...]``).
-- A folder of images with same-name ``.txt`` files (one caption per line); a first folder level
-  named ``train/ validation|val/ test/`` gives the split.
-- Flickr8k: ``*.token.txt`` (``name.jpg#k<TAB>caption``) + ``Flickr_8k.{train,dev,test}Images.txt``;
-  with split lists, images in none of them are left out (as the official splits do).
-- COCO caption JSON (``annotations/captions_<split><year>.json``, images in ``<split><year>/``),
-  and Karpathy split files (``dataset_coco.json``, ``dataset_flickr8k.json``: images with
-  ``split`` and ``sentences``).
 - HF parquet files / ``save_to_disk`` dirs / hub ids: an image column (read with
   ``decode=False``), a text column holding a string or a list of strings, optionally a ``label``
   (``ClassLabel`` names kept) and a ``split`` column. Rows repeating an image are merged.
+- A registered ``mm`` layout (:mod:`mmkit.data.layouts.image_text`: Flickr8k token files, COCO
+  caption JSON, Karpathy split files; plugins after them).
+- A folder of images with same-name ``.txt`` files (one caption per line); a first folder level
+  named ``train/ validation|val/ test/`` gives the split.
 
 Images without a split get a deterministic hash split of their name.
 """
@@ -22,22 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mmkit.data import hf
+from mmkit.data.records import find_layout
 from mmkit.data.sources import SourceOptions, local_path, media_files, read_rows, row_value
 from mmkit.data.splits import hash_split, normalize_split, split_source_of
 from mmkit.errors import UserInputError
-from mmkit.io.files import read_text
 from mmkit.io.image import IMAGE_EXTENSIONS
 
 IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))
 TEXT_COLUMNS = ("caption", "captions", "text", "texts", "sentences", "sentence", "raw")
-FLICKR_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
-IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset", "flickr30k-images", "Images", "images")
 
 
 @dataclass(frozen=True)
@@ -76,7 +70,7 @@ class CaptionOptions:
     hf_split: str | None = None
 
 
-class _Collector:
+class Collector:
     """Merges captions per image (first-seen order) and checks that each image has one split."""
 
     def __init__(self, where: str) -> None:
@@ -134,37 +128,26 @@ def read_local(path: Path, options: CaptionOptions) -> CaptionData:
             return read_manifest(path)
         if suffix == ".parquet":
             return _read_parquet([path], options, root=path.parent)
-        if suffix == ".json":
-            return read_caption_json([path])
-        if path.name.endswith((".token.txt", ".token")):
-            return read_flickr(path)
+    elif hf.is_saved_dataset(path):
+        ds = hf._datasets().load_from_disk(str(path))
+        return _from_hf(ds, options, "hf_disk", base=path)
+    elif parquet := sorted(path.rglob("*.parquet")):
+        return _read_parquet(parquet, options, root=path)
+    layout = find_layout(path, options, "mm")
+    if layout is not None:
+        return layout.factory(path, options)
+    if path.is_file():
         raise UserInputError(
             f"{path}: expected a folder, a .csv/.jsonl manifest, a caption .json, a Flickr "
             "token file or a .parquet file"
         )
-    if hf.is_saved_dataset(path):
-        ds = hf._datasets().load_from_disk(str(path))
-        return _from_hf(ds, options, "hf_disk", base=path)
-    parquet = sorted(path.rglob("*.parquet"))
-    if parquet:
-        return _read_parquet(parquet, options, root=path)
-    tokens = sorted(p for p in path.glob("*.token*") if "lemma" not in p.name)
-    if tokens:
-        return read_flickr(tokens[0])
-    jsons = [
-        *sorted(path.glob("annotations/captions_*.json")),
-        *sorted(path.glob("captions_*.json")),
-        *sorted(path.glob("dataset_*.json")),
-    ]
-    if jsons:
-        return read_caption_json(jsons)
     return read_caption_folder(path)
 
 
 def read_manifest(path: Path) -> CaptionData:
     """CSV/JSONL rows ``image,caption[,split][,label]``; repeated images gather captions. A row
     with an image but no caption text is a one-line :class:`UserInputError` naming the line."""
-    out = _Collector(str(path))
+    out = Collector(str(path))
     for n, row in read_rows(path):
         where = f"{path}:{n}"
         image_key = "image" if "image" in row else "path"
@@ -198,7 +181,7 @@ def _captions(value: Any, where: str, image: str) -> list[str]:
 
 def read_caption_folder(root: Path) -> CaptionData:
     """Images with a same-name ``.txt`` (one caption per line); ``<split>/`` folders optional."""
-    out = _Collector(str(root))
+    out = Collector(str(root))
     for image in media_files(root, IMAGE_EXTS):
         text = image.with_suffix(".txt")
         if not text.is_file():
@@ -208,101 +191,6 @@ def read_caption_folder(root: Path) -> CaptionData:
         lines = text.read_text(encoding="utf-8", errors="replace").splitlines()
         out.add(str(image), str(image), str(rel), lines, split, None)
     return out.data("caption_folder")
-
-
-def _image_dir(root: Path, candidates: list[Path], first: str | None) -> Path:
-    """The candidate folder holding ``first`` (an image file name), else the first candidate."""
-    for folder in candidates:
-        if first and (folder / first).is_file():
-            return folder
-    return next((f for f in candidates if f.is_dir()), root)
-
-
-def read_flickr(token_file: Path) -> CaptionData:
-    """Flickr8k/30k ``name.jpg#k<TAB>caption`` lines + ``*{train,dev,test}Images.txt`` lists."""
-    root = token_file.parent
-    pairs = []
-    for n, line in enumerate(read_text(token_file, "caption file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        head, sep, caption = line.partition("\t")
-        if not sep:
-            raise UserInputError(f"{token_file}:{n}: expected 'name.jpg#k<TAB>caption'")
-        pairs.append((head.split("#", 1)[0].strip(), caption))
-    splits: dict[str, str] = {}
-    for key, split in FLICKR_SPLITS.items():
-        for listing in root.glob(f"*{key}Images.txt"):
-            names = read_text(listing, "split list").splitlines()
-            splits.update((n.strip(), split) for n in names if n.strip())
-    folder = _image_dir(root, [root / d for d in IMAGE_DIRS], pairs[0][0] if pairs else None)
-    out = _Collector(str(token_file))
-    for name, caption in pairs:
-        if splits and name not in splits:
-            continue
-        out.add(name, str(folder / name), name, [caption], splits.get(name), None)
-    return out.data("flickr8k")
-
-
-def _coco_split(json_path: Path) -> tuple[str | None, str]:
-    """``captions_val2017.json`` -> (``validation``, ``val2017``)."""
-    stem = json_path.stem.removeprefix("captions_")
-    return normalize_split(re.sub(r"\d+$", "", stem)), stem
-
-
-def read_caption_json(files: list[Path]) -> CaptionData:
-    """COCO caption files or a Karpathy split file (``images[].sentences``)."""
-    out = _Collector(", ".join(map(str, files)))
-    kind = "coco"
-    for f in files:
-        try:
-            doc = json.loads(read_text(f, "caption JSON"))
-        except json.JSONDecodeError as exc:
-            raise UserInputError(f"cannot read caption JSON {f}: {exc}") from exc
-        if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-            raise UserInputError(f"{f}: expected COCO captions or a Karpathy split file")
-        root = f.parent.parent if f.parent.name == "annotations" else f.parent
-        karpathy = bool(doc["images"]) and "sentences" in _entry(doc["images"][0], f)
-        kind = "karpathy" if karpathy else kind
-        try:
-            (_karpathy if karpathy else _coco)(doc, f, root, out)
-        except (KeyError, TypeError, AttributeError) as exc:  # a field missing or of a wrong type
-            what = "Karpathy split file" if karpathy else "COCO caption file"
-            detail = f"no {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:80]
-            raise UserInputError(f"{f}: not a valid {what} ({detail})") from None
-    return out.data(kind)
-
-
-def _entry(value: Any, f: Path) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        shown = json.dumps(value)[:40]
-        raise UserInputError(f"{f}: expected JSON objects in 'images', got {shown}")
-    return value
-
-
-def _coco(doc: dict[str, Any], f: Path, root: Path, out: _Collector) -> None:
-    split, stem = _coco_split(f)
-    by_id = {img["id"]: img["file_name"] for img in doc["images"]}
-    first = next(iter(by_id.values()), None)
-    folder = _image_dir(root, [root / stem, root / "images" / stem, root / "images"], first)
-    captions: dict[Any, list[str]] = {i: [] for i in by_id}
-    for ann in doc.get("annotations", []):
-        if ann.get("image_id") not in captions:
-            raise UserInputError(f"{f}: annotation {ann.get('id')} names an unknown image")
-        captions[ann["image_id"]].append(str(ann.get("caption", "")))
-    for image_id, file_name in by_id.items():
-        source = str(folder / file_name)
-        out.add((stem, image_id), source, file_name, captions[image_id], split, None)
-
-
-def _karpathy(doc: dict[str, Any], f: Path, root: Path, out: _Collector) -> None:
-    first = doc["images"][0].get("filename")
-    folder = _image_dir(root, [root / d for d in IMAGE_DIRS], first)
-    for img in doc["images"]:
-        rel = Path(img.get("filepath", ""), img["filename"])
-        path = root / rel if img.get("filepath") else folder / img["filename"]
-        split = "train" if img.get("split") == "restval" else normalize_split(img.get("split"))
-        texts = [s.get("raw", " ".join(s.get("tokens", []))) for s in img.get("sentences", [])]
-        out.add(str(rel), str(path), str(rel), texts, split, None)
 
 
 def _read_parquet(files: list[Path], options: CaptionOptions, root: Path) -> CaptionData:
@@ -337,7 +225,7 @@ def _from_hf(ds: Any, options: CaptionOptions, kind: str, base: Path | None = No
     datasets = hf._datasets()
     splits = ds.items() if isinstance(ds, datasets.DatasetDict) else [(options.hf_split, ds)]
     media = SourceOptions("image", IMAGE_EXTS, media_column=options.image_column)
-    out = _Collector(kind)
+    out = Collector(kind)
     names: list[str] | None = None
     for split_name, part in splits:
         image_col = hf._media_column(part, media)

@@ -1,8 +1,8 @@
-"""The records a ``--dataset`` source resolves to, and the registry of dataset layouts.
+"""The records a ``--dataset`` source resolves to, the lookup of dataset layouts, and aliases.
 
 The bottom of the data layer: :mod:`mmkit.data.sources` (local paths), :mod:`mmkit.data.hf`
-(Hugging Face) and the layouts (:mod:`mmkit.data.speech_commands`, :mod:`mmkit.data.ucf101`)
-all build these records; layouts and aliases register here.
+(Hugging Face) and the layouts (:mod:`mmkit.data.layouts`, registered with
+:func:`mmkit.registry.register_layout`) all build these records; aliases register here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mmkit.data.splits import hash_split, split_source_of
+from mmkit.registry import LAYOUTS, PluginSpec, load_plugins
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,13 @@ class SourceOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Detector = Callable[[Path, SourceOptions], bool]
-Reader = Callable[[Path, SourceOptions], SourceData]
-_LAYOUTS: list[tuple[str, str | None, Detector, Reader]] = []
 _ALIASES: dict[str, tuple[str, Callable[[SourceOptions], Path]]] = {}
 
 
-def register_layout(name: str, modality: str | None, detect: Detector, read: Reader) -> None:
-    """Add a directory layout, tried before the generic folder-per-class reader."""
-    _LAYOUTS.append((name, modality, detect, read))
+def find_layout(path: Path, options: Any, modality: str) -> PluginSpec | None:
+    """The first registered layout of ``modality`` whose ``detect`` accepts ``path`` (plugins
+    load first); ``spec.factory(path, options)`` reads it."""
+    return next((s for s in LAYOUTS.in_order(modality) if s.detect(path, options)), None)
 
 
 def register_alias(name: str, modality: str, fetch: Callable[[SourceOptions], Path]) -> None:
@@ -78,12 +77,9 @@ def register_alias(name: str, modality: str, fetch: Callable[[SourceOptions], Pa
     _ALIASES[name] = (modality, fetch)
 
 
-def layouts() -> list[tuple[str, str | None, Detector, Reader]]:
-    """The registered layouts, in registration order."""
-    return list(_LAYOUTS)
-
-
 def alias(name: str, modality: str) -> Callable[[SourceOptions], Path] | None:
-    """The fetch function of dataset alias ``name`` for ``modality``, if there is one."""
+    """The fetch function of dataset alias ``name`` for ``modality``, if there is one (plugins,
+    which may register aliases, load first)."""
+    load_plugins()
     entry = _ALIASES.get(name)
     return entry[1] if entry and entry[0] == modality else None

@@ -2,10 +2,10 @@
 
 See docs/design.md for the contract.
 
-Order: a known alias, then a local path (prepared store, HF ``save_to_disk`` dir, parquet, a layout
-such as Speech Commands or UCF101, a folder per class, a CSV/JSONL manifest), else a Hugging Face
-hub id. Layouts and aliases register themselves in :mod:`mmkit.data.records`; the built-in ones
-are imported here.
+Order: a known alias, then a local path (prepared store, a CSV/JSONL manifest, HF ``save_to_disk``
+dir, parquet, a registered layout such as Speech Commands or UCF101, a folder per class), else a
+Hugging Face hub id. Layouts are plugins (:func:`mmkit.registry.register_layout`; the built-in
+ones are in :mod:`mmkit.data.layouts`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmkit.data import hf, speech_commands, ucf101  # noqa: F401 - the built-in layouts register
-from mmkit.data.records import Record, SourceData, SourceOptions, alias, layouts
+from mmkit.data import hf
+from mmkit.data.records import Record, SourceData, SourceOptions, alias, find_layout
 from mmkit.data.splits import normalize_split
 from mmkit.errors import UserInputError
 from mmkit.io.files import file_problem, read_text, short_path, stat_problem
@@ -64,17 +64,17 @@ def read_local(path: Path, options: SourceOptions) -> SourceData:
             return read_manifest(path, options)
         if path.suffix.lower() == ".parquet":
             return hf.read_parquet([path], options)
+    elif hf.is_saved_dataset(path):
+        return hf.read_saved(path, options)
+    elif parquet := sorted(path.rglob("*.parquet")):
+        return hf.read_parquet(parquet, options, root=path)
+    layout = find_layout(path, options, options.modality)
+    if layout is not None:
+        return layout.factory(path, options)
+    if path.is_file():
         raise UserInputError(
             f"{path}: expected a folder, a .csv/.jsonl manifest or a .parquet file"
         )
-    if hf.is_saved_dataset(path):
-        return hf.read_saved(path, options)
-    parquet = sorted(path.rglob("*.parquet"))
-    if parquet:
-        return hf.read_parquet(parquet, options, root=path)
-    for _name, modality, detect, read in layouts():
-        if modality in (None, options.modality) and detect(path, options):
-            return read(path, options)
     return read_folder(path, options)
 
 

@@ -1,7 +1,9 @@
 """Checkpoints: a directory of ``model.safetensors`` + ``config.json`` (docs/design.md).
 
-For resume, ``trainer_state.json`` (step, epoch, scheduler, early-stopping state) and
-``optimizer.safetensors`` (optimizer tensors and RNG states) sit beside them. Everything is written
+``config.json`` is a :class:`~mmkit.spec.CheckpointSpec`, written and read by it. For resume,
+``trainer_state.json`` (a :class:`~mmkit.engine.state.TrainerState`: step, epoch, scheduler,
+early-stopping state) and ``optimizer.safetensors`` (optimizer tensors and RNG states) sit beside
+them. Everything is written
 into a temporary directory that is renamed into place, so a kill never leaves half a checkpoint.
 Nothing is ever unpickled: tensors come from safetensors, everything else from JSON.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 from torch.overrides import TorchFunctionMode
 
+from mmkit.engine.state import TrainerState
 from mmkit.errors import CheckpointError, MmkitError
 from mmkit.io.atomic import old_of, replace_dir, temp_dir_for
 from mmkit.io.files import file_problem, short_path, stat_problem
@@ -34,10 +37,10 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 def save_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
-    config: dict[str, Any],
+    spec: CheckpointSpec,
     *,
     optimizer: torch.optim.Optimizer | None = None,
-    trainer_state: dict[str, Any] | None = None,
+    trainer_state: TrainerState | None = None,
     rng: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically and return its path. With ``optimizer`` and
@@ -50,13 +53,13 @@ def save_checkpoint(
         # each tensor saved on its own: tied weights are stored twice, views become whole tensors
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
+        spec.write(tmp / CONFIG_FILE)
         if optimizer is not None and trainer_state is not None:
             tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
             tensors.update(rng or rng_states())
             save_file(tensors, str(tmp / OPTIMIZER_FILE))
-            state = dict(trainer_state, optimizer=opt_meta)
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+            saved = replace(trainer_state, optimizer=opt_meta)
+            (tmp / STATE_FILE).write_text(json.dumps(saved.to_json(), indent=2))
         replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -88,14 +91,6 @@ def resolve_checkpoint_dir(path: str | Path, *, prefer: str = "best") -> Path:
     raise CheckpointError(
         f"{short_path(path)} is not a checkpoint or run directory (no {CONFIG_FILE})"
     )
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    ckpt = resolve_checkpoint_dir(path)
-    try:
-        return json.loads((ckpt / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{ckpt / CONFIG_FILE}: invalid JSON ({exc.msg})") from exc
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.device) -> None:
@@ -205,7 +200,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
 @dataclass
 class ResumeState:
-    trainer_state: dict[str, Any]
+    trainer_state: TrainerState
     optimizer_state: dict[str, Any]
 
 
@@ -215,59 +210,14 @@ def load_resume_state(path: str | Path, *, rank: int = 0) -> ResumeState:
     path = Path(path)
     if not (path / STATE_FILE).is_file() or not (path / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{path} has no trainer state to resume from")
-    source = path / STATE_FILE
-    try:
-        state = json.loads(source.read_text(), parse_constant=_no_constant)
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: cannot read the trainer state ({exc})") from exc
-    _check_trainer_state(state, source)
+    state = TrainerState.read(path / STATE_FILE)
     tensors = read_safetensors(path / OPTIMIZER_FILE, what="optimizer state")
     try:
-        optimizer = _unflatten_optimizer(tensors, state.pop("optimizer"))
+        optimizer = _unflatten_optimizer(tensors, state.optimizer)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path / OPTIMIZER_FILE}: not an mmkit optimizer state") from exc
     _restore_rng(tensors, rank)
-    return ResumeState(state, optimizer)
-
-
-_STATE_INTS = ("epoch", "step_in_epoch", "global_step", "best_epoch", "bad_epochs")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _check_trainer_state(state: Any, source: Path) -> None:
-    """The fields :class:`~mmkit.engine.trainer.Trainer` resumes from, with their types."""
-
-    def bad(key: str, what: str) -> CheckpointError:
-        return CheckpointError(f"{source}: {key} must be {what}")
-
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{source}: must be a JSON object")
-    for key in _STATE_INTS:
-        value = state.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < -1:
-            raise bad(key, "an integer")
-    for key, optional in (("best", True), ("best_loss", True), ("epoch_loss_sum", False)):
-        value = state.get(key)
-        if not (optional and value is None) and (
-            not isinstance(value, int | float) or isinstance(value, bool)
-        ):
-            raise bad(key, "a number")
-    history = state.get("history")
-    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
-        raise bad("history", "a list of JSON objects")
-    if not isinstance(state.get("scheduler"), dict):
-        raise bad("scheduler", "a JSON object")
-    opt = state.get("optimizer")
-    if (
-        not isinstance(opt, dict)
-        or not isinstance(opt.get("param_groups"), list)
-        or not all(isinstance(g, dict) for g in opt["param_groups"])
-        or not isinstance(opt.get("scalars"), dict)
-    ):
-        raise bad("optimizer", "a JSON object with param_groups and scalars")
+    return ResumeState(replace(state, optimizer={}), optimizer)
 
 
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -1,5 +1,6 @@
 """Where a run's per-epoch metrics go besides ``metrics.jsonl`` (which is always written: resume
 rebuilds from it) and ``curves.png``: TensorBoard event files or a CSV table in the run directory.
+:class:`RunLog` writes all of them.
 
 ``--logger auto`` (the default) writes TensorBoard events when the ``tensorboard`` package is
 installed (``pip install 'mmkit[tensorboard]'``), else a CSV; ``none`` writes neither.
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
 from mmkit.errors import UserInputError
+from mmkit.io.atomic import write_text_atomic
 
 LOGGERS = ("auto", "tensorboard", "csv", "none")
 
@@ -100,3 +103,31 @@ def make_logger(kind: str, run_dir: Path, history: list[dict[str, Any]]) -> Metr
     if kind == "csv":
         return CsvLogger(run_dir, history)
     return NoLogger()
+
+
+class RunLog:
+    """Rank 0's per-epoch records in ``run_dir``: ``metrics.jsonl`` (one JSON row per epoch),
+    the ``--logger`` one, and ``curves.png``; on the other ranks it writes nothing. Made at the
+    start of a run or a resume with the history so far: ``metrics.jsonl`` is rewritten from it,
+    so rows of epochs that a kill lost before ``last/`` was saved go away."""
+
+    def __init__(self, run_dir: Path, kind: str, history: list[dict[str, Any]], *, main: bool):
+        self.path, self.main = run_dir / "metrics.jsonl", main
+        self.logger = make_logger(kind, run_dir, history) if main else NoLogger()
+        if main:
+            write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in history))
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.main:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            self.logger.log(row)
+
+    def plot(self, history: list[dict[str, Any]], monitor: str) -> None:
+        if self.main:
+            from mmkit.engine.plots import plot_curves
+
+            plot_curves(history, self.path.with_name("curves.png"), monitor)
+
+    def close(self) -> None:
+        self.logger.close()

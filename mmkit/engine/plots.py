@@ -1,20 +1,31 @@
-"""PNG plots written next to runs and evaluations (matplotlib, headless)."""
+"""PNG plots written next to runs and evaluations (matplotlib, headless).
+
+Figures are made with :class:`matplotlib.figure.Figure` and drawn by the Agg canvas directly:
+no ``pyplot``, so importing this module (or mmkit) never picks or switches matplotlib's backend
+for the process that imports it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    FigureCanvasAgg(fig)  # the figure's canvas: Agg, whatever the process's backend
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return Path(path)
 
 
 def plot_curves(history: list[dict[str, Any]], path: str | Path, monitor: str) -> Path:
     """Training loss and the validation metric per epoch."""
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    ax_loss, ax_metric = fig.subplots(1, 2)
     ax_loss.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
     if any("val_loss" in row for row in history):
         ax_loss.plot(epochs, [row.get("val_loss") for row in history], marker="o", label="val")
@@ -23,17 +34,15 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path, monitor: str) -
     key = f"val_{monitor}"
     ax_metric.plot(epochs, [row.get(key) for row in history], marker="o", color="tab:green")
     ax_metric.set(title=key, xlabel="epoch")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_confusion(matrix: list[list[int]], labels: list[str], path: str | Path) -> Path:
     """A confusion matrix (rows: true label, columns: predicted) with counts in the cells."""
     n = len(labels)
     size = max(4.0, 0.45 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(n), labels, rotation=90)
     ax.set_yticks(range(n), labels)
@@ -44,7 +53,4 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: str | Path)
             if count:
                 color = "white" if count > peak / 2 else "black"
                 ax.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)

@@ -22,9 +22,11 @@ from mmkit.data.store import Store
 from mmkit.engine import distributed
 from mmkit.engine.events import Progress
 from mmkit.engine.placement import resolve_device, seed_everything
-from mmkit.engine.trainer import Task, Trainer, TrainResult
+from mmkit.engine.state import TrainResult
+from mmkit.engine.trainer import Task, Trainer
 from mmkit.errors import UserInputError
 from mmkit.io.atomic import recover_dir, write_text_atomic
+from mmkit.spec import CheckpointSpec
 
 LOCK_FILE = ".lock"
 CHECKPOINT_DIRS = ("last", "best")
@@ -184,7 +186,7 @@ class Job:
     task: Task
     train_set: Dataset
     val_set: Dataset
-    checkpoint: dict[str, Any]  # the config.json of the run's checkpoints (CheckpointSpec JSON)
+    spec: CheckpointSpec  # what the run's checkpoints are (their config.json)
     skipped: list[dict[str, str]]  # files the data step left out
 
 
@@ -192,8 +194,10 @@ def fit(
     cfg: TrainConfig, setup: Callable[[], Job], *, resume: bool, progress: Progress
 ) -> TrainResult:
     """The one training entry of every modality: hold the run directory, seed, ``setup()`` the
-    job (prepare the data, build the model), train it (or continue with ``resume``)."""
-    distributed.init(resolve_device(cfg.device))  # torchrun: join before any rank waits
+    job (prepare the data, build the model), train it (or continue with ``resume``). Under
+    ``torchrun`` it joins the process group (before any rank waits) and leaves it at the end;
+    the trainer trains on the group and this rank's device."""
+    device = distributed.init(resolve_device(cfg.device))
     with start_run(cfg.out, cfg.to_dict(), resume=resume) as run_dir:
         seed_everything(cfg.seed)
         with distributed.main_first():  # rank 0 prepares the store, the others then open it
@@ -205,7 +209,8 @@ def fit(
             job.val_set,
             cfg,
             run_dir,
-            checkpoint_config=lambda: job.checkpoint,
+            spec=job.spec,
+            device=device,
             progress=progress,
         )
         if resume:

@@ -29,7 +29,7 @@ from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoi
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.placement import resolve_device
 from mmkit.engine.run import Job, eval_selection, fit, training_splits
-from mmkit.engine.trainer import TrainResult
+from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.files import short_path, stat_problem
 from mmkit.metrics.classification import classification_report
@@ -173,7 +173,7 @@ def training_job(modality: Modality, cfg: TrainConfig, progress: Progress) -> Jo
         ClassificationTask(store.labels),
         modality.train_set(store, splits.train, cfg),
         modality.eval_set(store, splits.validation, cfg),
-        checkpoint_spec(modality, cfg, store, stages, splits.info).to_json(),
+        checkpoint_spec(modality, cfg, store, stages, splits.info),
         store.skipped,
     )
 

@@ -42,7 +42,7 @@ from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint
 from mmkit.engine.events import NullProgress, Progress
 from mmkit.engine.placement import resolve_device
 from mmkit.engine.run import Job, eval_selection, fit, training_splits
-from mmkit.engine.trainer import TrainResult
+from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
 from mmkit.pipelines.classify import expand_paths
@@ -278,7 +278,7 @@ def training_job(cfg: MMConfig, progress: Progress, *, resume: bool = False) -> 
         ContrastiveTask(tokenizer, spec.prompt or DEFAULT_PROMPT),
         CaptionPairs(store, splits.train, seed=cfg.seed),
         CaptionImages(store, splits.validation),
-        spec.to_json(),
+        spec,
         store.skipped,
     )
 

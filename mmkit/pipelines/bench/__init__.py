@@ -14,6 +14,8 @@ For each modality, on data it generates (real encoded files, cached in ``$MMKIT_
 3. Cold start (audio): ``help_over_import_torch``, ``infer_over_import_torch``, whole processes.
 4. Growth (audio): ``prepare`` and one epoch of an HF parquet data set at 1x, 4x, 16x: peak RSS
    and seconds, their slopes, ``prepare_rss_16x_over_1x``.
+5. ``--scale`` (:mod:`~mmkit.pipelines.bench.scale`): real-size Speech Commands, UCF101 and COCO
+   captions at 1/64 to 1: prepare, an epoch, eval and infer as whole processes.
 
 Each ratio has a target (:data:`TARGETS`); the report says which are met. Absolute numbers
 depend on the machine and its load (reported); ratios measured in the same run are what count.
@@ -54,9 +56,12 @@ def targets_for(device: str) -> dict[str, tuple[str, float]]:
     return {**TARGETS, **(GPU_TARGETS if device.startswith("cuda") else {})}
 
 
-def judge(ratios: dict[str, float], device: str) -> dict[str, Any]:
-    """``targets`` (as text) and ``met`` for each ratio that has a target."""
-    targets = targets_for(device)
+def judge(
+    ratios: dict[str, float], device: str, targets: dict[str, tuple[str, float]] | None = None
+) -> dict[str, Any]:
+    """``targets`` (as text) and ``met`` for each ratio that has a target (by default those of
+    :data:`TARGETS` for ``device``)."""
+    targets = targets_for(device) if targets is None else targets
     shown, met = {}, {}
     for name, value in ratios.items():
         if name in targets:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mmkit.data.records import Record, SourceData, SourceOptions, register_layout
+from mmkit.data.records import Record, SourceData, SourceOptions
 from mmkit.data.splits import hash_split
 from mmkit.errors import UserInputError
+from mmkit.registry import register_layout
 
 _GROUP = re.compile(r"_g(\d+)_c\d+", re.IGNORECASE)
 
@@ -31,7 +32,9 @@ def detect(root: Path, options: SourceOptions) -> bool:
     return _lists_dir(root) is not None
 
 
+@register_layout("ucf101", modality="video", detect=detect)
 def read(root: Path, options: SourceOptions) -> SourceData:
+    """UCF101: classInd.txt + trainlist0N.txt / testlist0N.txt (--fold N) + class folders."""
     lists = _lists_dir(root)
     assert lists is not None
     fold = int(options.extra.get("fold", 1))
@@ -66,6 +69,3 @@ def read(root: Path, options: SourceOptions) -> SourceData:
             )
     labels = [classes[i] for i in sorted(classes)]
     return SourceData(records, labels, "ucf101")
-
-
-register_layout("ucf101", "video", detect, read)

@@ -11,15 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmkit.cache import cache_dir
-from mmkit.data.records import (
-    Record,
-    SourceData,
-    SourceOptions,
-    register_alias,
-    register_layout,
-)
+from mmkit.data.records import Record, SourceData, SourceOptions, register_alias
 from mmkit.data.splits import hash_split
 from mmkit.errors import UserInputError
+from mmkit.registry import register_layout
 
 CORE_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
@@ -36,7 +31,12 @@ def speaker_of(name: str) -> str:
     return Path(name).name.split("_nohash_")[0]
 
 
+@register_layout("speech_commands", modality="audio", detect=detect)
 def read(root: Path, options: SourceOptions) -> SourceData:
+    """Speech Commands: word folders + validation_list.txt + testing_list.txt.
+
+    ``_background_noise_/`` feeds noise mixing and, with ``--classes 12``, the ``_silence_`` class.
+    """
     classes = str(options.extra.get("classes", "all"))
     if classes not in ("all", "12"):
         raise UserInputError(f"--classes must be 'all' or '12', got {classes!r}")
@@ -103,5 +103,4 @@ def fetch(options: SourceOptions) -> Path:
     return target
 
 
-register_layout("speech_commands", "audio", detect, read)
 register_alias("speech_commands", "audio", fetch)
