@@ -20,7 +20,7 @@ import inspect
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -31,6 +31,10 @@ MODALITIES = ("audio", "video", "image", "text", "mm")
 ENTRY_POINT_GROUP = "mmkit.plugins"
 ANY = "any"  # a layout's modality when it reads sources of every modality
 _BUILTIN_MODULES = ("mmkit.preprocess", "mmkit.backbones", "mmkit.data.layouts")
+# what a backbone's forward takes (mmkit/backbones/base.py), and the default per modality
+INPUTS = ("log_mel", "waveform", "clips", "image", "tokens", "image_text")
+DEFAULT_INPUT = {"audio": "log_mel", "video": "clips", "image": "image", "text": "tokens",
+                 "mm": "image_text"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class PluginSpec:
     tags: tuple[str, ...] = ()
     module: str = field(default="")
     loads: tuple[str, ...] = ()  # arguments that name a file or tag to load weights from
+    input: str | None = None  # backbones: what forward takes (INPUTS)
+    weights: Mapping[str, Any] = field(default_factory=dict)  # tag -> WeightsSpec (backbones)
     detect: Callable[..., bool] | None = None  # a layout's test of a path (its factory reads it)
 
     def signature(self) -> dict[str, str]:
@@ -68,6 +74,8 @@ class PluginSpec:
             "tags": list(self.tags),
             "module": self.module,
             "arguments": self.signature(),
+            "input": self.input,
+            "weights": {tag: w.to_dict() for tag, w in self.weights.items()},
         }
 
 
@@ -86,12 +94,16 @@ class Registry:
         modality: str,
         tags: tuple[str, ...] = (),
         loads: tuple[str, ...] = (),
+        input: str | None = None,
+        weights: Mapping[str, Any] | None = None,
         detect: Callable[..., bool] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if modality not in self.modalities:
             raise UserInputError(
                 f"modality must be one of {', '.join(self.modalities)}, got {modality!r}"
             )
+        if input is not None and input not in INPUTS:
+            raise UserInputError(f"input must be one of {', '.join(INPUTS)}, got {input!r}")
 
         def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._specs:
@@ -106,6 +118,8 @@ class Registry:
                 tags=tuple(tags),
                 module=factory.__module__,
                 loads=tuple(loads),
+                input=input or (DEFAULT_INPUT[modality] if self.kind == "backbone" else None),
+                weights=dict(weights or {}),
                 detect=detect,
             )
             return factory
@@ -193,15 +207,26 @@ REGISTRIES = {"backbone": BACKBONES, "preprocessor": PREPROCESSORS, "layout": LA
 
 
 def register_backbone(
-    name: str, *, modality: str, tags: tuple[str, ...] = (), loads: tuple[str, ...] = ()
+    name: str,
+    *,
+    modality: str,
+    tags: tuple[str, ...] = (),
+    loads: tuple[str, ...] = (),
+    input: str | None = None,
+    weights: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``factory(*, num_classes, **kwargs) -> nn.Module`` as a backbone.
 
     The module must expose ``num_features``, ``forward_features(x)`` and ``forward_head(features)``.
-    ``loads`` names the arguments that point the factory at weights to load (a path or tag): a
-    checkpoint's ``config.json`` may never set them.
+    ``input`` is what ``forward`` takes: ``log_mel`` (the audio default), ``waveform`` or ``clips``
+    (the video default). ``weights`` maps tags to the pretrained weights the backbone can load
+    (:class:`mmkit.backbones.pretrained.WeightsSpec`, loaded by ``load_pretrained``). ``loads``
+    names the arguments that point the factory at weights to load (a path or tag): a checkpoint's
+    ``config.json`` may never set them.
     """
-    return BACKBONES.register(name, modality=modality, tags=tags, loads=loads)
+    return BACKBONES.register(
+        name, modality=modality, tags=tags, loads=loads, input=input, weights=weights
+    )
 
 
 def register_preprocessor(

@@ -86,6 +86,8 @@ def test_list_json(plugin, capsys):
             "tags": [],
             "module": __name__,
             "arguments": {"num_classes": "required", "width": "12"},
+            "input": "clips",
+            "weights": {},
         }
     ]
 

@@ -21,6 +21,7 @@ from mmkit.registry import (
     MODALITIES,
     PREPROCESSORS,
     REGISTRIES,
+    PluginSpec,
     create_backbone,
     create_preprocessor,
 )
@@ -31,7 +32,8 @@ BUILTINS = {
     "backbone": {
         "audio_cnn", "audio_cnn_test", "audio_resnet",
         "video_r3d", "video_r3d_test", "video_vit", "video_vit_test",
-        "r3d_18", "mc3_18", "r2plus1d_18",
+        "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t",
+        "wav2vec2_base", "hubert_base", "wavlm_base", "wavlm_base_plus", "ssl_speech_test",
         "image_resnet", "image_vit", "image_vit_test", "text_transformer",
         "text_transformer_test", "clip_lite", "clip_lite_test", "open_clip_model",
     },
@@ -44,23 +46,15 @@ BUILTINS = {
 }  # fmt: skip
 # open_clip's default ViT-B-32 is 150M parameters: the same code path, built small
 SMALL = {"open_clip_model": {"model_name": "ViT-S-32", "model_kwargs": TINY_OPEN_CLIP}}
-# mmkit/backbones/video_torchvision.py: TorchvisionVideoResNet(arch, *, ...) takes `arch`
-# positionally; the fix is `(self, *, arch, ...)` there
-POSITIONAL_ARCH = {"r3d_18", "mc3_18", "r2plus1d_18"}
 
 
 def _plugins() -> list[Any]:
-    out = []
-    for kind, registry in REGISTRIES.items():
-        if kind == "layout":  # a reader, not a factory: test_every_layout_reads_a_root
-            continue
-        for name in registry.names():
-            marks = ()
-            if kind == "backbone" and name in POSITIONAL_ARCH:
-                reason = "arch is positional-or-keyword (mmkit/backbones/video_torchvision.py)"
-                marks = (pytest.mark.xfail(strict=True, reason=reason),)
-            out.append(pytest.param(kind, name, marks=marks, id=f"{kind}:{name}"))
-    return out
+    return [
+        pytest.param(kind, name, id=f"{kind}:{name}")
+        for kind, registry in REGISTRIES.items()
+        if kind != "layout"  # a reader, not a factory: test_every_layout_reads_a_root
+        for name in registry.names()
+    ]
 
 
 def _defaults(factory: Any) -> dict[str, Any]:
@@ -81,14 +75,18 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def _inputs(modality: str, model: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+def _inputs(spec: PluginSpec, model: torch.nn.Module) -> tuple[torch.Tensor, ...]:
     """A batch of two, as the preprocess stages would make it, as small as the model takes."""
     torch.manual_seed(1)
+    modality = spec.modality
+    if spec.input == "waveform":
+        return (torch.randn(2, 8000),)  # half a second at 16 kHz
     if modality == "audio":
         return (torch.randn(2, 1, 32, 41),)  # log-mel [B, 1, n_mels, frames]
-    if modality == "video":
+    if modality == "video":  # MViT takes one clip shape only (num_frames, size)
         size = getattr(model, "grid", 0) * getattr(model, "patch_size", 0) or 16
-        return (torch.randn(2, 3, 4, size, size),)
+        size = getattr(model, "size", size)
+        return (torch.randn(2, 3, getattr(model, "num_frames", 4), size, size),)
     images = torch.randn(2, 3, getattr(model, "image_size", 0), getattr(model, "image_size", 0))
     tokens = torch.randint(1, 1000, (2, getattr(model, "context_length", 0)))
     return {"image": (images,), "text": (tokens,)}.get(modality, (images, tokens))
@@ -147,7 +145,7 @@ def test_every_backbone_keeps_the_contract(name: str) -> None:
 
     assert isinstance(model, Backbone) and isinstance(model, torch.nn.Module)
     assert isinstance(model.num_features, int) and model.num_features > 0
-    inputs = _inputs(spec.modality, model)
+    inputs = _inputs(spec, model)
     with torch.no_grad():
         model.eval()
         features = model.forward_features(inputs[0])

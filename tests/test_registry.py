@@ -223,6 +223,8 @@ def test_signature_and_to_dict(throwaway):
         "tags": ["tiny", "test"],
         "module": __name__,
         "arguments": {"num_classes": "required", "width": "8"},
+        "input": "clips",
+        "weights": {},
     }
 
 

@@ -20,6 +20,7 @@ import yaml
 from safetensors.torch import save_file
 
 import mmkit
+from mmkit.backbones.pretrained import load_pretrained
 from mmkit.engine.checkpoint import save_checkpoint
 from mmkit.engine.state import TrainerState
 from mmkit.errors import CheckpointError, MmkitError
@@ -263,9 +264,9 @@ def test_open_clip_tower_loaders_are_refused(pickles: dict[str, Path], marker: P
     assert not marker.exists()
 
 
-def test_torchvision_weights_path_pickle(pickles: dict[str, Path], marker: Path) -> None:
+def test_torchvision_pretrained_pickle(pickles: dict[str, Path], marker: Path) -> None:
     with pytest.raises(CheckpointError, match="refused"):
-        mmkit.create_backbone("mc3_18", num_classes=2, weights_path=str(pickles["model.pth"]))
+        load_pretrained(mmkit.create_backbone("mc3_18", num_classes=2), pickles["model.pth"])
     assert not marker.exists()
 
 

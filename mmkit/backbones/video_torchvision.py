@@ -1,35 +1,38 @@
 """torchvision's video ResNets (``r3d_18``, ``mc3_18``, ``r2plus1d_18``) as mmkit backbones.
 
-Randomly initialised; ``weights_path`` loads a local state dict (``.safetensors`` or a torch file
-read with ``weights_only=True``), e.g. the Kinetics-400 weights saved from torchvision. The module
-keeps torchvision's parameter names (``stem``, ``layer1..4``, ``fc``), so such files load as they
-are; an ``fc`` whose class count differs is left out and the new head starts fresh. These models
-expect 112x112 crops normalised with :data:`mmkit.preprocess.video.KINETICS_MEAN`/``STD``.
+Randomly initialised; :func:`mmkit.backbones.pretrained.load_pretrained` loads the tag
+``kinetics400`` (torchvision's Kinetics-400 weights) or a local state dict. The module keeps
+torchvision's parameter names (``stem``, ``layer1..4``, ``fc``), so such files load as they are;
+an ``fc`` whose class count differs is left out and the new head starts fresh. The weights were
+trained on 16-frame 112x112 crops normalised with :data:`mmkit.preprocess.video.KINETICS_MEAN`/
+``STD`` (their :class:`~mmkit.backbones.pretrained.WeightsSpec`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from mmkit.errors import CheckpointError, UserInputError
-from mmkit.io.weights import read_state_dict
+from mmkit.backbones.pretrained import WeightsSpec
+from mmkit.errors import UserInputError
+from mmkit.preprocess.video import KINETICS_MEAN, KINETICS_STD
 from mmkit.registry import register_backbone, variant
 
 # builders in ``torchvision.models.video``, imported when a model is built: importing
 # ``torchvision.models`` pulls in ``torch._dynamo`` (1.5 s), which registering need not pay
 ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18")
+WEIGHTS = {"r3d_18": "R3D_18_Weights", "mc3_18": "MC3_18_Weights",
+           "r2plus1d_18": "R2Plus1D_18_Weights"}  # fmt: skip
 
 
 class TorchvisionVideoResNet(nn.Module):
     """A torchvision ``VideoResNet`` with ``forward_features`` / ``forward_head`` split out."""
 
-    def __init__(
-        self, arch: str, *, num_classes: int, dropout: float = 0.0, weights_path: str | None = None
-    ) -> None:
+    pretrained_fresh = ("fc.",)  # a Kinetics head of another class count starts fresh
+
+    def __init__(self, *, arch: str, num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise UserInputError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
@@ -48,28 +51,6 @@ class TorchvisionVideoResNet(nn.Module):
         self.num_classes = num_classes
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-        if weights_path is not None:
-            self.load_weights(weights_path)
-
-    def load_weights(self, path: str | os.PathLike[str]) -> None:
-        """Load a torchvision-format state dict; a head of another size is skipped."""
-        state = read_state_dict(path, what="weights_path")
-        own = self.state_dict()
-        skipped = {
-            k for k in ("fc.weight", "fc.bias") if k in state and (
-                k not in own or own[k].shape != state[k].shape
-            )
-        }  # fmt: skip
-        state = {k: v for k, v in state.items() if k not in skipped}
-        missing = sorted(k for k in own.keys() - state.keys() if not k.startswith("fc."))
-        unexpected = sorted(state.keys() - own.keys())
-        wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
-        if missing or unexpected or wrong:
-            raise CheckpointError(
-                f"weights_path {path}: does not fit this model (missing {missing[:3]}, "
-                f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]})"
-            )
-        self.load_state_dict(state, strict=False)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clips ``[B, 3, T, H, W]`` -> pooled features ``[B, 512]``."""
@@ -87,20 +68,23 @@ class TorchvisionVideoResNet(nn.Module):
 
 
 def _torchvision_variant(arch: str, doc: str) -> Callable[..., TorchvisionVideoResNet]:
+    kinetics = WeightsSpec(
+        f"torchvision.models.video:{WEIGHTS[arch]}.KINETICS400_V1",
+        frames=16, size=112, resize=(128, 171), mean=KINETICS_MEAN, std=KINETICS_STD,
+        num_classes=400,
+    )  # fmt: skip
     register = register_backbone(
-        arch, modality="video", tags=("torchvision",), loads=("weights_path",)
+        arch, modality="video", tags=("torchvision",), weights={"kinetics400": kinetics}
     )
     return register(variant(TorchvisionVideoResNet, doc, arch=arch))
 
 
-r3d_18 = _torchvision_variant(
-    "r3d_18", "torchvision R3D-18 (3D ResNet-18, 33M parameters); optional local weights."
-)
+r3d_18 = _torchvision_variant("r3d_18", "torchvision R3D-18 (3D ResNet-18, 33M parameters).")
 mc3_18 = _torchvision_variant(
     "mc3_18",
-    "torchvision MC3-18 (3D stem, 2D later stages, 11.7M parameters); optional local weights.",
+    "torchvision MC3-18 (3D stem, 2D later stages, 11.7M parameters).",
 )
 r2plus1d_18 = _torchvision_variant(
     "r2plus1d_18",
-    "torchvision R(2+1)D-18 (factorised 3D convs, 31.5M parameters); optional local weights.",
+    "torchvision R(2+1)D-18 (factorised 3D convs, 31.5M parameters).",
 )

@@ -9,7 +9,14 @@ import typer
 from mmkit.cli import common as c
 from mmkit.cli.binding import command
 from mmkit.cli.output import out, print_json, table
-from mmkit.registry import MODALITIES, REGISTRIES, describe, list_plugins
+from mmkit.registry import (
+    DEFAULT_INPUT,
+    MODALITIES,
+    REGISTRIES,
+    PluginSpec,
+    describe,
+    list_plugins,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -42,8 +49,9 @@ def register(app: typer.Typer) -> None:
         if json_:
             print_json([s.to_dict() for s in specs])
             return
-        rows = [[s.name, s.kind, s.modality, s.description] for s in specs]
-        out.print(table("plugins", ["name", "kind", "modality", "description"], rows))
+        rows = [[s.name, s.kind, s.modality, s.description + _notes(s)] for s in specs]
+        columns = ["name", "kind", "modality", "description"]
+        out.print(table("plugins", columns, rows))
 
     @command(app, name="describe", cli_only=("name",), example="mmkit describe audio_cnn")
     def describe_cmd(
@@ -57,6 +65,29 @@ def register(app: typer.Typer) -> None:
             return
         out.print(f"[bold]{spec.name}[/bold] ({spec.kind}, {spec.modality}) from {spec.module}")
         out.print(spec.description)
+        if spec.input:
+            out.print(f"input: {spec.input}")
         rows = [[k, v] for k, v in spec.signature().items()]
         if rows:  # a layout has none
             out.print(table("arguments", ["argument", "default"], rows))
+        if spec.weights:
+            rows = [
+                [tag, _source(info.pop("source")), ", ".join(f"{k} {v}" for k, v in info.items())]
+                for tag, info in spec.to_dict()["weights"].items()
+            ]
+            out.print(table("pretrained weights", ["tag", "from", "trained with"], rows))
+
+
+def _notes(spec: PluginSpec) -> str:
+    """An input other than the modality's usual one, and the pretrained weights tags."""
+    if spec.kind != "backbone":
+        return ""
+    notes = f" Input: {spec.input}." if spec.input != DEFAULT_INPUT.get(spec.modality) else ""
+    return notes + (f" Weights: {', '.join(spec.weights)}." if spec.weights else "")
+
+
+def _source(source: str) -> str:
+    """``torchvision.models.video:R3D_18_Weights.KINETICS400_V1`` -> ``torchvision
+    R3D_18_Weights.KINETICS400_V1``."""
+    module, _, attrs = source.partition(":")
+    return f"{module.split('.')[0]} {attrs}"
