@@ -269,17 +269,8 @@ def test_train_and_eval_report_skipped_files(speech_set, audio_variants, tmp_pat
     root = tmp_path / "words"
     shutil.copytree(speech_set.root, root, ignore=shutil.ignore_patterns("*.csv", "*.jsonl"))
     (root / "yes" / "bad.wav").write_bytes(audio_variants["corrupt"].path.read_bytes())
-    args = [
-        "--dataset",
-        str(root),
-        "--backbone",
-        "audio_cnn_test",
-        "--epochs",
-        "1",
-        "--n-mels",
-        "32",
-        "--json",
-    ]
+    args = ["--dataset", str(root), "--backbone", "audio_cnn_test", "--epochs", "1",
+            "--n-mels", "32", "--json"]
     first = run_cli("audio", "train", *args, "--out", str(tmp_path / "a"))
     assert first.returncode == 0, first.stderr
     assert [s["name"] for s in json.loads(first.stdout)["skipped"]] == ["yes/bad.wav"]

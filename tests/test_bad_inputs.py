@@ -198,18 +198,8 @@ CASES = [
     ),
     Case(
         "trainer-state-wrong-type",
-        (
-            "audio",
-            "train",
-            "--dataset",
-            "{train_csv}",
-            "--out",
-            "{bad_run}",
-            "--resume",
-            "--backbone",
-            "audio_cnn_test",
-            "--json",
-        ),
+        ("audio", "train", "--dataset", "{train_csv}", "--out", "{bad_run}", "--resume",
+         "--backbone", "audio_cnn_test", "--json"),
         1,
         r"trainer_state\.json: epoch must be an integer",
         notes=r"^warning: no validation split",
@@ -221,12 +211,8 @@ CASES = [
         r"data\.bin: holds \d+ bytes but mmkit_store\.json describes \d+",
     ),
     *(
-        Case(
-            f"yaml-{name}",
-            ("audio", "train", "--dataset", "{good_csv}", "--config", f"{{yaml_{name}}}"),
-            1,
-            message,
-        )
+        Case(f"yaml-{name}", ("audio", "train", "--dataset", "{good_csv}", "--config",
+                              f"{{yaml_{name}}}"), 1, message)
         for name, message in (
             ("garbage", r"not a UTF-8 text file|not valid YAML"),
             ("wrong-shape", r"noise_snr must be 2 finite numbers, got \[1, 2, 3\]"),
@@ -235,12 +221,8 @@ CASES = [
             ("python-object", r"not valid YAML/JSON"),
         )
     ),
-    Case(
-        "lr-nan",
-        ("audio", "train", "--dataset", "{good_csv}", "--lr", "nan"),
-        1,
-        r"lr must be a finite number, got nan",
-    ),
+    Case("lr-nan", ("audio", "train", "--dataset", "{good_csv}", "--lr", "nan"), 1,
+         r"lr must be a finite number, got nan"),
     Case(
         "mm-eval-nan-checkpoint",
         ("mm", "eval", "--checkpoint", "{mm_nan}", "--dataset", "{caps_bom_csv}", "--json"),
@@ -350,8 +332,7 @@ def write_bad_files(root: Path, good: Path, manifest: Path) -> dict[str, Path]:
         "sample-rate-0": lambda c: {**c, "train": {**c["train"], "sample_rate": 0}},
         "duration-minus-1": lambda c: {**c, "train": {**c["train"], "duration": -1}},
         "absurd-widths": lambda c: {
-            **c,
-            "backbone": {"name": "audio_cnn", "kwargs": {"widths": [10**6] * 4}},
+            **c, "backbone": {"name": "audio_cnn", "kwargs": {"widths": [10**6] * 4}}
         },
         "newer-format": lambda c: {**c, "format_version": 99},
     }
@@ -368,13 +349,8 @@ def write_bad_files(root: Path, good: Path, manifest: Path) -> dict[str, Path]:
     out["train_csv"].write_text("path,label,split\n" + "".join(rows))
     run = root / "bad_run"
     model = torch.nn.Linear(2, 2)
-    save_checkpoint(
-        run / "last",
-        model,
-        CheckpointSpec.from_json(good_config),
-        optimizer=torch.optim.AdamW(model.parameters()),
-        trainer_state=TrainerState(),
-    )
+    save_checkpoint(run / "last", model, CheckpointSpec.from_json(good_config),
+                    optimizer=torch.optim.AdamW(model.parameters()), trainer_state=TrainerState())
     state_file = run / "last" / "trainer_state.json"  # then the epoch as a string
     state_file.write_text(json.dumps({**json.loads(state_file.read_text()), "epoch": "2"}))
     out["bad_run"] = run

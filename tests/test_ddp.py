@@ -41,24 +41,8 @@ def audio_store(tmp_path_factory: pytest.TempPathFactory, speech_sources: dict[s
 def _early_stopping_run(out: Path, modality: str, dataset: str, *extra: str) -> dict:
     """20 epochs at a learning rate too small to help, patience 1: early stopping must end the
     run for both ranks at the same epoch (rank 0 alone used to leave the loop and deadlock)."""
-    proc = torchrun(
-        modality,
-        "train",
-        "--dataset",
-        dataset,
-        "--out",
-        str(out),
-        "--epochs",
-        "20",
-        "--patience",
-        "1",
-        "--lr",
-        "1e-9",
-        "--device",
-        "cpu",
-        "--json",
-        *extra,
-    )
+    proc = torchrun(modality, "train", "--dataset", dataset, "--out", str(out), "--epochs", "20",
+                    "--patience", "1", "--lr", "1e-9", "--device", "cpu", "--json", *extra)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)  # exactly one JSON document: rank 1 prints nothing
     assert result["epochs"] < 20

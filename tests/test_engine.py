@@ -591,15 +591,8 @@ def test_public_load_checkpoint_missing_path_is_checkpoint_error(tmp_path):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [
-        ("epoch", "2"),
-        ("best", [1]),
-        ("history", {"a": 1}),
-        ("scheduler", None),
-        ("global_step", 1.5),
-        ("world", 0),
-        ("optimizer", {"param_groups": 1}),
-    ],
+    [("epoch", "2"), ("best", [1]), ("history", {"a": 1}), ("scheduler", None),
+     ("global_step", 1.5), ("world", 0), ("optimizer", {"param_groups": 1})],
 )
 def test_trainer_state_with_a_wrong_type_is_one_line(tmp_path, key, value):
     model = make_model(0)

@@ -74,37 +74,12 @@ run(args)
 
 
 def _train(store: Path, out: Path, *extra: str, point: str = "none", nth: int = 0):
-    args = [
-        "audio",
-        "train",
-        "--dataset",
-        str(store),
-        "--out",
-        str(out),
-        "--backbone",
-        "audio_cnn_test",
-        "--n-mels",
-        "32",
-        "--epochs",
-        str(EPOCHS),
-        "--patience",
-        "0",
-        "--batch-size",
-        "8",
-        "--set",
-        f"max_steps_per_epoch={STEPS}",
-        "--json",
-        *extra,
-    ]
+    args = ["audio", "train", "--dataset", str(store), "--out", str(out), "--backbone",
+            "audio_cnn_test", "--n-mels", "32", "--epochs", str(EPOCHS), "--patience", "0",
+            "--batch-size", "8", "--set", f"max_steps_per_epoch={STEPS}", "--json", *extra]
     env = dict(os.environ, MMKIT_DEBUG="0")
-    return subprocess.run(
-        [sys.executable, "-c", DRIVER, point, str(nth), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    return subprocess.run([sys.executable, "-c", DRIVER, point, str(nth), *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -194,25 +169,9 @@ def test_signal_during_start_up_exits_130_quietly(
 ) -> None:
     env = dict(os.environ, MMKIT_DEBUG="0")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mmkit",
-            "audio",
-            "train",
-            "--dataset",
-            str(store),
-            "--out",
-            str(tmp_path / "run"),
-            "--backbone",
-            "audio_cnn_test",
-            "--json",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "mmkit", "audio", "train", "--dataset", str(store), "--out",
+         str(tmp_path / "run"), "--backbone", "audio_cnn_test", "--json"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     time.sleep(delay)
     proc.send_signal(sig)

@@ -273,9 +273,8 @@ def test_a_damaged_cached_store_is_prepared_again(tmp_path):
         def message(self, text):
             notes.append(text)
 
-    _, store = _write_audio(
-        tmp_path / "s", _audio_items(np.random.default_rng(0)), fingerprint="abc"
-    )
+    _, store = _write_audio(tmp_path / "s", _audio_items(np.random.default_rng(0)),
+                            fingerprint="abc")
     assert open_cached(store.path, "abc", Notes()) is not None
     assert open_cached(store.path, "other", Notes()) is None  # stale: rebuilt silently
     (store.path / "data.bin").write_bytes(b"")
