@@ -28,6 +28,8 @@ from mmkit.pipelines import audio, classify, video
 from mmkit.pipelines.bench import judge
 from mmkit.pipelines.bench import scale_data as sd
 from mmkit.pipelines.bench.scale import STEPS, TARGETS, compare
+from mmkit.pipelines.bench.scale_jobs import allocate
+from mmkit.pipelines.bench.scale_scenes import UCF_CLASSES, _ucf_name
 from tests.conftest import run_cli
 
 TINY = "1/2048"
@@ -88,7 +90,7 @@ def test_ucf101_layout_reads_as_ucf101_in_every_fold(tmp_path):
     for fold in (1, 2, 3):
         cfg = VideoConfig(dataset=str(root), fold=fold)
         source = resolve(str(root), classify.source_options(video.MODALITY, cfg))
-        assert source.kind == "ucf101" and source.labels == list(sd.UCF_CLASSES)
+        assert source.kind == "ucf101" and source.labels == list(UCF_CLASSES)
         test = {r.name.split("/")[1] for r in source.records if r.split == "test"}
         train = {r.name.split("/")[1] for r in source.records if r.split != "test"}
         assert test == {Path(n).name for n in _lines(lists / f"testlist{fold:02d}.txt")}
@@ -102,7 +104,7 @@ def test_ucf101_layout_reads_as_ucf101_in_every_fold(tmp_path):
     assert (clip.width, clip.height, clip.fps, clip.codec) == (320, 240, 25.0, "mpeg4")
     assert 4.0 <= clip.duration <= 10.0
     # the lists spell HandstandPushups, its folder and files HandStandPushups
-    assert sd._ucf_name(sd.UCF_CLASSES.index("HandstandPushups"), 8, 1) == (
+    assert _ucf_name(UCF_CLASSES.index("HandstandPushups"), 8, 1) == (
         "v_HandStandPushups_g08_c01.avi"
     )
 
@@ -157,9 +159,9 @@ def test_fractions_scale_counts_and_refuse_nonsense(tmp_path):
         with pytest.raises(UserInputError, match="fraction"):
             sd.parse_fraction(bad)
     full = sum(sd.SPEECH_WORDS.values())
-    assert full == 105_829 and len(sd.SPEECH_WORDS) == 35 and len(sd.UCF_CLASSES) == 101
-    assert sd._allocate(sd.SPEECH_WORDS, Fraction(1)) == sd.SPEECH_WORDS
-    quarter = sd._allocate(sd.SPEECH_WORDS, Fraction(1, 4))
+    assert full == 105_829 and len(sd.SPEECH_WORDS) == 35 and len(UCF_CLASSES) == 101
+    assert allocate(sd.SPEECH_WORDS, Fraction(1)) == sd.SPEECH_WORDS
+    quarter = allocate(sd.SPEECH_WORDS, Fraction(1, 4))
     assert sum(quarter.values()) == round(full / 4)
     assert quarter["zero"] > 2 * quarter["forward"] - 5  # the real proportions survive
     assert sd.default_dir("coco", Fraction(1, 64), 0).name == "coco-1-64-s0"
