@@ -36,9 +36,10 @@ TEXT_COLUMNS = ("caption", "captions", "text", "texts", "sentences", "sentence",
 
 @dataclass(frozen=True)
 class CaptionRecord:
-    """One image (a path or its encoded bytes) with every caption of it."""
+    """One image (a path, its encoded bytes, or where they are in an HF table) with every
+    caption of it."""
 
-    source: str | bytes
+    source: str | bytes | hf.RowBytes
     captions: tuple[str, ...]
     name: str
     split: str | None = None
@@ -80,7 +81,7 @@ class Collector:
     def add(
         self,
         key: Any,
-        source: str | bytes,
+        source: str | bytes | hf.RowBytes,
         name: str,
         captions: list[str],
         split: str | None,
@@ -115,7 +116,8 @@ def resolve_captions(src: str, options: CaptionOptions) -> CaptionData:
     elif src.startswith((".", "/", "~")) or src.endswith((".csv", ".jsonl", ".json", ".parquet")):
         raise UserInputError(f"dataset not found: {src}")
     else:
-        data = _from_hf(hf.load_hub(src, options.hf_config, options.hf_split), options, "hf_hub")
+        tables = hf.hub_tables(src, options.hf_config, options.hf_split)
+        data = _from_tables(tables, options, "hf_hub")
     if not data.records:
         raise UserInputError(f"no captioned images found in {src}")
     return data.with_splits()
@@ -127,12 +129,12 @@ def read_local(path: Path, options: CaptionOptions) -> CaptionData:
         if suffix in (".csv", ".jsonl"):
             return read_manifest(path)
         if suffix == ".parquet":
-            return _read_parquet([path], options, root=path.parent)
+            tables = hf.parquet_tables([path], path.parent)
+            return _from_tables(tables, options, "hf_parquet", base=path.parent)
     elif hf.is_saved_dataset(path):
-        ds = hf._datasets().load_from_disk(str(path))
-        return _from_hf(ds, options, "hf_disk", base=path)
+        return _from_tables(hf.saved_tables(path, options.hf_split), options, "hf_disk", base=path)
     elif parquet := sorted(path.rglob("*.parquet")):
-        return _read_parquet(parquet, options, root=path)
+        return _from_tables(hf.parquet_tables(parquet, path), options, "hf_parquet", base=path)
     layout = find_layout(path, options, "mm")
     if layout is not None:
         return layout.factory(path, options)
@@ -193,15 +195,6 @@ def read_caption_folder(root: Path) -> CaptionData:
     return out.data("caption_folder")
 
 
-def _read_parquet(files: list[Path], options: CaptionOptions, root: Path) -> CaptionData:
-    """Parquet files; the split comes from each file's name or folder below ``root``."""
-    by_split: dict[str, list[str]] = {}
-    for f in hf.regular_files(files):
-        by_split.setdefault(hf._split_of(f.relative_to(root)) or "unsplit", []).append(str(f))
-    ds = hf._datasets().load_dataset("parquet", data_files=by_split)
-    return _from_hf(ds, options, "hf_parquet", base=root)
-
-
 def _text_column(part: Any, options: CaptionOptions, image_column: str) -> str:
     if options.text_column:
         if options.text_column not in part.column_names:
@@ -220,32 +213,38 @@ def _text_column(part: Any, options: CaptionOptions, image_column: str) -> str:
     )
 
 
-def _from_hf(ds: Any, options: CaptionOptions, kind: str, base: Path | None = None) -> CaptionData:
-    """Rows of a Dataset / DatasetDict -> captioned images (rows repeating an image merged)."""
-    datasets = hf._datasets()
-    splits = ds.items() if isinstance(ds, datasets.DatasetDict) else [(options.hf_split, ds)]
+def _from_tables(
+    tables: list[hf.Table], options: CaptionOptions, kind: str, base: Path | None = None
+) -> CaptionData:
+    """Rows of HF tables (one per split, read a batch at a time) -> captioned images, rows
+    repeating an image merged. Image bytes stay in the dataset's files until the store is built
+    (:class:`~mmkit.data.hf.RowBytes`), as for audio and video."""
     media = SourceOptions("image", IMAGE_EXTS, media_column=options.image_column)
     out = Collector(kind)
     names: list[str] | None = None
-    for split_name, part in splits:
-        image_col = hf._media_column(part, media)
-        text_col = _text_column(part, options, image_col)
-        feature = part.features[image_col]
-        if hasattr(feature, "decode"):
-            part = part.cast_column(image_col, type(feature)(decode=False))
-        label_col = options.label_column if options.label_column in part.column_names else None
-        names = getattr(part.features[label_col], "names", None) if label_col else names
-        split_col = "split" if "split" in part.column_names else None
-        wanted = [c for c in (image_col, text_col, label_col, split_col) if c]
+    for table in tables:
+        split_name = table.split
+        image_col = hf.media_column(table, media)
+        text_col = _text_column(table, options, image_col)
+        label_col = options.label_column if options.label_column in table.column_names else None
+        names = getattr(table.features[label_col], "names", None) if label_col else names
+        split_col = "split" if "split" in table.column_names else None
+        wanted = list(dict.fromkeys(c for c in (image_col, text_col, label_col, split_col) if c))
         default_split = normalize_split(split_name) if split_name else None
-        for n, row in enumerate(part.select_columns(wanted)):
-            source, name = hf._media_source(row[image_col], base, f"{split_name or 'row'}-{n}")
-            digest = hashlib.sha1(source).hexdigest() if isinstance(source, bytes) else source
-            texts = row[text_col]
-            texts = [str(t) for t in texts] if isinstance(texts, list) else [str(texts or "")]
-            label, value = None, row[label_col] if label_col else None
-            if value is not None and not (names and not 0 <= value < len(names)):
-                label = names[value] if names else str(value)  # ClassLabel -1: unlabelled
-            split = (normalize_split(row[split_col]) if split_col else None) or default_split
-            out.add((split, digest), source, name, texts, split, label)
+        n = -1
+        for batch in table.batches(wanted):
+            for i, cell in enumerate(batch[image_col]):
+                n += 1
+                row = {c: batch[c][i] for c in wanted}
+                source, name = hf.media_source(cell, base, f"{split_name or 'row'}-{n}")
+                digest = hashlib.sha1(source).hexdigest() if isinstance(source, bytes) else source
+                if isinstance(source, bytes):  # read again when the store is built
+                    source = hf.RowBytes(table, image_col, n, digest)
+                texts = row[text_col]
+                texts = [str(t) for t in texts] if isinstance(texts, list) else [str(texts or "")]
+                label, value = None, row[label_col] if label_col else None
+                if value is not None and not (names and not 0 <= value < len(names)):
+                    label = names[value] if names else str(value)  # ClassLabel -1: unlabelled
+                split = (normalize_split(row[split_col]) if split_col else None) or default_split
+                out.add((split, digest), source, name, texts, split, label)
     return out.data(kind, list(names) if names else None)

@@ -45,12 +45,16 @@ def is_saved_dataset(path: Path) -> bool:
 
 def read_saved(path: Path, options: SourceOptions) -> SourceData:
     """A ``save_to_disk`` directory, read from its arrow files (see :class:`Table`)."""
+    return _from_tables(saved_tables(path, options.hf_split), options, "hf_disk", base=path)
+
+
+def saved_tables(path: Path, split: str | None = None) -> list[Table]:
+    """A ``save_to_disk`` directory as one :class:`Table` per split (``split`` names the one
+    of a lone Dataset)."""
     if (path / "dataset_dict.json").is_file():
         splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
-        tables = [_saved_table(path / name, name) for name in splits]
-    else:
-        tables = [_saved_table(path, options.hf_split)]
-    return _from_tables(tables, options, "hf_disk", base=path)
+        return [_saved_table(path / name, name) for name in splits]
+    return [_saved_table(path, split)]
 
 
 def _saved_table(folder: Path, split: str | None) -> Table:
@@ -65,11 +69,16 @@ def read_parquet(files: list[Path], options: SourceOptions, root: Path | None = 
     """Parquet files; the split comes from each file's name or folder below ``root``. Read with
     pyarrow, a row group at a time (no conversion into the ``datasets`` cache)."""
     root = root or files[0].parent
+    return _from_tables(parquet_tables(files, root), options, "hf_parquet", base=root)
+
+
+def parquet_tables(files: list[Path], root: Path) -> list[Table]:
+    """Parquet files as one :class:`Table` per split, named by each file's name or folder below
+    ``root`` (``"unsplit"`` when nothing names one)."""
     by_split: dict[str, list[Path]] = {}
     for f in regular_files(files):
         by_split.setdefault(_split_of(f.relative_to(root)) or "unsplit", []).append(f)
-    tables = [Table(split, group, "parquet") for split, group in by_split.items()]
-    return _from_tables(tables, options, "hf_parquet", base=root)
+    return [Table(split, group, "parquet") for split, group in by_split.items()]
 
 
 def regular_files(files: list[Path]) -> list[Path]:
@@ -84,10 +93,15 @@ def regular_files(files: list[Path]) -> list[Path]:
 
 def read_hub(repo_id: str, options: SourceOptions) -> SourceData:
     """A hub dataset id (``org/name``); needs the network unless it is in the HF cache."""
-    ds = load_hub(repo_id, options.hf_config, options.hf_split)
-    parts = ds.items() if isinstance(ds, _datasets().DatasetDict) else [(options.hf_split, ds)]
-    tables = [Table.of_dataset(part, split) for split, part in parts]
+    tables = hub_tables(repo_id, options.hf_config, options.hf_split)
     return _from_tables(tables, options, "hf_hub", base=None)
+
+
+def hub_tables(repo_id: str, hf_config: str | None, hf_split: str | None) -> list[Table]:
+    """A hub dataset (:func:`load_hub`) as one :class:`Table` per split."""
+    ds = load_hub(repo_id, hf_config, hf_split)
+    parts = ds.items() if isinstance(ds, _datasets().DatasetDict) else [(hf_split, ds)]
+    return [Table.of_dataset(part, split) for split, part in parts]
 
 
 def load_hub(repo_id: str, hf_config: str | None, hf_split: str | None) -> Any:
@@ -241,7 +255,7 @@ def _from_tables(
     labels: list[str] | None = None
     for table in tables:
         split_name = table.split
-        column = _media_column(table, options)
+        column = media_column(table, options)
         if options.label_column not in table.column_names:
             raise UserInputError(
                 f"no label column {options.label_column!r} "
@@ -267,7 +281,7 @@ def _from_tables(
                     continue  # HF marks unlabelled rows (e.g. hidden test labels) with -1
                 label = names[label_value] if names else str(label_value)
                 fallback = f"{split_name or 'row'}-{row_n}"
-                source, name = _media_source(media, base, fallback)
+                source, name = media_source(media, base, fallback)
                 if isinstance(source, bytes):  # read again when the store is built
                     digest = hashlib.sha1(source).hexdigest()
                     source = RowBytes(table, column, row_n, digest)
@@ -278,7 +292,9 @@ def _from_tables(
     return SourceData(records, labels, kind)
 
 
-def _media_column(part: Any, options: SourceOptions) -> str:
+def media_column(part: Any, options: SourceOptions) -> str:
+    """The media column of a :class:`Table`: ``--<modality>-column``, else the first column
+    typed or named for the modality; else a one-line :class:`UserInputError`."""
     if options.media_column:
         if options.media_column not in part.column_names:
             raise UserInputError(
@@ -295,7 +311,9 @@ def _media_column(part: Any, options: SourceOptions) -> str:
     )
 
 
-def _media_source(value: Any, base: Path | None, fallback: str) -> tuple[str | bytes, str]:
+def media_source(value: Any, base: Path | None, fallback: str) -> tuple[str | bytes, str]:
+    """``(bytes or path, name)`` of a media cell (``{"bytes", "path"}``, bytes or a path
+    string, relative to ``base`` when it is there); ``fallback`` names rows without a path."""
     if isinstance(value, dict):
         path = value.get("path")
         if value.get("bytes"):
