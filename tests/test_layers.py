@@ -16,7 +16,7 @@ PACKAGE = ROOT / "mmkit"
 LAYERS = [
     ("base", ("mmkit.io", "mmkit.metrics", "mmkit.registry", "mmkit.config", "mmkit.configs",
               "mmkit.spec", "mmkit.errors", "mmkit.cache", "mmkit.seeds", "mmkit.runtime",
-              "mmkit.events", "mmkit.distributed")),
+              "mmkit.events", "mmkit.distributed", "mmkit.plugin_spec")),
     ("models and data", ("mmkit.backbones", "mmkit.preprocess", "mmkit.data")),
     ("engine and tasks", ("mmkit.engine", "mmkit.tasks", "mmkit.losses")),
     ("pipelines", ("mmkit.pipelines",)),

@@ -50,8 +50,9 @@ POSITIONAL_ARCH = {"r3d_18", "mc3_18", "r2plus1d_18"}
 
 
 def _plugins() -> list[Any]:
+    """Every backbone and preprocessor (layouts: ``read(path, options)``, tests/test_layouts.py)."""
     out = []
-    for kind, registry in REGISTRIES.items():
+    for kind, registry in ((k, REGISTRIES[k]) for k in BUILTINS):
         for name in registry.names():
             marks = ()
             if kind == "backbone" and name in POSITIONAL_ARCH:
