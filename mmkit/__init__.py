@@ -31,6 +31,6 @@ __all__ = [
 
 def load_checkpoint(path: str, device: str = "cpu"):
     """Load a checkpoint (run dir or checkpoint dir) and rebuild its model from ``config.json``."""
-    from mmkit.engine.checkpoint import load_checkpoint as _load
+    from mmkit.tasks import load_checkpoint as _load
 
     return _load(path, device=device)

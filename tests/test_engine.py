@@ -30,6 +30,7 @@ from mmkit.engine.state import TrainerState
 from mmkit.engine.tracker import BestTracker
 from mmkit.engine.trainer import Trainer, TrainingInterrupted
 from mmkit.errors import CheckpointError, UserInputError
+from mmkit.io import checkpoint_dir as ckdir
 from mmkit.spec import CheckpointSpec, Stage
 
 CLASSES = 3
@@ -220,9 +221,9 @@ def test_training_improves_the_metric(trained_run):
 
 def test_run_dir_contents(trained_run):
     run, result, _, weights, _ = trained_run
-    assert sorted(p.name for p in (run / "best").iterdir()) == [ckpt.CONFIG_FILE, ckpt.MODEL_FILE]
+    assert sorted(p.name for p in (run / "best").iterdir()) == [ckdir.CONFIG_FILE, ckdir.MODEL_FILE]
     assert sorted(p.name for p in (run / "last").iterdir()) == sorted(
-        [ckpt.CONFIG_FILE, ckpt.MODEL_FILE, ckpt.OPTIMIZER_FILE, ckpt.STATE_FILE]
+        [ckdir.CONFIG_FILE, ckdir.MODEL_FILE, ckpt.OPTIMIZER_FILE, ckpt.STATE_FILE]
     )
     # no temp dirs or leftovers from the atomic writes
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
@@ -234,17 +235,17 @@ def test_run_dir_contents(trained_run):
     png = (run / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     # last/ holds the final weights; config.json has the caller's config + metrics + epoch
-    last = load_file(str(run / "last" / ckpt.MODEL_FILE))
+    last = load_file(str(run / "last" / ckdir.MODEL_FILE))
     assert set(last) == set(weights)
     for k, v in weights.items():
         assert torch.equal(last[k], v)
-    config = json.loads((run / "last" / ckpt.CONFIG_FILE).read_text())
+    config = json.loads((run / "last" / ckdir.CONFIG_FILE).read_text())
     assert {k: v for k, v in config.items() if k not in ("metrics", "epoch")} == {
         k: v for k, v in SPEC.to_json().items() if k not in ("metrics", "epoch")
     }
     assert config["epoch"] == 4
     assert config["metrics"]["accuracy"] == rows[-1]["val_accuracy"]
-    best_cfg = json.loads((run / "best" / ckpt.CONFIG_FILE).read_text())
+    best_cfg = json.loads((run / "best" / ckdir.CONFIG_FILE).read_text())
     best_row = rows[0]  # the first maximum, or a later equal one with a lower validation loss
     for r in rows[1:]:
         acc, best_acc = r["val_accuracy"], best_row["val_accuracy"]
@@ -362,7 +363,7 @@ def test_early_stopping(tmp_path):
     assert result.epochs == 3
     assert trainer.state.tracker.bad_epochs == 2 and trainer.state.tracker.best_epoch == 1
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
-    assert json.loads((tmp_path / "run" / "best" / ckpt.CONFIG_FILE).read_text())["epoch"] == 1
+    assert json.loads((tmp_path / "run" / "best" / ckdir.CONFIG_FILE).read_text())["epoch"] == 1
 
 
 def test_a_tie_on_the_metric_goes_to_the_lower_validation_loss(tmp_path):
@@ -379,7 +380,7 @@ def test_a_tie_on_the_metric_goes_to_the_lower_validation_loss(tmp_path):
     result = trainer.fit()
     assert result.epochs == 6  # epoch 4 reset the patience; 5 and 6 tie without a lower loss
     assert (trainer.state.tracker.best_epoch, trainer.state.tracker.best_loss) == (4, 0.3)
-    assert json.loads((tmp_path / "run" / "best" / ckpt.CONFIG_FILE).read_text())["epoch"] == 4
+    assert json.loads((tmp_path / "run" / "best" / ckdir.CONFIG_FILE).read_text())["epoch"] == 4
 
 
 def test_max_steps_per_epoch(tmp_path):
@@ -535,9 +536,9 @@ def test_save_and_load_weights_round_trip(tmp_path):
     model = make_model(1)
     spec = replace(SPEC, data={"hello": "world", "p": Path("x")})
     path = ckpt.save_checkpoint(tmp_path / "ck", model, spec)
-    assert ckpt.read_spec(path) == replace(spec, data={"hello": "world", "p": "x"})
+    assert ckdir.read_spec(path) == replace(spec, data={"hello": "world", "p": "x"})
     other = make_model(2)
-    ckpt.load_weights(other, path, "cpu")
+    ckdir.load_weights(other, path, "cpu")
     for k, v in model.state_dict().items():
         assert torch.equal(other.state_dict()[k], v)
 
@@ -553,7 +554,7 @@ def test_tied_weights_round_trip(tmp_path):
     model = Tied()
     ckpt.save_checkpoint(tmp_path / "ck", model, SPEC)
     other = Tied()
-    ckpt.load_weights(other, tmp_path / "ck", "cpu")
+    ckdir.load_weights(other, tmp_path / "ck", "cpu")
     assert torch.equal(other.out.weight, model.emb.weight)
     assert other.out.weight is other.emb.weight
 
@@ -562,43 +563,43 @@ def test_load_weights_missing_or_extra_keys_is_checkpoint_error(tmp_path):
     ckpt.save_checkpoint(tmp_path / "ck", nn.Sequential(nn.Linear(4, 2)), SPEC)
     bigger = nn.Sequential(nn.Linear(4, 2), nn.Linear(2, 2))
     with pytest.raises(CheckpointError, match=r"missing \['1.weight', '1.bias'\]"):
-        ckpt.load_weights(bigger, tmp_path / "ck", "cpu")
+        ckdir.load_weights(bigger, tmp_path / "ck", "cpu")
     ckpt.save_checkpoint(tmp_path / "ck2", bigger, SPEC)
     with pytest.raises(CheckpointError, match="unexpected"):
-        ckpt.load_weights(nn.Sequential(nn.Linear(4, 2)), tmp_path / "ck2", "cpu")
+        ckdir.load_weights(nn.Sequential(nn.Linear(4, 2)), tmp_path / "ck2", "cpu")
 
 
 def test_load_weights_shape_mismatch_is_checkpoint_error(tmp_path):
     """Same keys, other shapes (e.g. a checkpoint trained with other classes)."""
     ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(4, 2), SPEC)
     with pytest.raises(CheckpointError):
-        ckpt.load_weights(nn.Linear(4, 3), tmp_path / "ck", "cpu")
+        ckdir.load_weights(nn.Linear(4, 3), tmp_path / "ck", "cpu")
 
 
 def test_load_weights_corrupt_file_is_checkpoint_error(tmp_path):
     ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(4, 2), SPEC)
-    (tmp_path / "ck" / ckpt.MODEL_FILE).write_bytes(b"garbage")
+    (tmp_path / "ck" / ckdir.MODEL_FILE).write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="is not a safetensors file"):
-        ckpt.load_weights(nn.Linear(4, 2), tmp_path / "ck", "cpu")
+        ckdir.load_weights(nn.Linear(4, 2), tmp_path / "ck", "cpu")
 
 
 def test_resolve_checkpoint_dir(tmp_path):
     run = tmp_path / "run"
     ckpt.save_checkpoint(run / "last", nn.Linear(2, 2), replace(SPEC, data={"which": "last"}))
-    assert ckpt.resolve_checkpoint_dir(run) == run / "last"  # no best yet: falls back to last
+    assert ckdir.resolve_checkpoint_dir(run) == run / "last"  # no best yet: falls back to last
     ckpt.save_checkpoint(run / "best", nn.Linear(2, 2), replace(SPEC, data={"which": "best"}))
-    assert ckpt.resolve_checkpoint_dir(run) == run / "best"
-    assert ckpt.resolve_checkpoint_dir(run, prefer="last") == run / "last"
-    assert ckpt.resolve_checkpoint_dir(run / "last") == run / "last"  # a checkpoint dir as given
-    assert ckpt.read_spec(run).data["which"] == "best"
+    assert ckdir.resolve_checkpoint_dir(run) == run / "best"
+    assert ckdir.resolve_checkpoint_dir(run, prefer="last") == run / "last"
+    assert ckdir.resolve_checkpoint_dir(run / "last") == run / "last"  # a checkpoint dir as given
+    assert ckdir.read_spec(run).data["which"] == "best"
     with pytest.raises(CheckpointError, match="checkpoint not found"):
-        ckpt.resolve_checkpoint_dir(tmp_path / "missing")
+        ckdir.resolve_checkpoint_dir(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="not a checkpoint or run directory"):
-        ckpt.resolve_checkpoint_dir(tmp_path / "empty")
-    (run / "best" / ckpt.CONFIG_FILE).write_text("{not json")
+        ckdir.resolve_checkpoint_dir(tmp_path / "empty")
+    (run / "best" / ckdir.CONFIG_FILE).write_text("{not json")
     with pytest.raises(CheckpointError, match="invalid JSON"):
-        ckpt.read_spec(run)
+        ckdir.read_spec(run)
 
 
 def test_load_resume_state_needs_trainer_state(tmp_path):
@@ -610,17 +611,17 @@ def test_load_resume_state_needs_trainer_state(tmp_path):
 def test_save_checkpoint_replaces_atomically_and_cleans_up_on_failure(tmp_path, monkeypatch):
     ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), replace(SPEC, data={"v": 1}))
     ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), replace(SPEC, data={"v": 2}))
-    assert ckpt.read_spec(tmp_path / "ck").data == {"v": 2}
+    assert ckdir.read_spec(tmp_path / "ck").data == {"v": 2}
 
     def disk_full(self, path):  # fails after model.safetensors is in the temporary dir
-        assert (Path(path).parent / ckpt.MODEL_FILE).is_file()
+        assert (Path(path).parent / ckdir.MODEL_FILE).is_file()
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(CheckpointSpec, "write", disk_full)
     with pytest.raises(OSError, match="No space left"):
         ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), replace(SPEC, data={"v": 3}))
     monkeypatch.undo()
-    assert ckpt.read_spec(tmp_path / "ck").data == {"v": 2}  # old checkpoint intact
+    assert ckdir.read_spec(tmp_path / "ck").data == {"v": 2}  # old checkpoint intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp dir left
 
 
@@ -872,13 +873,13 @@ def test_threads_option_sets_torch_threads(tmp_path):
 
 
 def test_meta_skeleton_skips_initialisation_and_leaves_real_tensors_alone():
-    with torch.device("meta"), ckpt.SkipInitOnMeta():
+    with torch.device("meta"), ckdir.SkipInitOnMeta():
         skeleton = mmkit.create_backbone("audio_cnn_test", num_classes=3)
     real = mmkit.create_backbone("audio_cnn_test", num_classes=3)
     assert all(p.is_meta for p in skeleton.parameters())
     shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}  # noqa: E731
     assert shapes(skeleton) == shapes(real)
-    with ckpt.SkipInitOnMeta():  # a real tensor is still filled
+    with ckdir.SkipInitOnMeta():  # a real tensor is still filled
         weight = torch.zeros(64, 64)
         nn.init.kaiming_normal_(weight)
         bias = torch.zeros(64).uniform_(1.0, 2.0)
@@ -894,7 +895,7 @@ def test_loading_a_checkpoint_skeleton_imports_no_compiler(tmp_path):
 
     code = (
         "import sys, torch, mmkit\n"
-        "from mmkit.engine.checkpoint import SkipInitOnMeta\n"
+        "from mmkit.io.checkpoint_dir import SkipInitOnMeta\n"
         "with torch.device('meta'), SkipInitOnMeta():\n"
         "    mmkit.create_backbone('audio_cnn', num_classes=3)\n"
         "    mmkit.create_backbone('video_r3d_test', num_classes=3)\n"

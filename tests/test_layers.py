@@ -16,7 +16,7 @@ PACKAGE = ROOT / "mmkit"
 LAYERS = [
     ("base", ("mmkit.io", "mmkit.metrics", "mmkit.registry", "mmkit.config", "mmkit.configs",
               "mmkit.spec", "mmkit.errors", "mmkit.cache", "mmkit.seeds", "mmkit.runtime",
-              "mmkit.events", "mmkit.distributed")),
+              "mmkit.events", "mmkit.distributed", "mmkit.plugin_spec")),
     ("models and data", ("mmkit.backbones", "mmkit.preprocess", "mmkit.data")),
     ("engine and tasks", ("mmkit.engine", "mmkit.tasks", "mmkit.losses")),
     ("pipelines", ("mmkit.pipelines",)),
@@ -68,6 +68,23 @@ def test_no_import_points_up_a_layer(module: str) -> None:
     own = layer_of(module)
     up = sorted(m for m in GRAPH[module] if layer_of(m) > own and m != "mmkit")
     assert not up, f"{module} ({LAYERS[own][0]}) imports higher layers: {up}"
+
+
+# packages of one layer that must not import each other (either way)
+APART = [("mmkit.engine", "mmkit.tasks")]
+
+
+def _under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+@pytest.mark.parametrize(("a", "b"), [p for pair in APART for p in (pair, pair[::-1])])
+def test_apart_packages_do_not_import_each_other(a: str, b: str) -> None:
+    """The engine trains any :class:`~mmkit.engine.trainer.Task`; the tasks know no trainer."""
+    wrong = sorted(
+        f"{m} -> {d}" for m, deps in GRAPH.items() if _under(m, a) for d in deps if _under(d, b)
+    )
+    assert not wrong, f"{a} imports {b}: {wrong}"
 
 
 def test_no_import_circles() -> None:

@@ -227,6 +227,35 @@ def test_every_caption_layout_prepares(layout: str, scene_set: SceneSet, tmp_pat
         assert store.items[owner].label == (record.label if labelled else "")
 
 
+@pytest.mark.parametrize("layout", ["hf_parquet", "hf_parquet_list", "hf_disk", "hf_disk_str"])
+def test_hf_caption_layouts_stream_without_a_datasets_cache(
+    layout: str, scene_set: SceneSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parquet and ``save_to_disk`` captions are read from their files a batch at a time, as
+    audio and video are: nothing is converted into the ``datasets`` cache, and image bytes
+    stay in the files until the store reads them."""
+    import datasets
+
+    from mmkit.data.captions import CaptionOptions, resolve_captions
+    from mmkit.data.hf import RowBytes, stream_sources
+
+    cache = tmp_path / "datasets-cache"
+    cache.mkdir()
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    data = resolve_captions(str(scene_set.layouts[layout]), CaptionOptions())
+    assert list(cache.iterdir()) == []
+    assert data.kind == ("hf_parquet" if layout.startswith("hf_parquet") else "hf_disk")
+    assert data.labels == list(scene_set.labels)
+    truth = {(r.path.name, r.captions, r.split, r.label) for r in scene_set.records}
+    got = {(r.name, r.captions, r.split, r.label) for r in data.records}
+    assert got == truth and len(data.records) == len(scene_set.records)
+    assert all(isinstance(r.source, RowBytes) for r in data.records)
+    by_name = {r.path.name: r.path for r in scene_set.records}
+    for record, source in zip(data.records, stream_sources(data.records), strict=True):
+        assert source == by_name[record.name].read_bytes()
+
+
 def test_hub_id_offline_is_one_line_user_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -49,11 +49,11 @@ SMALL = {"open_clip_model": {"model_name": "ViT-S-32", "model_kwargs": TINY_OPEN
 
 
 def _plugins() -> list[Any]:
+    """Every backbone and preprocessor (layouts: ``read(path, options)``, tests/test_layouts.py)."""
     return [
         pytest.param(kind, name, id=f"{kind}:{name}")
-        for kind, registry in REGISTRIES.items()
-        if kind != "layout"  # a reader, not a factory: test_every_layout_reads_a_root
-        for name in registry.names()
+        for kind in BUILTINS
+        for name in REGISTRIES[kind].names()
     ]
 
 

@@ -44,7 +44,8 @@ TEXT_COLUMNS = ("caption", "captions", "text", "texts", "sentences", "sentence",
 
 @dataclass(frozen=True)
 class CaptionRecord:
-    """One image (a path or its encoded bytes) with every caption of it."""
+    """One image (a path, its encoded bytes, or where they are in an HF table) with every
+    caption of it."""
 
     source: str | bytes | Any  # or a RowBytes, or Unusable (listed as skipped)
     captions: tuple[str, ...]
@@ -237,7 +238,7 @@ def _from_tables(
     out = Collector(kind)
     names: list[str] | None = None
     for number, table in enumerate(tables):
-        image_col = hf._media_column(table, media)
+        image_col = hf.media_column(table, media)
         text_col = _text_column(table, options, image_col)
         label_col = options.label_column if options.label_column in table.column_names else None
         names = hf.class_names(table, label_col) if label_col else names

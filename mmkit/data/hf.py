@@ -373,7 +373,7 @@ def _from_tables(
     labels: list[str] | None = None
     for table in tables:
         split_name = table.split
-        column = _media_column(table, options)
+        column = media_column(table, options)
         if options.label_column not in table.column_names:
             raise UserInputError(
                 f"no label column {options.label_column!r} "
@@ -446,7 +446,9 @@ def label_text(value: Any, names: list[str] | None, table: Table, column: str) -
     )
 
 
-def _media_column(part: Any, options: SourceOptions) -> str:
+def media_column(part: Any, options: SourceOptions) -> str:
+    """The media column of a :class:`Table`: ``--<modality>-column``, else the first column
+    typed or named for the modality; else a one-line :class:`UserInputError`."""
     if options.media_column:
         if options.media_column not in part.column_names:
             raise UserInputError(

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mmkit.errors import UserInputError
+from mmkit.events import Progress
 from mmkit.io.atomic import (
     hold_lock,
     partial_dir_for,
@@ -121,7 +122,7 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def open_cached(path: Path, fingerprint: str, progress: Any) -> Store | None:
+def open_cached(path: Path, fingerprint: str, progress: Progress) -> Store | None:
     """The store at ``path`` if it was built from the same source (``fingerprint``); None when
     there is none, it is stale, or it is damaged (then it is rebuilt, with a note)."""
     if not is_store(path):

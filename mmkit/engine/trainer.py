@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmkit import distributed
 from mmkit.config import TrainConfig
-from mmkit.engine.checkpoint import load_resume_state, load_weights, rng_states, save_checkpoint
+from mmkit.engine.checkpoint import load_resume_state, rng_states, save_checkpoint
 from mmkit.engine.loggers import RunLog
 from mmkit.engine.optim import make_optimizer
 from mmkit.engine.placement import Loaders, place_model
@@ -31,6 +31,7 @@ from mmkit.engine.signals import StopOnSignal
 from mmkit.engine.state import TrainerState, TrainResult
 from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted
 from mmkit.events import NullProgress, Progress
+from mmkit.io.checkpoint_dir import load_weights
 from mmkit.spec import CheckpointSpec
 
 

@@ -34,14 +34,15 @@ from mmkit.data.store_builder import (
     given_store,
     record_line,
 )
-from mmkit.engine.checkpoint import load_checkpoint, read_spec, resolve_checkpoint_dir
 from mmkit.engine.placement import resolve_device
 from mmkit.engine.run import Job, fit
 from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.events import NullProgress, Progress
+from mmkit.io.checkpoint_dir import read_spec, resolve_checkpoint_dir
 from mmkit.metrics.classification import classification_report
 from mmkit.spec import CheckpointSpec, Stage
+from mmkit.tasks import load_checkpoint
 from mmkit.tasks.checks import check_finite
 from mmkit.tasks.classify import (
     ClassificationTask,

@@ -32,10 +32,10 @@ import torch
 from torch import nn
 
 import mmkit
-from mmkit.engine.checkpoint import read_spec, resolve_checkpoint_dir
 from mmkit.engine.export import FORMATS, ExportedGraph, export_chain
 from mmkit.errors import UserInputError
 from mmkit.io.atomic import write_text_atomic
+from mmkit.io.checkpoint_dir import read_spec, resolve_checkpoint_dir
 from mmkit.spec import CheckpointSpec
 
 OMITTED = "identity in eval mode (training augmentation)"

@@ -41,12 +41,12 @@ from mmkit.data.mm_store import class_names, decode_image, prepare_store, summar
 from mmkit.data.sources import expand_paths
 from mmkit.data.splits import eval_selection, training_splits
 from mmkit.data.store import Store
-from mmkit.engine.checkpoint import build_checked, read_spec, resolve_checkpoint_dir
 from mmkit.engine.placement import resolve_device
 from mmkit.engine.run import Job, fit
 from mmkit.engine.state import TrainResult
 from mmkit.errors import CheckpointError, UserInputError
 from mmkit.events import NullProgress, Progress
+from mmkit.io.checkpoint_dir import build_checked, read_spec, resolve_checkpoint_dir
 from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
 from mmkit.spec import CheckpointSpec, Stage
