@@ -46,6 +46,9 @@ BUILTINS = {
 }  # fmt: skip
 # open_clip's default ViT-B-32 is 150M parameters: the same code path, built small
 SMALL = {"open_clip_model": {"model_name": "ViT-S-32", "model_kwargs": TINY_OPEN_CLIP}}
+# S3D's pools need clips of at least 8 x 32 x 32; the MViTs take 16 x 224 x 224 only (20 s each)
+MIN_CLIP = {"s3d": (8, 32)}
+FIXED_224 = {"mvit_v1_b", "mvit_v2_s"}
 
 
 def _plugins() -> list[Any]:
@@ -85,8 +88,9 @@ def _inputs(spec: PluginSpec, model: torch.nn.Module) -> tuple[torch.Tensor, ...
         return (torch.randn(2, 1, 32, 41),)  # log-mel [B, 1, n_mels, frames]
     if modality == "video":  # MViT takes one clip shape only (num_frames, size)
         size = getattr(model, "grid", 0) * getattr(model, "patch_size", 0) or 16
+        frames, size = MIN_CLIP.get(spec.name, (getattr(model, "num_frames", 4), size))
         size = getattr(model, "size", size)
-        return (torch.randn(2, 3, getattr(model, "num_frames", 4), size, size),)
+        return (torch.randn(2, 3, frames, size, size),)
     images = torch.randn(2, 3, getattr(model, "image_size", 0), getattr(model, "image_size", 0))
     tokens = torch.randint(1, 1000, (2, getattr(model, "context_length", 0)))
     return {"image": (images,), "text": (tokens,)}.get(modality, (images, tokens))
@@ -127,7 +131,10 @@ def test_every_layout_reads_a_root(name: str) -> None:
         assert all(p.default is not p.empty for p in params[2:]), (name, fn)
 
 
-@pytest.mark.parametrize("name", BACKBONES.names())
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in FIXED_224 else n for n in BACKBONES.names()],
+)
 def test_every_backbone_keeps_the_contract(name: str) -> None:
     """Built from its JSON-recorded options (as from a checkpoint), seeded builds are identical;
     ``forward_features`` gives ``[B, num_features]``, ``model(x) == forward_head(features)``,
