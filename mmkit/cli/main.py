@@ -6,9 +6,10 @@ exit code 1 (``MMKIT_DEBUG=1`` re-raises it with its traceback); usage errors ex
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -26,6 +27,7 @@ from mmkit.cli.output import (
     render_scale,
 )
 from mmkit.errors import MmkitError, TrainingInterrupted
+from mmkit.io.files import os_reason
 
 MODALITIES = ("audio", "video", "mm")
 
@@ -224,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     Click's standalone mode handles usage errors (exit 2), ``--help`` and ``Exit``; mmkit's own
     errors come through here and become one line on stderr.
     """
+    debug = os.environ.get("MMKIT_DEBUG", "0") not in ("", "0")
     try:
         build_command().main(args=argv, prog_name="mmkit", standalone_mode=True)
     except MmkitError as exc:
@@ -231,7 +234,18 @@ def main(argv: list[str] | None = None) -> None:
             if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 speaks for all
                 err.print(f"interrupted: {exc}", highlight=False, markup=False, soft_wrap=True)
             sys.exit(130)
-        if os.environ.get("MMKIT_DEBUG", "0") not in ("", "0"):
+        if debug:
             raise
-        err.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(str(exc))
+    except OSError as exc:  # a full disk where no module named the file: still one line
+        if debug or exc.errno not in DISK_ERRORS:
+            raise
+        _fail(f"cannot write {exc.filename or 'a file'}: {os_reason(exc)}")
+
+
+DISK_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)
+    sys.exit(1)

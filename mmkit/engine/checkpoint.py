@@ -24,7 +24,7 @@ from torch.overrides import TorchFunctionMode
 from mmkit.engine.state import TrainerState
 from mmkit.errors import CheckpointError, MmkitError
 from mmkit.io.atomic import old_of, replace_dir, temp_dir_for
-from mmkit.io.files import file_problem, short_path, stat_problem
+from mmkit.io.files import file_problem, path_exists, short_path, stat_problem, writing
 from mmkit.io.weights import read_safetensors, safetensors_shapes
 from mmkit.spec import CheckpointSpec
 
@@ -47,24 +47,37 @@ def save_checkpoint(
     ``trainer_state`` it can be resumed; ``rng`` (default: this process's, :func:`rng_states`)
     holds every rank's random-number state."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir_for(path)
+    with writing(path, "checkpoint"):  # a full disk or a read-only folder: one line
+        tmp = temp_dir_for(path)
     try:
-        # each tensor saved on its own: tied weights are stored twice, views become whole tensors
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        spec.write(tmp / CONFIG_FILE)
-        if optimizer is not None and trainer_state is not None:
-            tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-            tensors.update(rng or rng_states())
-            save_file(tensors, str(tmp / OPTIMIZER_FILE))
-            saved = replace(trainer_state, optimizer=opt_meta)
-            (tmp / STATE_FILE).write_text(json.dumps(saved.to_json(), indent=2))
-        replace_dir(tmp, path)
+        with writing(path, "checkpoint"):
+            _write_checkpoint(tmp, path, model, spec, optimizer, trainer_state, rng)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoint is untouched
         raise
     return path
+
+
+def _write_checkpoint(
+    tmp: Path,
+    path: Path,
+    model: torch.nn.Module,
+    spec: CheckpointSpec,
+    optimizer: torch.optim.Optimizer | None,
+    trainer_state: TrainerState | None,
+    rng: dict[str, torch.Tensor] | None,
+) -> None:
+    # each tensor saved on its own: tied weights are stored twice, views become whole tensors
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+    spec.write(tmp / CONFIG_FILE)
+    if optimizer is not None and trainer_state is not None:
+        tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+        tensors.update(rng or rng_states())
+        save_file(tensors, str(tmp / OPTIMIZER_FILE))
+        saved = replace(trainer_state, optimizer=opt_meta)
+        (tmp / STATE_FILE).write_text(json.dumps(saved.to_json(), indent=2))
+    replace_dir(tmp, path)
 
 
 def resolve_checkpoint_dir(path: str | Path, *, prefer: str = "best") -> Path:
@@ -88,6 +101,13 @@ def resolve_checkpoint_dir(path: str | Path, *, prefer: str = "best") -> Path:
         raise CheckpointError(
             f"{short_path(path)} is a file; --checkpoint takes a run or checkpoint directory"
         )
+    for c in candidates:  # a checkpoint folder with one of its two files missing or damaged
+        if file_problem(c / CONFIG_FILE) is None or path_exists(c / MODEL_FILE):
+            name = MODEL_FILE if file_problem(c / CONFIG_FILE) is None else CONFIG_FILE
+            problem = file_problem(c / name) or ""
+            problem = "is missing" if problem == "no such file" else problem
+            problem = problem if problem.startswith("is ") else f"cannot be read ({problem})"
+            raise CheckpointError(f"checkpoint {short_path(c)} is incomplete: {name} {problem}")
     raise CheckpointError(
         f"{short_path(path)} is not a checkpoint or run directory (no {CONFIG_FILE})"
     )
