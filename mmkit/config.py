@@ -31,6 +31,19 @@ from mmkit.io.files import file_problem, short_path
 C = TypeVar("C", bound="TrainConfig")
 
 
+LIMITS: dict[str, tuple[int, int]] = {
+    "epochs": (1, 1_000_000),
+    "batch_size": (1, 1_000_000),
+    "patience": (0, 1_000_000),
+    "max_steps_per_epoch": (0, 10**12),
+    "num_workers": (0, 256),
+    "threads": (0, 1024),
+    "seed": (-(2**63), 2**63 - 1),  # what torch.manual_seed takes
+}
+"""The range of each integer option: a value outside is one line, not an overflow deep in
+torch or a run that never ends."""
+
+
 @dataclass
 class TrainConfig:
     """Options shared by every modality's ``train``."""
@@ -63,17 +76,20 @@ class TrainConfig:
     def validate(self) -> None:
         if not self.dataset:
             raise UserInputError("--dataset is required (a folder, manifest, HF id or alias)")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserInputError(
-                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
-                )
-        for name in ("num_workers", "threads"):
+        for name, (low, high) in LIMITS.items():
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise UserInputError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+            if value is not None and not low <= value <= high:
+                option = f"--{name.replace('_', '-')}"
+                raise UserInputError(
+                    f"{option} must be >= {low}, got {value}"
+                    if value < low
+                    else f"{option} must be at most {high:,}, got {value:,}"
+                )
         if self.lr <= 0:
             raise UserInputError(f"--lr must be > 0, got {self.lr}")
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise UserInputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserInputError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if not 0 <= self.warmup < 1:

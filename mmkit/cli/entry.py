@@ -25,6 +25,9 @@ def run(argv: list[str] | None = None) -> None:
     """``mmkit ...``: the CLI with SIGTERM treated like Ctrl-C. Under ``torchrun`` only rank 0
     prints results (one JSON document with ``--json``); the other ranks keep stderr for errors."""
     signal.signal(signal.SIGTERM, _as_interrupt)
+    # a file-size limit (ulimit -f) kills by SIGXFSZ; ignored, the write fails with EFBIG and
+    # becomes one line like a full disk
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if int(os.environ.get("RANK", "0")) > 0:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:
@@ -35,9 +38,24 @@ def run(argv: list[str] | None = None) -> None:
         sys.stderr.write("interrupted\n")
         _exit_interrupted()
     except SystemExit as exc:
-        if exc.code == INTERRUPTED:  # Ctrl-C inside a command (the CLI already said so)
+        if exc.code == INTERRUPTED:  # Ctrl-C inside a command
+            if _by_keyboard_interrupt(exc):  # Typer's exit 130 says nothing; a trainer has
+                sys.stderr.write("interrupted\n")
             _exit_interrupted()
         raise
+
+
+def _by_keyboard_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while handling a KeyboardInterrupt (not a TrainingInterrupted,
+    whose message the CLI printed)."""
+    from mmkit.errors import MmkitError
+
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, MmkitError):
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _exit_interrupted() -> None:

@@ -6,10 +6,15 @@ exit code 1 (``MMKIT_DEBUG=1`` re-raises it with its traceback); usage errors ex
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
+<<<<<<< HEAD
 import warnings
 from typing import Annotated, Any
+=======
+from typing import Annotated, Any, NoReturn
+>>>>>>> i19-robust
 
 import typer
 
@@ -28,6 +33,7 @@ from mmkit.cli.output import (
     render_scale,
 )
 from mmkit.errors import MmkitError, TrainingInterrupted
+from mmkit.io.files import os_reason
 
 MODALITIES = ("audio", "video", "mm")
 
@@ -226,9 +232,13 @@ def main(argv: list[str] | None = None) -> None:
     Click's standalone mode handles usage errors (exit 2), ``--help`` and ``Exit``; mmkit's own
     errors come through here and become one line on stderr.
     """
+<<<<<<< HEAD
     # an image over PIL.Image.MAX_IMAGE_PIXELS is refused in one line (mmkit.io.image): Pillow's
     # warning about it would be a second line
     warnings.filterwarnings("ignore", r"Image size \(\d+ pixels\) exceeds limit", module="PIL")
+=======
+    debug = os.environ.get("MMKIT_DEBUG", "0") not in ("", "0")
+>>>>>>> i19-robust
     try:
         build_command().main(args=argv, prog_name="mmkit", standalone_mode=True)
     except MmkitError as exc:
@@ -241,8 +251,24 @@ def main(argv: list[str] | None = None) -> None:
                     soft_wrap=True,
                 )
             sys.exit(130)
-        if os.environ.get("MMKIT_DEBUG", "0") not in ("", "0"):
+        if debug:
             raise
+<<<<<<< HEAD
         text = one_line(str(exc))
         err.print(f"error: {text}", style="red", highlight=False, markup=False, soft_wrap=True)
         sys.exit(1)
+=======
+        _fail(str(exc))
+    except OSError as exc:  # a full disk where no module named the file: still one line
+        if debug or exc.errno not in DISK_ERRORS:
+            raise
+        _fail(f"cannot write {exc.filename or 'a file'}: {os_reason(exc)}")
+
+
+DISK_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)
+    sys.exit(1)
+>>>>>>> i19-robust

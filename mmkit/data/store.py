@@ -16,6 +16,7 @@ decodes only what was not committed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mmkit.errors import UserInputError
+<<<<<<< HEAD
 from mmkit.events import Progress
 from mmkit.io.atomic import (
     hold_lock,
@@ -36,6 +38,10 @@ from mmkit.io.atomic import (
     write_text_atomic,
 )
 from mmkit.io.files import file_problem
+=======
+from mmkit.io.atomic import recover_dir, replace_dir, temp_dir_for
+from mmkit.io.files import file_problem, writing
+>>>>>>> i19-robust
 
 MANIFEST = "mmkit_store.json"
 FORMAT_VERSION = 1
@@ -164,8 +170,19 @@ class StoreWriter:
         resume: str | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
+<<<<<<< HEAD
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         recover_dir(self.out_dir)
+=======
+        with self._writing():
+            recover_dir(self.out_dir)
+            self._tmp = temp_dir_for(self.out_dir)
+            try:
+                self._data = open(self._tmp / "data.bin", "wb")  # noqa: SIM115 - commit/abort
+            except BaseException:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                raise
+>>>>>>> i19-robust
         self.dtype = np.dtype(dtype)
         self.item_shape = tuple(item_shape)
         self.meta: dict[str, Any] = {
@@ -241,7 +258,8 @@ class StoreWriter:
         array = np.ascontiguousarray(array, dtype=self.dtype)
         if array.shape[1:] != self.item_shape:
             raise ValueError(f"item shape {array.shape[1:]} != store item shape {self.item_shape}")
-        self._data.write(array.tobytes())
+        with self._writing():
+            self._data.write(array.tobytes())
         self.items.append(StoreItem(name, label, split, group, self._offset, int(array.shape[0])))
         self._offset += int(array.shape[0])
         self.kept.append(self.records)
@@ -277,10 +295,21 @@ class StoreWriter:
     def add_extra(self, key: str, array: np.ndarray) -> None:
         """Store a whole extra array (e.g. background noise clips) next to the items."""
         array = np.ascontiguousarray(array)
-        np.save(self._tmp / f"{key}.npy", array, allow_pickle=False)
+        with self._writing():
+            np.save(self._tmp / f"{key}.npy", array, allow_pickle=False)
         self.extras[key] = {"dtype": array.dtype.str, "shape": list(array.shape)}
 
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        """A full disk or a read-only folder: one line naming the store (the previous one, if
+        any, stays as it was: nothing replaces it before :meth:`commit`)."""
+        return writing(self.out_dir, "the prepared store")
+
     def commit(self, labels: list[str], **info: Any) -> Store:
+        with self._writing():
+            self._commit(labels, info)
+        return Store(self.out_dir)
+
+    def _commit(self, labels: list[str], info: dict[str, Any]) -> None:
         self._data.close()
         manifest = dict(
             self.meta,
@@ -299,6 +328,7 @@ class StoreWriter:
             (self._tmp / _PARTIAL).unlink(missing_ok=True)
             (self._tmp / _LOCK).unlink(missing_ok=True)
         replace_dir(self._tmp, self.out_dir)
+<<<<<<< HEAD
         self._release()
         return Store(self.out_dir)
 
@@ -314,6 +344,13 @@ class StoreWriter:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+=======
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):  # the disk is full: what is buffered is lost anyway
+            self._data.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+>>>>>>> i19-robust
 
 
 class Store:

@@ -104,7 +104,8 @@ def export_chain(
     """Export ``final(stages(x))`` to ``path`` in ``fmt``, from the first stage that exports.
 
     ``example`` is a batch of at least 2 inputs of the first stage (the batch axis stays
-    dynamic). Raises :class:`~mmkit.errors.ExportError` when not even ``final`` alone exports.
+    dynamic). Raises :class:`~mmkit.errors.ExportError` when not even ``final`` alone exports,
+    ``OSError`` when ``path`` cannot be written.
     """
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -125,6 +126,8 @@ def export_chain(
         first = kept[k][0] if k < len(kept) else final_name
         try:
             check = _write(fmt, module, inputs[k], path, input_name, output_name)
+        except OSError:  # the file cannot be written (a full disk...): no other graph can be
+            raise
         except Exception as exc:  # any exporter failure: try the graph without this stage
             failures[first] = _first_line(exc)
             continue
@@ -211,17 +214,16 @@ def _write_onnx(
 ) -> None:
     batch = torch.export.Dim("batch", min=1)
     with _quiet():
-        torch.onnx.export(
+        program = torch.onnx.export(
             module,
             (example,),
-            str(path),
             dynamo=True,
             input_names=[input_name],
             output_names=[output_name],
             dynamic_shapes=({0: batch},),
-            external_data=False,
             verbose=False,
         )
+    program.save(str(path), external_data=False)  # a failed write is an OSError of its own
 
 
 def _onnxruntime_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -248,7 +250,11 @@ def _write_torchscript(
         # the check that matters (check_trace reruns the same batch and trips on benign
         # differences in constant numbering)
         traced = torch.jit.trace(module, (example,), check_trace=False)
-    torch.jit.save(traced, str(path))
+    # serialised in memory and written by Python: torch.jit.save onto a full disk aborts the
+    # process from C++ instead of raising
+    data = io.BytesIO()
+    torch.jit.save(traced, data)
+    path.write_bytes(data.getvalue())
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

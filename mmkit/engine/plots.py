@@ -7,17 +7,22 @@ for the process that imports it.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mmkit.io.atomic import write_bytes_atomic
+
 
 def _save(fig: Figure, path: str | Path) -> Path:
     FigureCanvasAgg(fig)  # the figure's canvas: Agg, whatever the process's backend
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, dpi=100, format="png")
+    write_bytes_atomic(Path(path), png.getvalue(), "plot")  # a full disk: the old one stays
     return Path(path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -24,6 +25,7 @@ from mmkit.engine.trainer import Task, Trainer
 from mmkit.errors import UserInputError
 from mmkit.events import Progress
 from mmkit.io.atomic import recover_dir, write_text_atomic
+from mmkit.io.files import writing
 from mmkit.spec import CheckpointSpec
 
 LOCK_FILE = ".lock"
@@ -41,7 +43,8 @@ def start_run(out: str | Path, config: dict[str, Any], *, resume: bool) -> Itera
     """
     run_dir = Path(out)
     main = distributed.is_main()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with writing(run_dir, "to the run directory"):  # read-only, or a file in the way: one line
+        run_dir.mkdir(parents=True, exist_ok=True)
     with _locked(run_dir) if main else nullcontext():
         if main:
             for name in CHECKPOINT_DIRS:
@@ -55,7 +58,7 @@ def start_run(out: str | Path, config: dict[str, Any], *, resume: bool) -> Itera
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         if main:
             text = yaml.safe_dump(config, sort_keys=False)
-            write_text_atomic(run_dir / "config.yaml", text)
+            write_text_atomic(run_dir / "config.yaml", text, "the run config")
         yield run_dir
 
 
@@ -64,7 +67,8 @@ def _locked(run_dir: Path) -> Iterator[None]:
     """An exclusive ``flock`` on ``run_dir/.lock`` (released by the kernel if the process dies);
     the file names the holder for whoever finds it taken."""
     path = run_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with writing(run_dir, "to the run directory"):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,8 +77,9 @@ def _locked(run_dir: Path) -> Iterator[None]:
             raise UserInputError(
                 f"{run_dir} is in use by {holder}; wait for it or use another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        with contextlib.suppress(OSError):  # a full disk: the lock holds, unnamed
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the lock

@@ -19,7 +19,14 @@ import socket
 import tempfile
 from pathlib import Path
 
+<<<<<<< HEAD
 from mmkit.errors import UserInputError
+=======
+from mmkit.io.files import writing
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the mode a plain open() would give a new file
+>>>>>>> i19-robust
 
 
 def old_of(dst: Path) -> Path:
@@ -88,14 +95,23 @@ def replace_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+def write_bytes_atomic(path: Path, data: bytes, what: str = "file") -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and a rename: a kill or a full disk
+    leaves the previous ``path`` (or none), never part of the new one. A failed write is one
+    line (:func:`~mmkit.io.files.writing`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path, what):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def write_text_atomic(path: Path, text: str, what: str = "file") -> None:
+    """Write ``text`` (UTF-8) to ``path`` as :func:`write_bytes_atomic` does."""
+    write_bytes_atomic(path, text.encode("utf-8"), what)

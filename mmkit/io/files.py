@@ -6,13 +6,18 @@ makes ``Path.exists()`` raise instead of answering. :func:`file_problem` says in
 a path cannot be read as a file (or ``None`` when it can), without opening it; decoders put that
 reason into their one-line errors, :func:`regular_file` raises it for a named input, and
 :func:`path_exists` is ``Path.exists`` that answers ``False`` for any name the system refuses.
+Writes go through :func:`writing`, which turns a full disk, a file-size limit or a read-only
+folder into one line naming what could not be written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from mmkit.errors import UserInputError
@@ -66,6 +71,34 @@ def os_reason(exc: OSError) -> str:
         return _ERRORS[exc.errno]
     text = exc.strerror or str(exc) or type(exc).__name__
     return text[:1].lower() + text[1:]
+
+
+def write_reason(exc: BaseException) -> str | None:
+    """Why a write failed, in a few words (``"no space left on device"``, ``"file too large"``,
+    ``"read-only file system"``...): an ``OSError``'s reason, or the OS error inside a safetensors
+    I/O error; ``None`` when ``exc`` is not a failed write."""
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST):  # mkdir where a file is
+            return "a part of the path is a file, not a folder"
+        return os_reason(exc)
+    found = re.search(r"os error (\d+)", str(exc))
+    if type(exc).__name__ == "SafetensorError" and found:
+        code = int(found.group(1))
+        return os_reason(OSError(code, os.strerror(code)))
+    return None
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Inside the block, a failed write (:func:`write_reason`) becomes one
+    :class:`UserInputError`: ``cannot write <what> <path>: <reason>``."""
+    try:
+        yield
+    except Exception as exc:
+        reason = write_reason(exc)
+        if reason is None:
+            raise
+        raise UserInputError(f"cannot write {what} {short_path(path)}: {reason}") from exc
 
 
 def path_exists(path: str | os.PathLike[str]) -> bool:

@@ -22,9 +22,11 @@ What the graphs take (``batch`` is dynamic, everything else is fixed by the chec
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from mmkit.engine.export import FORMATS, ExportedGraph, export_chain
 from mmkit.errors import UserInputError
 from mmkit.io.atomic import write_text_atomic
 from mmkit.io.checkpoint_dir import read_spec, resolve_checkpoint_dir
+from mmkit.io.files import writing
 from mmkit.spec import CheckpointSpec
 
 OMITTED = "identity in eval mode (training augmentation)"
@@ -57,16 +60,25 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> d
     spec = read_spec(ckpt)
     parts = ("model",) if spec.task == "classify" else ("image", "text")
     files, sidecar = output_paths(ckpt, fmt, out, parts)
-    # every graph is written aside first: one that fails leaves the previous export whole
+    # every graph is written aside first: one that fails, or a kill, leaves the previous export
+    # whole; leftovers of a killed export are removed
     staged = {part: path.with_name(f".{path.name}.partial") for part, path in files.items()}
+    for path in staged.values():  # itself, and the engine's temporary files beside it
+        for pattern in ("{}", ".{}.*.tmp"):
+            for leftover in path.parent.glob(pattern.format(glob.escape(path.name))):
+                leftover.unlink(missing_ok=True)
     try:
-        if spec.task == "classify":
-            meta = _export_classifier(ckpt, spec, fmt, staged)
-        else:
-            meta = _export_clip(ckpt, spec, fmt, staged)
-        for part, path in files.items():
-            meta["models"][part]["file"] = path.name
-            os.replace(staged[part], path)
+        with writing(sidecar.with_suffix(FORMATS[fmt]), "the export"):
+            if spec.task == "classify":
+                meta = _export_classifier(ckpt, spec, fmt, staged)
+            else:
+                meta = _export_clip(ckpt, spec, fmt, staged)
+            # from here the graphs change: a kill before the new sidecar leaves none, so a
+            # folder with graphs and no sidecar is an export that did not finish
+            sidecar.unlink(missing_ok=True)
+            for part, path in files.items():
+                meta["models"][part]["file"] = path.name
+                os.replace(staged[part], path)
     finally:
         for path in staged.values():
             path.unlink(missing_ok=True)
@@ -78,7 +90,7 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> d
         "checkpoint": str(ckpt.resolve()),
         **meta,
     }
-    write_text_atomic(sidecar, json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(sidecar, json.dumps(meta, indent=2) + "\n", "the export sidecar")
     models = {
         part: dict(info, file=str(sidecar.parent / info["file"]))
         for part, info in meta["models"].items()
@@ -108,10 +120,10 @@ def output_paths(
         base = base.with_name(base.name + ext)
     if base.is_dir():
         raise UserInputError(f"--out {base} is a directory; name the model file")
-    try:
+    with writing(base.parent, "to"):  # before any work: a read-only or missing folder
         base.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserInputError(f"cannot write to {base.parent}: {exc.strerror or exc}") from exc
+        with tempfile.TemporaryFile(dir=base.parent):
+            pass
     if parts == ("model",):
         files = {"model": base}
     else:
