@@ -9,12 +9,8 @@ from __future__ import annotations
 import errno
 import os
 import sys
-<<<<<<< HEAD
 import warnings
-from typing import Annotated, Any
-=======
 from typing import Annotated, Any, NoReturn
->>>>>>> i19-robust
 
 import typer
 
@@ -232,13 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     Click's standalone mode handles usage errors (exit 2), ``--help`` and ``Exit``; mmkit's own
     errors come through here and become one line on stderr.
     """
-<<<<<<< HEAD
     # an image over PIL.Image.MAX_IMAGE_PIXELS is refused in one line (mmkit.io.image): Pillow's
     # warning about it would be a second line
     warnings.filterwarnings("ignore", r"Image size \(\d+ pixels\) exceeds limit", module="PIL")
-=======
     debug = os.environ.get("MMKIT_DEBUG", "0") not in ("", "0")
->>>>>>> i19-robust
     try:
         build_command().main(args=argv, prog_name="mmkit", standalone_mode=True)
     except MmkitError as exc:
@@ -253,11 +246,6 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(130)
         if debug:
             raise
-<<<<<<< HEAD
-        text = one_line(str(exc))
-        err.print(f"error: {text}", style="red", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(1)
-=======
         _fail(str(exc))
     except OSError as exc:  # a full disk where no module named the file: still one line
         if debug or exc.errno not in DISK_ERRORS:
@@ -269,6 +257,6 @@ DISK_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
 
 
 def _fail(message: str) -> NoReturn:
-    err.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)
+    text = one_line(message)
+    err.print(f"error: {text}", style="red", highlight=False, markup=False, soft_wrap=True)
     sys.exit(1)
->>>>>>> i19-robust

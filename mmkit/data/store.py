@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from mmkit.errors import UserInputError
-<<<<<<< HEAD
 from mmkit.events import Progress
 from mmkit.io.atomic import (
     hold_lock,
@@ -37,11 +36,7 @@ from mmkit.io.atomic import (
     temp_dir_for,
     write_text_atomic,
 )
-from mmkit.io.files import file_problem
-=======
-from mmkit.io.atomic import recover_dir, replace_dir, temp_dir_for
 from mmkit.io.files import file_problem, writing
->>>>>>> i19-robust
 
 MANIFEST = "mmkit_store.json"
 FORMAT_VERSION = 1
@@ -170,19 +165,8 @@ class StoreWriter:
         resume: str | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
-<<<<<<< HEAD
-        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        recover_dir(self.out_dir)
-=======
         with self._writing():
             recover_dir(self.out_dir)
-            self._tmp = temp_dir_for(self.out_dir)
-            try:
-                self._data = open(self._tmp / "data.bin", "wb")  # noqa: SIM115 - commit/abort
-            except BaseException:
-                shutil.rmtree(self._tmp, ignore_errors=True)
-                raise
->>>>>>> i19-robust
         self.dtype = np.dtype(dtype)
         self.item_shape = tuple(item_shape)
         self.meta: dict[str, Any] = {
@@ -201,14 +185,19 @@ class StoreWriter:
         self._chunks = 0
         self._committed = (0, 0, 0)  # records, items, skipped at the last chunk
         self._lock: int | None = None
-        if resume is None:
-            self._tmp = temp_dir_for(self.out_dir)
-            self._data = open(self._tmp / "data.bin", "wb")  # noqa: SIM115 - closed in commit/abort
-        else:
-            self._tmp = partial_dir_for(self.out_dir)
-            self._tmp.mkdir(exist_ok=True)
-            self._lock = hold_lock(self._tmp / _LOCK, f"{self.out_dir} (being prepared)")
-            self._data = self._open_partial(resume)
+        with self._writing():
+            if resume is None:
+                self._tmp = temp_dir_for(self.out_dir)
+                try:
+                    self._data = open(self._tmp / "data.bin", "wb")  # noqa: SIM115 - commit/abort
+                except BaseException:
+                    shutil.rmtree(self._tmp, ignore_errors=True)
+                    raise
+            else:
+                self._tmp = partial_dir_for(self.out_dir)
+                self._tmp.mkdir(exist_ok=True)
+                self._lock = hold_lock(self._tmp / _LOCK, f"{self.out_dir} (being prepared)")
+                self._data = self._open_partial(resume)
 
     @property
     def item_bytes(self) -> int:
@@ -328,14 +317,13 @@ class StoreWriter:
             (self._tmp / _PARTIAL).unlink(missing_ok=True)
             (self._tmp / _LOCK).unlink(missing_ok=True)
         replace_dir(self._tmp, self.out_dir)
-<<<<<<< HEAD
         self._release()
-        return Store(self.out_dir)
 
     def abort(self) -> None:
         """Stop writing: a plain writer removes its temporary directory; a resumable one keeps
         its committed chunks for the next writer with the same key."""
-        self._data.close()
+        with contextlib.suppress(OSError):  # the disk is full: what is buffered is lost anyway
+            self._data.close()
         if self._lock is None:
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._release()
@@ -344,13 +332,6 @@ class StoreWriter:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
-=======
-
-    def abort(self) -> None:
-        with contextlib.suppress(OSError):  # the disk is full: what is buffered is lost anyway
-            self._data.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
->>>>>>> i19-robust
 
 
 class Store:

@@ -19,14 +19,11 @@ import socket
 import tempfile
 from pathlib import Path
 
-<<<<<<< HEAD
 from mmkit.errors import UserInputError
-=======
 from mmkit.io.files import writing
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: the mode a plain open() would give a new file
->>>>>>> i19-robust
 
 
 def old_of(dst: Path) -> Path:

@@ -14,7 +14,7 @@ from torch.overrides import TorchFunctionMode
 
 from mmkit.errors import CheckpointError, MmkitError
 from mmkit.io.atomic import old_of
-from mmkit.io.files import file_problem, short_path, stat_problem
+from mmkit.io.files import file_problem, path_exists, short_path, stat_problem
 from mmkit.io.weights import read_safetensors, safetensors_shapes
 from mmkit.spec import CheckpointSpec
 
@@ -43,6 +43,13 @@ def resolve_checkpoint_dir(path: str | Path, *, prefer: str = "best") -> Path:
         raise CheckpointError(
             f"{short_path(path)} is a file; --checkpoint takes a run or checkpoint directory"
         )
+    for c in candidates:  # a checkpoint folder with one of its two files missing or damaged
+        if file_problem(c / CONFIG_FILE) is None or path_exists(c / MODEL_FILE):
+            name = MODEL_FILE if file_problem(c / CONFIG_FILE) is None else CONFIG_FILE
+            problem = file_problem(c / name) or ""
+            problem = "is missing" if problem == "no such file" else problem
+            problem = problem if problem.startswith("is ") else f"cannot be read ({problem})"
+            raise CheckpointError(f"checkpoint {short_path(c)} is incomplete: {name} {problem}")
     raise CheckpointError(
         f"{short_path(path)} is not a checkpoint or run directory (no {CONFIG_FILE})"
     )
