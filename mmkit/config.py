@@ -219,19 +219,20 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def check_plain(data: Any, source: str) -> None:
+def check_plain(data: Any, source: str, key: str = "") -> None:
     """Refuse config data that is not small plain data: more than :data:`MAX_CONFIG_VALUES`
     values as the tree that YAML aliases expand to, deeper than :data:`MAX_CONFIG_DEPTH`,
     non-finite numbers, NUL characters, or YAML-only types (dates, sets, bytes)."""
     count = 0
-    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    top = f"{key} " if key else ""
+    stack: list[tuple[Any, str, int]] = [(data, key, 0)]
     while stack:
         value, key, depth = stack.pop()
         count += 1
         where = f"{source}: {key}" if key else source
         if count > MAX_CONFIG_VALUES or depth > MAX_CONFIG_DEPTH:
             raise UserInputError(
-                f"{source}: expands to more than {MAX_CONFIG_VALUES:,} values or "
+                f"{source}: {top}expands to more than {MAX_CONFIG_VALUES:,} values or "
                 f"{MAX_CONFIG_DEPTH} levels (YAML aliases?)"
             )
         if isinstance(value, dict):
@@ -262,7 +263,7 @@ def from_dict(
     kwargs = {}
     for key, value in values.items():
         where = (sources or {}).get(key, source)
-        check_plain(value, f"{where}: {key}")
+        check_plain(value, where, key)
         if key not in fields:
             raise UserInputError(f"{where}: unknown option {key!r}{_did_you_mean(key, fields)}")
         kwargs[key] = _coerce(key, value, hints[key], where)

@@ -52,6 +52,11 @@ class PluginSpec:
             "tags": list(self.tags),
             "module": self.module,
             "arguments": self.signature(),
+            **(self._backbone_dict() if self.kind == "backbone" else {}),
+        }
+
+    def _backbone_dict(self) -> dict[str, Any]:
+        return {
             "input": self.input,
             "weights": {tag: w.to_dict() for tag, w in self.weights.items()},
         }

@@ -69,7 +69,7 @@ CASES = [
     Case("deep-unknown", sets("a.b.c.d=1"), 1, r"--set: unknown key 'a'$"),
     Case("deep-into-a-number", sets("lr.b.c.d=1"), 1, r"--set: lr is not a mapping"),
     Case("deep-too-deep", sets(f"backbone_kwargs.{DEEP}=1"), 1,
-         r"--set: backbone_kwargs: expands to more than 100,000 values or 32 levels"),
+         r"--set: backbone_kwargs expands to more than 100,000 values or 32 levels"),
     # -- --config that is not an experiment file ---------------------------------------------
     Case("config-folder", ("--config", "{folder_yaml}"), 1,
          r"config file .*folder\.yaml: is a directory"),

@@ -618,7 +618,7 @@ def test_save_checkpoint_replaces_atomically_and_cleans_up_on_failure(tmp_path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(CheckpointSpec, "write", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(UserInputError, match=r"cannot write checkpoint .*no space left"):
         ckpt.save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), replace(SPEC, data={"v": 3}))
     monkeypatch.undo()
     assert ckdir.read_spec(tmp_path / "ck").data == {"v": 2}  # old checkpoint intact

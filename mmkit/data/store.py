@@ -166,6 +166,7 @@ class StoreWriter:
     ) -> None:
         self.out_dir = Path(out_dir)
         with self._writing():
+            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
             recover_dir(self.out_dir)
         self.dtype = np.dtype(dtype)
         self.item_shape = tuple(item_shape)
