@@ -380,8 +380,8 @@ def render_scale(report: dict[str, Any]) -> None:
         out.print(ratio_table(f"{name}: largest over smallest", result))
         workers = result.get("prepare_workers")
         if workers:
-            out.print(f"prepare files/s by decoding threads {workers['files_per_second']}: "
-                      f"{workers['note']}", highlight=False, markup=False)  # fmt: skip
+            out.print(f"prepare files/s by --workers: {workers['files_per_second']}",
+                      highlight=False, markup=False)  # fmt: skip
     load = report["load_average"]
     out.print(f"load average before {load['before']}, after {load['after']}", highlight=False)
 

@@ -50,12 +50,14 @@ VideoColumn = Annotated[
     app,
     VideoConfig,
     cli_only=("out",),
+    rename={"workers": "prepare_workers"},
     example="mmkit video prepare --dataset ./UCF101 --fold 1 --size 112",
 )
 def prepare(
     ctx: typer.Context,
     dataset: c.Dataset = None,
     out: c.StoreOut = None,
+    workers: c.PrepareWorkers = None,
     size: Size = None,
     fold: Fold = None,
     hf_config: c.HfConfig = None,

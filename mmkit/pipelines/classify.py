@@ -130,7 +130,7 @@ def prepare(
         labels=lambda writer: data.labels,
         info=info,
         progress=progress,
-        workers=workers,
+        workers=cfg.prepare_workers if workers is None else workers,
         finish=finish,
     )
 

@@ -12,11 +12,9 @@ step, so each has its own peak RSS (``wait4``, :func:`~mmkit.pipelines.bench.tim
 
 Seconds per item leave out the fixed cost of a process that imports the modality's pipeline
 (``startup_seconds``, measured alone). The ratios compare the largest fraction with the smallest;
-``prepare_workers_2_over_1`` is the files/s of prepare's decoding pool at 2 threads over 1, on the
-smallest fraction: the ``prepare`` command has no ``--workers`` option, so that child runs the
-same command with the pool size set (``workers`` of :func:`~mmkit.data.store_builder.
-decode_all`). Models are the ``*_test`` variants by default: the data path, not the model, is what
-grows.
+``prepare_workers_2_over_1`` is the files/s of ``prepare --workers 2`` over ``--workers 1`` (the
+decoding threads of :func:`~mmkit.data.store_builder.decode_all`), on the smallest fraction.
+Models are the ``*_test`` variants by default: the data path, not the model, is what grows.
 """
 
 from __future__ import annotations
@@ -48,18 +46,6 @@ TARGETS: dict[str, tuple[str, float]] = {
     "epoch_item_seconds_largest_over_smallest": ("<=", 1.2),
     "prepare_workers_2_over_1": (">=", 1.7),
 }
-WORKERS_NOTE = (
-    "`prepare` has no --workers option: measured as the same command with the decoding "
-    "pool (store_builder.decode_all) set to 1 and 2 threads"
-)
-# the prepare command with the store builder's decoding pool set to argv[1] threads
-WORKERS_CHILD = """import sys
-import mmkit.data.store_builder as sb
-n, decode_all = int(sys.argv[1]), sb.decode_all
-sb.decode_all = lambda decode, records, params, workers=None: decode_all(decode, records, params, n)
-from mmkit.cli.main import main
-main(sys.argv[2:])
-"""
 TRAIN_ARGS = {
     "speech_commands": ("--backbone", "audio_cnn_test"),
     "ucf101": ("--backbone", "video_r3d_test"),
@@ -243,12 +229,12 @@ def prepare_workers(
     for n in (1, 2):
         store = workdir / f"workers-{n}"
         shape = settings.data_args.get(kind, ())
-        argv = [KINDS[kind], "prepare", "-d", str(data), "-o", str(store), *shape, "--json"]
-        run = run_child([sys.executable, "-c", WORKERS_CHILD, str(n), *argv])
+        run = run_child(_mmkit(kind, "prepare", "-d", data, "-o", store, "--workers", str(n),
+                               *shape, "--json"))  # fmt: skip
         items = _store_items(json.loads(run.stdout))[0]
         rates[str(n)] = round(items / max(run.seconds - startup, 1e-6), 2)
         shutil.rmtree(store, ignore_errors=True)
-    return {"items": items, "files_per_second": rates, "note": WORKERS_NOTE}
+    return {"items": items, "files_per_second": rates}
 
 
 def example_file(kind: str, root: Path) -> Path:
