@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmkit.data.store import MANIFEST, Store, StoreWriter
+from mmkit.data.store import MANIFEST, Store
+from mmkit.data.store_writer import StoreWriter
 from mmkit.errors import UserInputError
 from mmkit.io.atomic import partial_dir_for
 from mmkit.pipelines.bench import scale_data as sd

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mmkit.data.captions import CaptionOptions, resolve_captions
-from mmkit.data.store import Store, StoreWriter
+from mmkit.data.store import Store
 from mmkit.data.store_builder import (
     StoreRecipe,
     build_store,
@@ -27,6 +27,7 @@ from mmkit.data.store_builder import (
     given_store,
     record_line,
 )
+from mmkit.data.store_writer import StoreWriter
 from mmkit.events import Progress
 from mmkit.io.image import RESIZE_DEFAULTS, ImageSource, load_image_array
 from mmkit.registry import create_preprocessor

@@ -25,7 +25,8 @@ import numpy as np
 from mmkit.cache import cache_dir
 from mmkit.data.hf import RowBytes, stream_sources
 from mmkit.data.records import Unusable
-from mmkit.data.store import Store, StoreWriter, is_store, open_cached
+from mmkit.data.store import Store, is_store, open_cached
+from mmkit.data.store_writer import StoreWriter
 from mmkit.errors import MediaError, UserInputError
 from mmkit.events import NullProgress, Progress
 
