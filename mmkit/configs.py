@@ -12,10 +12,18 @@ from typing import Any
 from mmkit.config import TrainConfig
 from mmkit.errors import UserInputError
 
-__all__ = ["SAMPLINGS", "SPEECH_COMMANDS_CLASSES", "AudioConfig", "MMConfig", "VideoConfig"]
+__all__ = [
+    "SAMPLINGS",
+    "SPEECH_COMMANDS_CLASSES",
+    "STORE_FORMATS",
+    "AudioConfig",
+    "MMConfig",
+    "VideoConfig",
+]
 
 SPEECH_COMMANDS_CLASSES = ("all", "12")
 SAMPLINGS = ("random", "uniform")
+STORE_FORMATS = ("raw", "jpeg")  # mmkit.data.frame_codec.FRAME_FORMATS (no numpy here)
 
 
 @dataclass
@@ -119,6 +127,7 @@ class VideoConfig(TrainConfig):
     frame_interval: int = 1
     num_clips: int = 3
     store_frames: int = 64
+    store_format: str = "raw"  # frames in the store: raw uint8, or JPEG (see the README)
     hflip: bool = False
     # train-time augmentation, measured on benchmarks/camera_motion.py (RESULTS-video.md):
     # a random-resized crop (area fraction) and brightness/contrast/saturation jitter
@@ -134,6 +143,8 @@ class VideoConfig(TrainConfig):
             raise UserInputError(
                 f"--sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}"
             )
+        if self.store_format not in STORE_FORMATS:
+            raise UserInputError(f"--store-format must be raw or jpeg, got {self.store_format!r}")
         for name in ("frames", "size", "frame_interval", "num_clips", "store_frames"):
             if getattr(self, name) < 1:
                 raise UserInputError(

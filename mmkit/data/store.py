@@ -8,6 +8,11 @@ frame counts) and share the trailing shape (``()`` for mono int16 audio, ``(H, W
       data.bin           every item's array, back to back
       <extra>.npy        optional extra arrays (e.g. background noise), listed in the manifest
 
+A store of frames may keep them JPEG-compressed (``params["frame_format"] == "jpeg"``,
+``format_version`` 2, :mod:`mmkit.data.frame_codec`): ``data.bin`` then holds one JPEG per frame
+and ``frames.bin`` where each ends; :meth:`Store.take` decodes only the frames asked for.
+Format 1 stores (raw) are written and read as before.
+
 Epochs read slices of ``data.bin``, never media. A store is written into a temporary directory and
 renamed into place, so an interrupted ``prepare`` never leaves a half store behind; ``prepare``
 writes in committed chunks (:class:`~mmkit.data.store_writer.StoreWriter` ``resume``), so
@@ -23,12 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from mmkit.data.frame_codec import ENDS, decode_jpeg, frame_format
 from mmkit.errors import UserInputError
 from mmkit.events import Progress
 from mmkit.io.files import file_problem
 
 MANIFEST = "mmkit_store.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # raw stores; 2: frames kept as JPEG (the version a reader needs)
+FORMAT_VERSIONS = {1: ("raw",), 2: ("jpeg",)}
 SPLITS = ("train", "validation", "test")
 
 
@@ -66,8 +73,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise UserInputError(f"{path}: not a readable store manifest ({exc})") from exc
     if not isinstance(meta, dict):
         raise bad("the top level", "must be a JSON object")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise bad("format_version", f"is {meta.get('format_version')!r}, not {FORMAT_VERSION}")
+    version = meta.get("format_version")
+    if not _count(version) or version not in FORMAT_VERSIONS:
+        raise bad("format_version", f"is {version!r}, not 1 or 2")
     if meta.get("dtype") not in _DTYPES:
         raise bad("dtype", f"must be one of {', '.join(_DTYPES)}")
     shape = meta.get("item_shape")
@@ -79,6 +87,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
     for key, kind in (("params", dict), ("labels", list), ("items", list), ("skipped", list)):
         if not isinstance(meta.get(key), kind):
             raise bad(key, f"must be a JSON {'object' if kind is dict else 'list'}")
+    if frame_format(meta["params"]) not in FORMAT_VERSIONS[version]:
+        raise bad("params.frame_format", f"must be {FORMAT_VERSIONS[version][0]} in a "
+                  f"format {version} store")  # fmt: skip
+    if version == 2 and (meta["dtype"] != "|u1" or len(shape) != 3 or shape[2] != 3):
+        raise bad("item_shape", "of a jpeg store must be uint8 [H, W, 3]")
     labels = meta["labels"]
     if not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
         raise bad("labels", "must be distinct strings")
@@ -140,20 +153,19 @@ class Store:
         self.items = [StoreItem(**i) for i in self.meta["items"]]
         self.labels: list[str] = self.meta["labels"]
         self.item_shape = tuple(self.meta["item_shape"])
+        self.frame_format = frame_format(self.params)
         total = int(self.meta["total_length"])
         dtype = np.dtype(self.meta["dtype"])
-        data = self.path / "data.bin"
-        needed = total * dtype.itemsize * int(np.prod(self.item_shape, dtype=np.int64))
-        size = data.stat().st_size if data.is_file() else -1
-        if size < needed:
-            raise UserInputError(
-                f"{data}: holds {max(size, 0)} bytes but {MANIFEST} describes {needed}; "
-                "the store is damaged (delete it and prepare again)"
-            )
-        if total:
-            self.data = np.memmap(data, dtype=dtype, mode="r", shape=(total, *self.item_shape))
+        self.ends: np.ndarray | None = None  # jpeg: where each frame ends in data.bin
+        if self.frame_format == "jpeg":
+            self.ends = _mapped(self.path / ENDS, total * 8, np.int64, (total,))
+            if total and (self.ends[0] < 0 or np.any(np.diff(self.ends) < 0)):
+                raise _damaged(self.path / ENDS, "frame offsets that go backwards")
+            needed = int(self.ends[-1]) if total else 0
+            self.data = _mapped(self.path / "data.bin", needed, np.uint8, (needed,))
         else:
-            self.data = np.zeros((0, *self.item_shape), dtype=dtype)
+            needed = total * dtype.itemsize * int(np.prod(self.item_shape, dtype=np.int64))
+            self.data = _mapped(self.path / "data.bin", needed, dtype, (total, *self.item_shape))
         index = {name: i for i, name in enumerate(self.labels)}
         self.targets = np.array([index[i.label] for i in self.items], dtype=np.int64)
 
@@ -178,8 +190,19 @@ class Store:
         return len(self.items)
 
     def __getitem__(self, i: int) -> np.ndarray:
+        """Item ``i``'s array: a memory-map view (raw), every frame decoded (jpeg)."""
         item = self.items[i]
+        if self.ends is not None:
+            return self.take(i, np.arange(item.length))
         return self.data[item.offset : item.offset + item.length]
+
+    def take(self, i: int, indices: np.ndarray) -> np.ndarray:
+        """Rows ``indices`` (any shape, within item ``i``) of item ``i``, as a new array of
+        shape ``[*indices.shape, *item_shape]``; a jpeg store decodes just those frames."""
+        item = self.items[i]
+        if self.ends is not None:
+            return decode_jpeg(self.data, self.ends, item.offset, indices, self.item_shape)
+        return self.data[item.offset + np.asarray(indices, dtype=np.int64)]
 
     def extra(self, key: str) -> np.ndarray | None:
         if key not in self.meta.get("extras", {}):
@@ -218,3 +241,18 @@ class Store:
             "params": self.params,
             **extra,
         }
+
+
+def _damaged(path: Path, what: str) -> UserInputError:
+    return UserInputError(f"{path}: {what}; the store is damaged (delete it and prepare again)")
+
+
+def _mapped(path: Path, needed: int, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``path`` memory-mapped as ``shape`` (zeros when empty), checked to hold ``needed``
+    bytes first."""
+    size = path.stat().st_size if path.is_file() else -1
+    if size < needed:
+        raise _damaged(path, f"holds {max(size, 0)} bytes but {MANIFEST} describes {needed}")
+    if not needed:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)

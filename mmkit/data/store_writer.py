@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mmkit.data.frame_codec import ENDS, EncodedFrames, encode_jpeg, frame_format
 from mmkit.data.store import FORMAT_VERSION, MANIFEST, Store, StoreItem
 from mmkit.io.atomic import (
     hold_lock,
@@ -39,6 +40,10 @@ class StoreWriter:
     continues after the last chunk (``records`` says how many ``add``/``skip`` calls it
     already holds; ``kept`` which of them were added); data past that chunk is cut off. The
     committed store is the same as one written in one go.
+
+    ``params["frame_format"] == "jpeg"`` (:mod:`~mmkit.data.frame_codec`) writes a format 2
+    store: :meth:`add` takes :class:`~mmkit.data.frame_codec.EncodedFrames` (or frames, which
+    it encodes) and records each frame's end in ``frames.bin``.
     """
 
     def __init__(
@@ -57,8 +62,11 @@ class StoreWriter:
             recover_dir(self.out_dir)
         self.dtype = np.dtype(dtype)
         self.item_shape = tuple(item_shape)
+        self.jpeg = frame_format(params) == "jpeg"
+        if self.jpeg and (self.dtype != np.uint8 or self.item_shape[2:] != (3,)):
+            raise ValueError(f"jpeg frames must be uint8 [H, W, 3], not {dtype} {item_shape}")
         self.meta: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
+            "format_version": 2 if self.jpeg else FORMAT_VERSION,
             "modality": modality,
             "dtype": self.dtype.str,
             "item_shape": list(self.item_shape),
@@ -69,7 +77,9 @@ class StoreWriter:
         self.extras: dict[str, dict[str, Any]] = {}
         self.kept: list[int] = []  # record positions (add/skip calls) that were added
         self.records = 0
-        self._offset = 0
+        self._offset = 0  # rows (samples, frames) written
+        self._bytes = 0  # jpeg: bytes written to data.bin
+        self._ends: Any = None  # jpeg: frames.bin
         self._chunks = 0
         self._committed = (0, 0, 0)  # records, items, skipped at the last chunk
         self._lock: int | None = None
@@ -77,7 +87,7 @@ class StoreWriter:
             if resume is None:
                 self._tmp = temp_dir_for(self.out_dir)
                 try:
-                    self._data = open(self._tmp / "data.bin", "wb")  # noqa: SIM115 - commit/abort
+                    self._open("wb")
                 except BaseException:
                     shutil.rmtree(self._tmp, ignore_errors=True)
                     raise
@@ -85,36 +95,60 @@ class StoreWriter:
                 self._tmp = partial_dir_for(self.out_dir)
                 self._tmp.mkdir(exist_ok=True)
                 self._lock = hold_lock(self._tmp / _LOCK, f"{self.out_dir} (being prepared)")
-                self._data = self._open_partial(resume)
+                self._open_partial(resume)
 
     @property
     def item_bytes(self) -> int:
         return self.dtype.itemsize * int(np.prod(self.item_shape, dtype=np.int64))
 
-    def _open_partial(self, key: str) -> Any:
-        """``data.bin`` of the partial directory, after the chunks of an earlier writer with
+    def _open(self, mode: str) -> None:
+        """Open ``data.bin`` (and a jpeg store's ``frames.bin``); closed in commit/abort."""
+        self._data = open(self._tmp / "data.bin", mode)  # noqa: SIM115
+        if self.jpeg:
+            self._ends = open(self._tmp / ENDS, mode)  # noqa: SIM115
+
+    def _data_end(self, length: int) -> int | None:
+        """Bytes of ``data.bin`` that hold the first ``length`` rows; None when the files in
+        the partial directory hold fewer."""
+        try:
+            if self.jpeg:
+                ends = self._tmp / ENDS
+                if ends.stat().st_size < 8 * length:
+                    return None
+                offset = 8 * (length - 1)
+                needed = int(np.fromfile(ends, np.int64, 1, offset=offset)[0]) if length else 0
+            else:
+                needed = length * self.item_bytes
+            return needed if (self._tmp / "data.bin").stat().st_size >= needed else None
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _open_partial(self, key: str) -> None:
+        """The files of the partial directory, after the chunks of an earlier writer with
         the same ``key`` and ``meta`` are read back (anything else there is removed)."""
         state = {"key": key, "meta": self.meta}
         try:
             same = json.loads((self._tmp / _PARTIAL).read_text()) == state
         except (OSError, ValueError):
             same = False
-        data = self._tmp / "data.bin"
-        if same and data.is_file():
-            while self._read_chunk(self._tmp / _CHUNK.format(self._chunks), data):
+        if same and self._data_end(0) is not None:
+            while self._read_chunk(self._tmp / _CHUNK.format(self._chunks)):
                 self._chunks += 1
             self._committed = (self.records, len(self.items), len(self.skipped))
-            f = open(data, "r+b")  # noqa: SIM115 - closed in commit/abort
-            f.truncate(self._offset * self.item_bytes)
-            f.seek(0, os.SEEK_END)
-            return f
+            self._bytes = self._data_end(self._offset) or 0
+            self._open("r+b")
+            for f, size in ((self._data, self._bytes), (self._ends, 8 * self._offset)):
+                if f is not None:
+                    f.truncate(size)
+                    f.seek(0, os.SEEK_END)
+            return
         for entry in self._tmp.iterdir():
             if entry.name != _LOCK:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         write_text_atomic(self._tmp / _PARTIAL, json.dumps(state))
-        return open(data, "wb")
+        self._open("wb")
 
-    def _read_chunk(self, path: Path, data: Path) -> bool:
+    def _read_chunk(self, path: Path) -> bool:
         """Take in one chunk file; False when it is missing, damaged or not backed by data."""
         try:
             chunk = json.loads(path.read_text())
@@ -123,7 +157,7 @@ class StoreWriter:
             kept, skipped = [int(k) for k in chunk["kept"]], list(chunk["skipped"])
         except (OSError, ValueError, KeyError, TypeError):
             return False
-        if data.stat().st_size < length * self.item_bytes or records < self.records:
+        if records < self.records or self._data_end(length) is None:
             return False
         self.items += items
         self.skipped += skipped
@@ -131,14 +165,36 @@ class StoreWriter:
         self.records, self._offset = records, length
         return True
 
-    def add(self, array: np.ndarray, *, name: str, label: str, split: str, group: str) -> None:
-        array = np.ascontiguousarray(array, dtype=self.dtype)
-        if array.shape[1:] != self.item_shape:
-            raise ValueError(f"item shape {array.shape[1:]} != store item shape {self.item_shape}")
+    def add(
+        self,
+        array: np.ndarray | EncodedFrames,
+        *,
+        name: str,
+        label: str,
+        split: str,
+        group: str,
+    ) -> None:
+        if self.jpeg and not isinstance(array, EncodedFrames):
+            array = encode_jpeg(
+                np.asarray(array, dtype=np.uint8), self.meta["params"]["jpeg_quality"]
+            )
+        if isinstance(array, EncodedFrames) != self.jpeg:
+            raise ValueError("JPEG frames go into a jpeg store only")
+        if not isinstance(array, EncodedFrames):
+            array = np.ascontiguousarray(array, dtype=self.dtype)
+        shape = array.shape if isinstance(array, EncodedFrames) else array.shape[1:]
+        if tuple(shape) != self.item_shape:
+            raise ValueError(f"item shape {tuple(shape)} != store item shape {self.item_shape}")
         with self._writing():
-            self._data.write(array.tobytes())
-        self.items.append(StoreItem(name, label, split, group, self._offset, int(array.shape[0])))
-        self._offset += int(array.shape[0])
+            if isinstance(array, EncodedFrames):
+                ends = self._bytes + np.cumsum(array.sizes, dtype=np.int64)
+                self._data.write(array.data)
+                self._ends.write(ends.tobytes())
+                self._bytes = int(ends[-1]) if len(ends) else self._bytes
+            else:
+                self._data.write(array.tobytes())
+        self.items.append(StoreItem(name, label, split, group, self._offset, len(array)))
+        self._offset += len(array)
         self.kept.append(self.records)
         self.records += 1
 
@@ -156,8 +212,10 @@ class StoreWriter:
         if self._lock is None or not self.pending:
             return
         _, items, skipped = self._committed
-        self._data.flush()
-        os.fsync(self._data.fileno())
+        for f in (self._data, self._ends):
+            if f is not None:
+                f.flush()
+                os.fsync(f.fileno())
         chunk = {
             "records": self.records,
             "length": self._offset,
@@ -187,7 +245,7 @@ class StoreWriter:
         return Store(self.out_dir)
 
     def _commit(self, labels: list[str], info: dict[str, Any]) -> None:
-        self._data.close()
+        self._close()
         manifest = dict(
             self.meta,
             labels=list(labels),
@@ -211,10 +269,17 @@ class StoreWriter:
         """Stop writing: a plain writer removes its temporary directory; a resumable one keeps
         its committed chunks for the next writer with the same key."""
         with contextlib.suppress(OSError):  # the disk is full: what is buffered is lost anyway
-            self._data.close()
+            self._close()
         if self._lock is None:
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._release()
+
+    def _close(self) -> None:
+        try:
+            self._data.close()
+        finally:
+            if self._ends is not None:
+                self._ends.close()
 
     def _release(self) -> None:
         if self._lock is not None:
