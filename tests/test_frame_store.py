@@ -157,3 +157,20 @@ def test_video_prepare_train_eval_infer_on_a_jpeg_store(motion_set, tmp_path):
     assert json.loads(ev.stdout)["num_samples"] == len(motion_set.split("test"))
     [result] = video.infer([str(motion_set.split("test")[0].path)], str(run), k=2)
     assert len(result["top_k"]) == 2
+
+
+def test_the_scale_bench_compares_store_formats(motion_set, tmp_path):
+    from mmkit.pipelines.bench.scale import ScaleSettings, compare, store_formats
+
+    folder = motion_set.layouts["folder"]
+    formats = store_formats("ucf101", folder, ScaleSettings.quick(), "cpu", tmp_path, epochs=2)
+    raw, jpeg = formats["raw"], formats["jpeg"]
+    assert raw["items"] == jpeg["items"] == len(motion_set.clips)
+    assert jpeg["store_bytes_per_item"] * 3 < raw["store_bytes_per_item"]
+    assert raw["gb_per_1000_items"] == pytest.approx(raw["store_bytes_per_item"] / 1e6, abs=1e-3)
+    assert raw["loader_items_per_second"] > 0 and jpeg["loader_items_per_second"] > 0
+    ratios = compare([], None, formats)["ratios"]
+    assert ratios["jpeg_over_raw_store_bytes_per_item"] == pytest.approx(
+        jpeg["store_bytes_per_item"] / raw["store_bytes_per_item"], abs=1e-3
+    )
+    assert not list(tmp_path.iterdir())  # the stores are removed

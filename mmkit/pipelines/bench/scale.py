@@ -15,6 +15,11 @@ Seconds per item leave out the fixed cost of a process that imports the modality
 ``prepare_workers_2_over_1`` is the files/s of ``prepare --workers 2`` over ``--workers 1`` (the
 decoding threads of :func:`~mmkit.data.store_builder.decode_all`), on the smallest fraction.
 Models are the ``*_test`` variants by default: the data path, not the model, is what grows.
+
+For video, ``store_formats`` compares ``--store-format raw`` and ``jpeg`` on the smallest
+fraction: bytes on disk per clip, GB per 1,000 clips, and the training loader alone (store ->
+batches through the training transforms on the device, no model:
+:func:`~mmkit.pipelines.bench.loader.loader_rate`) in clips/s; ``jpeg_over_raw_*`` ratios.
 """
 
 from __future__ import annotations
@@ -130,7 +135,7 @@ def scale_kind(
         .seconds for _ in range(2)
     )  # fmt: skip
     root = Path(settings.data) if settings.data else cache_dir() / "scale"
-    points, workers = [], None
+    points, workers, formats = [], None, None
     for fraction in fractions:
         progress.message(f"{kind}: data at {fraction} (generated once, then cached)")
         data = scale_data.generate(
@@ -143,6 +148,9 @@ def scale_kind(
         if workers is None:
             progress.message(f"{kind} {fraction}: prepare with 1 and 2 decoding threads")
             workers = prepare_workers(kind, data.path, settings, workdir, startup)
+            if modality == "video":
+                progress.message(f"{kind} {fraction}: raw and jpeg frame stores")
+                formats = store_formats(kind, data.path, settings, device, workdir)
         progress.message(f"{kind} {fraction}: prepare, one epoch, eval, infer")
         points.append(measure_point(kind, data, settings, device, workdir, startup))
     return {
@@ -152,7 +160,8 @@ def scale_kind(
         "startup_seconds": round(startup, 3),
         "points": points,
         "prepare_workers": workers,
-        **compare(points, workers),
+        **compare(points, workers, formats),
+        **({"store_formats": formats} if formats else {}),
     }
 
 
@@ -237,6 +246,41 @@ def prepare_workers(
     return {"items": items, "files_per_second": rates}
 
 
+def store_formats(
+    kind: str, data: Path, settings: ScaleSettings, device: str, workdir: Path, epochs: int = 4
+) -> dict[str, Any]:
+    """Per ``--store-format``: store bytes per clip, GB per 1,000 clips and the loader's
+    clips/s (the training set of the store, ``train_args`` as given to train)."""
+    from mmkit.cli.binding import config_from
+    from mmkit.cli.main import build_command
+    from mmkit.pipelines import classify, video
+    from mmkit.pipelines.bench.loader import loader_rate
+
+    out: dict[str, Any] = {}
+    train_cmd = build_command().commands["video"].commands["train"]
+    for fmt in ("raw", "jpeg"):
+        store = workdir / f"format-{fmt}"
+        shape = settings.data_args.get(kind, ())
+        run = run_child(_mmkit(kind, "prepare", "-d", data, "-o", store, "--store-format", fmt,
+                               *shape, "--json"))  # fmt: skip
+        items = _store_items(json.loads(run.stdout))[0]
+        size = sum(f.stat().st_blocks * 512 for f in store.rglob("*") if f.is_file())
+        args = [*shape, *settings.train_args.get(kind, ()), "--store-format", fmt]
+        ctx = train_cmd.make_context("train", ["-d", str(store), *args, "--device", device])
+        cfg = config_from(ctx)
+        job = classify.training_job(video.MODALITY, cfg, NullProgress())
+        rate = loader_rate(job.train_set, job, cfg, epochs)
+        out[fmt] = {
+            "items": items,
+            "store_bytes_per_item": round(size / max(1, items), 1),
+            "gb_per_1000_items": round(size / max(1, items) * 1000 / 1e9, 3),
+            "loader_items_per_second": round(rate["items_per_second"], 2),
+            "loader_items_per_epoch": rate["items"],
+        }
+        shutil.rmtree(store, ignore_errors=True)
+    return out
+
+
 def example_file(kind: str, root: Path) -> Path:
     """One test file of a generated data set (COCO: a val2017 image)."""
     if kind == "speech_commands":
@@ -249,7 +293,11 @@ def example_file(kind: str, root: Path) -> Path:
     return min((root / "val2017").glob("*.jpg"))
 
 
-def compare(points: list[dict[str, Any]], workers: dict[str, Any] | None) -> dict[str, Any]:
+def compare(
+    points: list[dict[str, Any]],
+    workers: dict[str, Any] | None,
+    formats: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``ratios`` of the largest point to the smallest (peak RSS and seconds per item of each
     step, infer's seconds), the workers ratio, and least-squares ``slopes_per_1000_items`` of
     each step's net seconds and peak RSS over the data set's items."""
@@ -279,4 +327,8 @@ def compare(points: list[dict[str, Any]], workers: dict[str, Any] | None) -> dic
     if workers:
         rates = workers["files_per_second"]
         ratios["prepare_workers_2_over_1"] = round(rates["2"] / max(rates["1"], 1e-9), 3)
+    if formats:
+        raw, jpeg = formats["raw"], formats["jpeg"]
+        for key in ("store_bytes_per_item", "loader_items_per_second"):
+            ratios[f"jpeg_over_raw_{key}"] = round(jpeg[key] / max(raw[key], 1e-9), 3)
     return {"ratios": ratios, "slopes_per_1000_items": slopes}
