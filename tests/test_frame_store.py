@@ -163,7 +163,7 @@ def test_the_scale_bench_compares_store_formats(motion_set, tmp_path):
     from mmkit.pipelines.bench.scale import ScaleSettings, compare, store_formats
 
     folder = motion_set.layouts["folder"]
-    formats = store_formats("ucf101", folder, ScaleSettings.quick(), "cpu", tmp_path, epochs=2)
+    formats = store_formats("ucf101", folder, ScaleSettings.quick(), "cpu", tmp_path, timed=8)
     raw, jpeg = formats["raw"], formats["jpeg"]
     assert raw["items"] == jpeg["items"] == len(motion_set.clips)
     assert jpeg["store_bytes_per_item"] * 3 < raw["store_bytes_per_item"]

@@ -247,10 +247,11 @@ def prepare_workers(
 
 
 def store_formats(
-    kind: str, data: Path, settings: ScaleSettings, device: str, workdir: Path, epochs: int = 4
+    kind: str, data: Path, settings: ScaleSettings, device: str, workdir: Path, timed: int = 512
 ) -> dict[str, Any]:
     """Per ``--store-format``: store bytes per clip, GB per 1,000 clips and the loader's
-    clips/s (the training set of the store, ``train_args`` as given to train)."""
+    clips/s (the training set of the store, ``train_args`` as given to train; epochs after
+    the first until at least ``timed`` clips are timed)."""
     from mmkit.cli.binding import config_from
     from mmkit.cli.main import build_command
     from mmkit.pipelines import classify, video
@@ -269,13 +270,14 @@ def store_formats(
         ctx = train_cmd.make_context("train", ["-d", str(store), *args, "--device", device])
         cfg = config_from(ctx)
         job = classify.training_job(video.MODALITY, cfg, NullProgress())
+        epochs = 1 + -(-timed // max(1, len(job.train_set)))
         rate = loader_rate(job.train_set, job, cfg, epochs)
         out[fmt] = {
             "items": items,
             "store_bytes_per_item": round(size / max(1, items), 1),
             "gb_per_1000_items": round(size / max(1, items) * 1000 / 1e9, 3),
             "loader_items_per_second": round(rate["items_per_second"], 2),
-            "loader_items_per_epoch": rate["items"],
+            "loader_items_timed": rate["items"] * (epochs - 1),
         }
         shutil.rmtree(store, ignore_errors=True)
     return out
