@@ -127,7 +127,9 @@ class VideoConfig(TrainConfig):
     frame_interval: int = 1
     num_clips: int = 3
     store_frames: int = 64
-    store_format: str = "raw"  # frames in the store: raw uint8, or JPEG (see the README)
+    # frames in the store: raw uint8, or JPEG (7-14x less disk, a slower loader: README "Large
+    # datasets"); raw by default, as measured: the loader is what a GPU waits for
+    store_format: str = "raw"
     hflip: bool = False
     # train-time augmentation, measured on benchmarks/camera_motion.py (RESULTS-video.md):
     # a random-resized crop (area fraction) and brightness/contrast/saturation jitter

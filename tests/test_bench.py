@@ -24,6 +24,7 @@ from mmkit.pipelines.bench.timing import run_child, slope
 from tests.conftest import run_cli
 
 LOADER = ("loader_over_gpu_step", "loader_over_redecode_loader")  # every modality
+UNTARGETED = ("loader_over_redecode_loader_batches_only",)  # every modality, no target
 RATIOS = {
     "audio": {
         "epoch_over_ceiling",
@@ -37,18 +38,21 @@ RATIOS = {
         "epoch_rss_16x_over_1x",
         "epoch_seconds_16x_over_1x",
         *LOADER,
+        *UNTARGETED,
     },
     "video": {
         "epoch_over_ceiling",
         "busy_over_alone_epoch_seconds",
         "store_build_over_ffmpeg",
         *LOADER,
+        *UNTARGETED,
     },
     "mm": {
         "epoch_over_ceiling",
         "busy_over_alone_epoch_seconds",
         "step_over_open_clip_loop",
         *LOADER,
+        *UNTARGETED,
     },
 }
 

@@ -6,7 +6,8 @@ The store keeps up to ``store_frames`` frames per video (evenly spread when the 
 resized inside ffmpeg so the short side is ``short_side`` and centre-cropped to a square. Training
 samples ``frames`` frames per clip (``random``: a random clip ``frame_interval`` apart;
 ``uniform``: evenly over the whole video); evaluation and inference average ``num_clips`` evenly
-spaced clips (``uniform``: one).
+spaced clips (``uniform``: one). ``store_format`` ``jpeg`` keeps each stored frame as a JPEG
+(:mod:`~mmkit.data.frame_codec`), decoded in the loader workers, only the frames a clip samples.
 """
 
 from __future__ import annotations

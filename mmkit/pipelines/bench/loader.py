@@ -12,7 +12,9 @@ no backbone, no step. Its items/s are compared with
   every read decodes the item's media file again (:class:`Redecoding`, mmkit's own decoder),
   so the ratio is what decoding once buys.
 
-The first epoch (workers starting) is left out; the rate is the median of the others.
+The first epoch (workers starting) is left out; the rate is the median of the others. On a CPU
+the transforms dominate the loader's time; ``loader_batches_only`` (no transforms) is what the
+workers deliver when a GPU runs them.
 """
 
 from __future__ import annotations
@@ -87,11 +89,14 @@ def _transform(model: torch.nn.Module, device: torch.device) -> Callable[[Any], 
     return contrastive
 
 
-def loader_rate(train_set: Any, job: Job, cfg: TrainConfig, epochs: int) -> dict[str, float]:
+def loader_rate(
+    train_set: Any, job: Job, cfg: TrainConfig, epochs: int, *, transforms: bool = True
+) -> dict[str, float]:
     """Items/s of the training loader over ``train_set`` with the training transforms of
-    ``job.model`` on the device, the median of ``epochs - 1`` epochs after the first."""
+    ``job.model`` on the device (``transforms`` False: the batches alone, on the host), the
+    median of ``epochs - 1`` epochs after the first."""
     device = resolve_device(cfg.device)
-    run = _transform(job.model, device)
+    run = _transform(job.model, device) if transforms else lambda batch: batch
     loaders = Loaders.build(train_set, job.val_set, replace(cfg, max_steps_per_epoch=0),
                             pin=device.type == "cuda")  # fmt: skip
     seconds, items = [], 0
@@ -108,21 +113,36 @@ def loader_rate(train_set: Any, job: Job, cfg: TrainConfig, epochs: int) -> dict
 
 
 def loader_report(
-    modality: str, job: Job, cfg: TrainConfig, redecode_set: Any, epochs: int = 3
+    modality: str, job: Job, cfg: TrainConfig, redecode_set: Any, timed: int = 512
 ) -> dict[str, Any]:
-    """The loader alone against the GPU's step and against the redecoding loader."""
+    """The loader alone against the GPU's step and against the redecoding loader (epochs
+    after the first until at least ``timed`` items are timed; the redecoding loader: one).
+    ``*_batches_only``: the same loaders without the transforms (what workers deliver when
+    the transforms run on a GPU)."""
+    epochs = 1 + -(-timed // max(1, len(job.train_set)))
     ours = loader_rate(job.train_set, job, cfg, epochs)
+    host = loader_rate(job.train_set, job, cfg, epochs, transforms=False)
     redecode = loader_rate(redecode_set, job, cfg, 2)
-    rate = ours["items_per_second"]
+    redecode_host = loader_rate(redecode_set, job, cfg, 2, transforms=False)
+    rate, host_rate = ours["items_per_second"], host["items_per_second"]
     return {
         "items_per_second": {
             "loader": round(rate, 2),
+            "loader_batches_only": round(host_rate, 2),
             "redecode_loader": round(redecode["items_per_second"], 2),
+            "redecode_loader_batches_only": round(redecode_host["items_per_second"], 2),
             "gpu_step_h100": GPU_STEP_RATES[modality],
         },
         "ratios": {
             "loader_over_gpu_step": round(rate / GPU_STEP_RATES[modality], 4),
             "loader_over_redecode_loader": round(rate / redecode["items_per_second"], 3),
+            "loader_over_redecode_loader_batches_only": round(
+                host_rate / redecode_host["items_per_second"], 3
+            ),
         },
-        "loader": {"items_per_epoch": ours["items"], "timed_epochs": max(2, epochs) - 1},
+        "loader": {
+            "items_per_epoch": ours["items"],
+            "timed_epochs": max(2, epochs) - 1,
+            "redecode_items_timed": redecode["items"],
+        },
     }
