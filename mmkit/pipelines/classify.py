@@ -185,7 +185,7 @@ def train(
 ) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-    cfg, start = finetune.plan(modality.name, cfg, progress)  # --pretrained: before the run
+    cfg, start = finetune.plan(modality.name, cfg, progress, resume=resume)  # before the run
 
     def setup() -> Job:
         job = training_job(modality, cfg, progress)

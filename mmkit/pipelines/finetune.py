@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from mmkit.backbones.pretrained import load_state, resolve_weights, weights_spec
@@ -59,20 +60,31 @@ class Start:
     path: Path  # the checkpoint directory or the weights file
     labels: tuple[str, ...] = ()  # run: the source's labels
     preprocessing: dict[str, Any] = field(default_factory=dict)  # tag: what it was trained with
+    state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def what(self) -> str:
+        return f"--pretrained {short_path(self.path, 120)}"
+
+    def read(self) -> Start:
+        """This start with its tensors read (a run's backbone part), so a file that is not
+        weights is refused before any data is prepared."""
+        if self.kind != "run":
+            return replace(self, state=read_state_dict(self.path, what=self.what))
+        state = read_safetensors(self.path / MODEL_FILE, what=self.what)
+        prefix = "backbone."
+        state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        return replace(self, state=state)
 
     def load(self, backbone: nn.Module, labels: list[str]) -> tuple[str, ...]:
         """Load the weights into ``backbone``; the keys left fresh (the head, when new)."""
-        what = f"--pretrained {short_path(self.path, 120)}"
         if self.kind != "run":
-            return load_state(backbone, read_state_dict(self.path, what=what), what=what)
-        state = read_safetensors(self.path / MODEL_FILE, what=what)
-        state = {
-            k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
-        }
+            return load_state(backbone, self.state, what=self.what)
+        state = self.state
         if list(labels) != list(self.labels):  # other classes: the head starts fresh
             head = tuple(getattr(backbone, "pretrained_fresh", ()))
             state = {k: v for k, v in state.items() if not k.startswith(head)}
-        return load_state(backbone, state, what=what, adapt=False)
+        return load_state(backbone, state, what=self.what, adapt=False)
 
     def record(self, fresh: tuple[str, ...]) -> dict[str, Any]:
         """The checkpoint's ``init``: where the weights came from (provenance only)."""
@@ -83,10 +95,18 @@ class Start:
 
 
 def plan(
-    modality: str, cfg: ClassifyConfig, progress: Progress
+    modality: str, cfg: ClassifyConfig, progress: Progress, *, resume: bool = False
 ) -> tuple[ClassifyConfig, Start | None]:
     """``cfg`` as the run will use it (inherited or default options filled in) and the start
-    that ``cfg.pretrained`` names (None without one); a bad source is one line."""
+    that ``cfg.pretrained`` names, its weights read (not to ``resume``: the run's own are
+    loaded then); None without one. A bad source is one line."""
+    cfg, start = _resolve(modality, cfg, progress)
+    return cfg, start.read() if start is not None and not resume else start
+
+
+def _resolve(
+    modality: str, cfg: ClassifyConfig, progress: Progress
+) -> tuple[ClassifyConfig, Start | None]:
     text = cfg.pretrained
     if not text:
         return cfg, None
@@ -118,6 +138,7 @@ def apply(job: Job, cfg: ClassifyConfig, start: Start | None, *, resume: bool) -
         init = read_spec(last).init if path_exists(last) else {}
     elif start is not None:
         init = start.record(start.load(model.backbone, job.spec.labels))
+        start.state.clear()  # loaded: the model holds them now
     if cfg.freeze == "backbone":
         model.freeze_backbone()
     return replace(job, spec=replace(job.spec, init=init)) if init else job
@@ -135,7 +156,7 @@ def _from_run(modality: str, cfg: ClassifyConfig, path: Path) -> tuple[ClassifyC
     name, kwargs = spec.backbone.name, spec.backbone.params
     if "backbone" in given and cfg.backbone != name:
         raise UserInputError(
-            f"{where} holds a {name!r} backbone, not {cfg.backbone!r}: its weights fit "
+            f"{where} holds backbone {name!r}, not {cfg.backbone!r}: its weights fit "
             f"{name!r} only (leave --backbone out to use it)"
         )
     if "backbone_kwargs" in given and _plain(cfg.backbone_kwargs) != _plain(kwargs):
