@@ -146,6 +146,14 @@ def test_a_run_with_the_same_labels_gives_backbone_and_head(
         "kind": "run", "source": str(source_run), "path": str(source_run / "best"),
         "sha256": _sha256(source_run / "best" / "model.safetensors"), "head": "kept",
     }  # fmt: skip
+    # --resume continues from the run's own last/ and keeps the first record
+    code, _, err = cli(
+        capsys, "audio", "train", "--dataset", str(words["a"]), "--out", str(tmp_path / "ft"),
+        "--pretrained", str(source_run), "--resume", *FAST, "--epochs", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    last = CheckpointSpec.read(tmp_path / "ft" / "last" / "config.json")
+    assert last.epoch == 2 and last.init == spec.init
 
 
 def test_a_run_with_other_labels_gives_a_new_head_and_freeze_keeps_the_backbone(
