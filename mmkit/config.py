@@ -102,6 +102,17 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def given(self) -> frozenset[str]:
+        """The keys the user set: in a ``--config`` file, with ``--set`` or a flag (as
+        :func:`build_config` recorded them, even where the value equals the default); for a
+        config built in code, the keys whose value differs from the default."""
+        recorded = getattr(self, "_given", None)
+        if recorded is not None:
+            return recorded
+        return frozenset(
+            f.name for f in dataclasses.fields(self) if getattr(self, f.name) != _default(f)
+        )
+
 
 def build_config(
     cls: type[C],
@@ -121,6 +132,7 @@ def build_config(
             values[key] = value
             sources[key] = "options"
     cfg = from_dict(cls, values, source=str(config_file or "options"), sources=sources)
+    cfg._given = frozenset(sources)  # what TrainConfig.given() answers
     cfg.validate()
     return cfg
 

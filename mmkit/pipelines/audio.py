@@ -1,6 +1,7 @@
 """Audio classification: decode (soundfile) -> int16 store -> [wave augment] -> log-mel ->
-[SpecAugment] -> backbone. ``prepare``/``train``/``evaluate``/``infer`` are the shared
-classification pipeline with :class:`AudioModality` plugged in.
+[SpecAugment] -> backbone (a waveform backbone, such as ``hubert_base``, takes the waveform
+itself). ``prepare``/``train``/``evaluate``/``infer`` are the shared classification pipeline
+with :class:`AudioModality` plugged in.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from mmkit.io.audio import (
 )
 from mmkit.io.files import path_exists
 from mmkit.pipelines import classify
-from mmkit.registry import create_preprocessor
+from mmkit.registry import BACKBONES, create_preprocessor
 from mmkit.seeds import item_seed
 
 
@@ -90,7 +91,10 @@ class AudioModality:
         return AudioClips(store, indices, cfg.num_samples, train=False, seed=cfg.seed)
 
     def stages(self, cfg: AudioConfig, store: Store) -> list[tuple[str, nn.Module]]:
+        """[wave augment] -> log-mel -> [SpecAugment]; a backbone on the waveform
+        (``input="waveform"``) gets the wave augmentation only."""
         stages: list[tuple[str, nn.Module]] = []
+        waveform = BACKBONES.get(cfg.backbone).input == "waveform"
         if cfg.augment:
             params = dict(cfg.wave_augment)
             params["noise"] = {"snr_db": list(cfg.noise_snr), **params.get("noise", {})}
@@ -99,6 +103,8 @@ class AudioModality:
             if noise is not None:
                 wave_aug.set_noise_bank(from_int16(torch.from_numpy(noise)))
             stages.append(("wave_augment", wave_aug))
+        if waveform:
+            return stages
         stages.append(("log_mel", create_preprocessor("log_mel", **cfg.log_mel_params())))
         if cfg.augment:
             stages.append(("spec_augment", create_preprocessor("spec_augment", **cfg.spec_augment)))

@@ -41,6 +41,7 @@ from mmkit.errors import CheckpointError, UserInputError
 from mmkit.events import NullProgress, Progress
 from mmkit.io.checkpoint_dir import read_spec, resolve_checkpoint_dir
 from mmkit.metrics.classification import classification_report
+from mmkit.pipelines import finetune
 from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks import load_checkpoint
 from mmkit.tasks.checks import check_finite
@@ -184,7 +185,13 @@ def train(
 ) -> TrainResult:
     """Prepare (when needed), train, and write the run directory."""
     progress = progress or NullProgress()
-    return fit(cfg, lambda: training_job(modality, cfg, progress), resume=resume, progress=progress)
+    cfg, start = finetune.plan(modality.name, cfg, progress, resume=resume)  # before the run
+
+    def setup() -> Job:
+        job = training_job(modality, cfg, progress)
+        return finetune.apply(job, cfg, start, resume=resume)
+
+    return fit(cfg, setup, resume=resume, progress=progress)
 
 
 @dataclass

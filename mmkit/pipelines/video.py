@@ -86,6 +86,7 @@ class VideoModality:
             hflip=cfg.hflip,
             crop_scale=cfg.crop_scale if cfg.augment else None,
             color_jitter=cfg.color_jitter if cfg.augment else 0.0,
+            **{k: getattr(cfg, k) for k in ("mean", "std") if getattr(cfg, k) is not None},
         )
         return [("video_transform", transform)]
 
