@@ -37,6 +37,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "patience": (0, 1_000_000),
     "max_steps_per_epoch": (0, 10**12),
     "num_workers": (0, 256),
+    "prepare_workers": (1, 256),
     "threads": (0, 1024),
     "seed": (-(2**63), 2**63 - 1),  # what torch.manual_seed takes
 }
@@ -70,6 +71,7 @@ class TrainConfig:
     augment: bool = True
     logger: str = "auto"
     prepared: str | None = None
+    prepare_workers: int | None = None  # prepare's decoding threads; None: min(8, cores)
     hf_config: str | None = None
     label_column: str = "label"
 

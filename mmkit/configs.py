@@ -16,6 +16,7 @@ __all__ = [
     "FREEZE",
     "SAMPLINGS",
     "SPEECH_COMMANDS_CLASSES",
+    "STORE_FORMATS",
     "AudioConfig",
     "ClassifyConfig",
     "MMConfig",
@@ -25,6 +26,7 @@ __all__ = [
 SPEECH_COMMANDS_CLASSES = ("all", "12")
 SAMPLINGS = ("random", "uniform")
 FREEZE = ("none", "backbone")
+STORE_FORMATS = ("raw", "jpeg")  # mmkit.data.frame_codec.FRAME_FORMATS (no numpy here)
 
 
 @dataclass
@@ -161,6 +163,7 @@ class VideoConfig(ClassifyConfig):
     frame_interval: int = 1
     num_clips: int = 3
     store_frames: int = 64
+    store_format: str = "raw"  # frames in the store: raw uint8, or JPEG (see the README)
     hflip: bool = False
     # train-time augmentation, measured on benchmarks/camera_motion.py (RESULTS-video.md):
     # a random-resized crop (area fraction) and brightness/contrast/saturation jitter
@@ -178,6 +181,8 @@ class VideoConfig(ClassifyConfig):
             raise UserInputError(
                 f"--sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}"
             )
+        if self.store_format not in STORE_FORMATS:
+            raise UserInputError(f"--store-format must be raw or jpeg, got {self.store_format!r}")
         for name in ("frames", "size", "frame_interval", "num_clips", "store_frames"):
             if getattr(self, name) < 1:
                 raise UserInputError(

@@ -23,6 +23,7 @@ from mmkit.pipelines.bench.epoch import EpochPlan, synthetic_like
 from mmkit.pipelines.bench.timing import run_child, slope
 from tests.conftest import run_cli
 
+LOADER = ("loader_over_gpu_step", "loader_over_redecode_loader")  # every modality
 RATIOS = {
     "audio": {
         "epoch_over_ceiling",
@@ -35,15 +36,20 @@ RATIOS = {
         "prepare_seconds_16x_over_1x",
         "epoch_rss_16x_over_1x",
         "epoch_seconds_16x_over_1x",
+        *LOADER,
     },
     "video": {
         "epoch_over_ceiling",
         "busy_over_alone_epoch_seconds",
-        "epoch_over_redecode",
-        "epoch_over_redecode_mmkit_threads",
         "store_build_over_ffmpeg",
+        *LOADER,
     },
-    "mm": {"epoch_over_ceiling", "busy_over_alone_epoch_seconds", "step_over_open_clip_loop"},
+    "mm": {
+        "epoch_over_ceiling",
+        "busy_over_alone_epoch_seconds",
+        "step_over_open_clip_loop",
+        *LOADER,
+    },
 }
 
 
@@ -74,9 +80,10 @@ ISSUE_RATIOS = {
         "prepare_rss_16x_over_1x",
         "help_over_import_torch",
         "infer_over_import_torch",
+        *LOADER,
     },
-    "video": {"epoch_over_ceiling", "epoch_over_redecode", "store_build_over_ffmpeg"},
-    "mm": {"epoch_over_ceiling", "step_over_open_clip_loop"},
+    "video": {"epoch_over_ceiling", "store_build_over_ffmpeg", *LOADER},
+    "mm": {"epoch_over_ceiling", "step_over_open_clip_loop", *LOADER},
 }
 
 
@@ -100,6 +107,15 @@ def test_bench_json_has_every_ratio_target_and_slope(tmp_path):
     video = report["results"]["video"]
     assert video["items_per_second"]["store_build"] > 0
     assert video["items_per_second"]["ffmpeg_raw_decode"] > 0
+    for result in report["results"].values():  # the loader alone: rates behind the ratios
+        rates, ratios = result["items_per_second"], result["ratios"]
+        assert ratios["loader_over_redecode_loader"] == pytest.approx(
+            rates["loader"] / rates["redecode_loader"], rel=1e-2
+        )
+        assert ratios["loader_over_gpu_step"] == pytest.approx(
+            rates["loader"] / rates["gpu_step_h100"], rel=1e-2
+        )
+        assert result["loader"]["items_per_epoch"] > 0
     audio = report["results"]["audio"]
     growth = audio["growth"]
     rows = BenchSettings.quick().growth_rows
@@ -124,7 +140,7 @@ def test_bench_json_has_every_ratio_target_and_slope(tmp_path):
 def test_human_output_is_a_table_of_ratios_targets_and_verdicts(capsys):
     from mmkit.cli.output import render_bench
 
-    ratios = {"epoch_over_ceiling": 0.95, "epoch_over_redecode": 2.5, "untargeted": 1.0}
+    ratios = {"epoch_over_ceiling": 0.95, "loader_over_redecode_loader": 2.5, "untargeted": 1.0}
     result = {"device": "cpu", "ratios": ratios, "items_per_second": {"epoch": 10.0}}
     result |= judge(ratios, "cpu")
     machine = {"cores": 2, "torch": "x", "torch_threads": 2, "omp_wait_policy": "PASSIVE"}
@@ -147,7 +163,7 @@ def test_human_output_is_a_table_of_ratios_targets_and_verdicts(capsys):
     lines = capsys.readouterr().out.splitlines()
     row = lambda name: next(x for x in lines if name in x).replace("│", " ").split()  # noqa: E731
     assert ">=" in row("epoch_over_ceiling") and row("epoch_over_ceiling")[-1] == "yes"
-    assert row("epoch_over_redecode")[-1] == "NO"
+    assert row("loader_over_redecode_loader")[-1] == "NO"
     assert row("untargeted")[-1] != "yes" and "NO" not in row("untargeted")
     assert row("16x")[:2] == ["16x", "64"] and row("slope")[-1] == "0"
     assert "500" in row("slope")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mmkit.data.splits import carve_validation, eval_selection, training_splits
-from mmkit.data.store import StoreWriter
+from mmkit.data.store_writer import StoreWriter
 from mmkit.errors import UserInputError
 from mmkit.events import NullProgress
 from tests.conftest import run_cli

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmkit.data.store import MANIFEST, Store, StoreWriter
+from mmkit.data.store import MANIFEST, Store
+from mmkit.data.store_writer import StoreWriter
 from mmkit.errors import UserInputError
 from mmkit.io.atomic import partial_dir_for
 from mmkit.pipelines.bench import scale_data as sd
@@ -172,3 +173,40 @@ def test_prepare_killed_half_way_decodes_only_the_rest(tmp_path):
     assert fresh.returncode == 0, fresh.stderr
     assert _files(out) == _files(tmp_path / "f")
     assert sorted(_files(out)) == ["data.bin", MANIFEST, "noise.npy"]
+
+
+def _pool_sizes(monkeypatch) -> list[int]:
+    """The size of every decoding pool ``prepare`` opens from now on, in this process."""
+    import mmkit.data.store_builder as sb
+
+    sizes: list[int] = []
+
+    class Pool(sb.ThreadPoolExecutor):
+        def __init__(self, max_workers: int, *args, **kwargs) -> None:
+            sizes.append(max_workers)
+            super().__init__(max_workers, *args, **kwargs)
+
+    monkeypatch.setattr(sb, "ThreadPoolExecutor", Pool)
+    return sizes
+
+
+def _main(*args: str) -> None:
+    from mmkit.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    assert info.value.code == 0
+
+
+def test_prepare_workers_sets_the_decoding_pool(tmp_path, monkeypatch):
+    data = sd.generate("speech_commands", "1/2048", tmp_path / "sc")
+    sizes = _pool_sizes(monkeypatch)
+    prepare = ("audio", "prepare", "--dataset", str(data.path), "--json")
+    _main(*prepare, "--out", str(tmp_path / "three"), "--workers", "3")
+    _main(*prepare, "--out", str(tmp_path / "default"))
+    train = ("audio", "train", "--dataset", str(data.path), "--out", str(tmp_path / "run"))
+    _main(*train, "--backbone", "audio_cnn_test", "--epochs", "1", "--logger", "none",
+          "--set", "max_steps_per_epoch=1", "--set", f"prepared={tmp_path / 'train'}",
+          "--set", "prepare_workers=5", "--json")  # fmt: skip
+    assert sizes == [3, min(8, os.cpu_count() or 1), 5]
+    assert _files(tmp_path / "three") == _files(tmp_path / "default")  # same store either way

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mmkit.data.store import MANIFEST, Store, StoreWriter, is_store
+from mmkit.data.store import MANIFEST, Store, is_store
+from mmkit.data.store_writer import StoreWriter
 from mmkit.errors import UserInputError
 
 

@@ -64,12 +64,14 @@ AudioColumn = Annotated[
     app,
     AudioConfig,
     cli_only=("out",),
+    rename={"workers": "prepare_workers"},
     example="mmkit audio prepare --dataset ./speech_commands_v0.02 --classes 12",
 )
 def prepare(
     ctx: typer.Context,
     dataset: c.Dataset = None,
     out: c.StoreOut = None,
+    workers: c.PrepareWorkers = None,
     sample_rate: SampleRate = None,
     classes: Classes = None,
     hf_config: c.HfConfig = None,

@@ -89,6 +89,15 @@ Workers = Annotated[
         min=0,
     ),
 ]
+PrepareWorkers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Decoding threads (default: one per core, at most 8); config key prepare_workers.",
+        show_default=False,
+        min=1,
+    ),
+]
 SPEED = "Speed"
 Threads = Annotated[
     int | None,

@@ -77,11 +77,18 @@ def _one_source(checkpoint: str | None, model: str | None) -> None:
         )
 
 
-@command(app, MMConfig, cli_only=("out",), example="mmkit mm prepare --dataset ./flickr8k --json")
+@command(
+    app,
+    MMConfig,
+    cli_only=("out",),
+    rename={"workers": "prepare_workers"},
+    example="mmkit mm prepare --dataset ./flickr8k --json",
+)
 def prepare(
     ctx: typer.Context,
     dataset: c.Dataset = None,
     out: c.StoreOut = None,
+    workers: c.PrepareWorkers = None,
     image_size: ImageSize = None,
     context_length: ContextLength = None,
     model: Model = None,

@@ -380,8 +380,13 @@ def render_scale(report: dict[str, Any]) -> None:
         out.print(ratio_table(f"{name}: largest over smallest", result))
         workers = result.get("prepare_workers")
         if workers:
-            out.print(f"prepare files/s by decoding threads {workers['files_per_second']}: "
-                      f"{workers['note']}", highlight=False, markup=False)  # fmt: skip
+            out.print(f"prepare files/s by --workers: {workers['files_per_second']}",
+                      highlight=False, markup=False)  # fmt: skip
+        for fmt, f in result.get("store_formats", {}).items():
+            line = (f"--store-format {fmt}: {f['store_bytes_per_item'] / 1e6:.3g} MB/clip, "
+                    f"{f['gb_per_1000_items']} GB per 1,000 clips, loader "
+                    f"{f['loader_items_per_second']} clips/s")  # fmt: skip
+            out.print(line, highlight=False, markup=False)
     load = report["load_average"]
     out.print(f"load average before {load['before']}, after {load['after']}", highlight=False)
 

@@ -10,7 +10,7 @@ from mmkit.cli import common as c
 from mmkit.cli import output as o
 from mmkit.cli.binding import command, config_from
 from mmkit.cli.classify import add_eval_and_infer
-from mmkit.configs import SAMPLINGS, VideoConfig
+from mmkit.configs import SAMPLINGS, STORE_FORMATS, VideoConfig
 
 app = typer.Typer(help="Video classification: actions, gestures, motion.", no_args_is_help=True)
 
@@ -41,6 +41,14 @@ Hflip = Annotated[
 Fold = Annotated[
     int | None, typer.Option(help="UCF101 split list (1-3).", show_default=False, min=1)
 ]
+StoreFormat = Annotated[
+    Literal[STORE_FORMATS] | None,
+    typer.Option(
+        help="Frames in the store: raw uint8, or JPEG (several times smaller on disk, decoded "
+        "by the loader workers).",
+        show_default=False,
+    ),
+]
 VideoColumn = Annotated[
     str | None, typer.Option(help="HF video column.", show_default=False, rich_help_panel=c.HF)
 ]
@@ -50,14 +58,17 @@ VideoColumn = Annotated[
     app,
     VideoConfig,
     cli_only=("out",),
+    rename={"workers": "prepare_workers"},
     example="mmkit video prepare --dataset ./UCF101 --fold 1 --size 112",
 )
 def prepare(
     ctx: typer.Context,
     dataset: c.Dataset = None,
     out: c.StoreOut = None,
+    workers: c.PrepareWorkers = None,
     size: Size = None,
     fold: Fold = None,
+    store_format: StoreFormat = None,
     hf_config: c.HfConfig = None,
     video_column: VideoColumn = None,
     label_column: c.LabelColumn = None,
@@ -103,6 +114,7 @@ def train(
     num_clips: NumClips = None,
     hflip: Hflip = None,
     fold: Fold = None,
+    store_format: StoreFormat = None,
     num_workers: c.Workers = None,
     threads: c.Threads = None,
     compile: c.Compile = None,

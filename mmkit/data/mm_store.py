@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mmkit.data.captions import CaptionOptions, resolve_captions
-from mmkit.data.store import Store, StoreWriter
+from mmkit.data.store import Store
 from mmkit.data.store_builder import (
     StoreRecipe,
     build_store,
@@ -27,6 +27,7 @@ from mmkit.data.store_builder import (
     given_store,
     record_line,
 )
+from mmkit.data.store_writer import StoreWriter
 from mmkit.events import Progress
 from mmkit.io.image import RESIZE_DEFAULTS, ImageSource, load_image_array
 from mmkit.registry import create_preprocessor
@@ -45,7 +46,7 @@ def decode_image(source: ImageSource, params: dict[str, Any]) -> np.ndarray:
     return load_image_array(source, int(params["image_size"]), **resize)
 
 
-def _decode_item(source: ImageSource, params: dict[str, Any]) -> np.ndarray:
+def decode_item(source: ImageSource, params: dict[str, Any]) -> np.ndarray:
     return decode_image(source, params)[None]
 
 
@@ -68,7 +69,7 @@ def prepare_store(
     head = ["mm", params, data.labels, data.kind, data.split_source]
     fp = fingerprint(head, (record_line(r, "\x1f".join(r.captions)) for r in data.records))
     size = int(params["image_size"])
-    recipe = StoreRecipe("mm", "uint8", (size, size, 3), params, _decode_item)
+    recipe = StoreRecipe("mm", "uint8", (size, size, 3), params, decode_item)
     captions: list[str] = []
     owners: list[int] = []
 

@@ -8,40 +8,35 @@ frame counts) and share the trailing shape (``()`` for mono int16 audio, ``(H, W
       data.bin           every item's array, back to back
       <extra>.npy        optional extra arrays (e.g. background noise), listed in the manifest
 
+A store of frames may keep them JPEG-compressed (``params["frame_format"] == "jpeg"``,
+``format_version`` 2, :mod:`mmkit.data.frame_codec`): ``data.bin`` then holds one JPEG per frame
+and ``frames.bin`` where each ends; :meth:`Store.take` decodes only the frames asked for.
+Format 1 stores (raw) are written and read as before.
+
 Epochs read slices of ``data.bin``, never media. A store is written into a temporary directory and
 renamed into place, so an interrupted ``prepare`` never leaves a half store behind; ``prepare``
-writes in committed chunks (:class:`StoreWriter` ``resume``), so running it again after a kill
-decodes only what was not committed.
+writes in committed chunks (:class:`~mmkit.data.store_writer.StoreWriter` ``resume``), so
+running it again after a kill decodes only what was not committed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmkit.data.frame_codec import ENDS, decode_jpeg, frame_format
 from mmkit.errors import UserInputError
 from mmkit.events import Progress
-from mmkit.io.atomic import (
-    hold_lock,
-    partial_dir_for,
-    recover_dir,
-    replace_dir,
-    temp_dir_for,
-    write_text_atomic,
-)
-from mmkit.io.files import file_problem, writing
+from mmkit.io.files import file_problem
 
 MANIFEST = "mmkit_store.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # raw stores; 2: frames kept as JPEG (the version a reader needs)
+FORMAT_VERSIONS = {1: ("raw",), 2: ("jpeg",)}
 SPLITS = ("train", "validation", "test")
-_PARTIAL, _CHUNK, _LOCK = "partial.json", "chunk-{:06d}.json", "lock"  # resumable writers
 
 
 @dataclass(frozen=True)
@@ -78,8 +73,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise UserInputError(f"{path}: not a readable store manifest ({exc})") from exc
     if not isinstance(meta, dict):
         raise bad("the top level", "must be a JSON object")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise bad("format_version", f"is {meta.get('format_version')!r}, not {FORMAT_VERSION}")
+    version = meta.get("format_version")
+    if not _count(version) or version not in FORMAT_VERSIONS:
+        raise bad("format_version", f"is {version!r}, not 1 or 2")
     if meta.get("dtype") not in _DTYPES:
         raise bad("dtype", f"must be one of {', '.join(_DTYPES)}")
     shape = meta.get("item_shape")
@@ -91,6 +87,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
     for key, kind in (("params", dict), ("labels", list), ("items", list), ("skipped", list)):
         if not isinstance(meta.get(key), kind):
             raise bad(key, f"must be a JSON {'object' if kind is dict else 'list'}")
+    if frame_format(meta["params"]) not in FORMAT_VERSIONS[version]:
+        raise bad("params.frame_format", f"must be {FORMAT_VERSIONS[version][0]} in a "
+                  f"format {version} store")  # fmt: skip
+    if version == 2 and (meta["dtype"] != "|u1" or len(shape) != 3 or shape[2] != 3):
+        raise bad("item_shape", "of a jpeg store must be uint8 [H, W, 3]")
     labels = meta["labels"]
     if not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
         raise bad("labels", "must be distinct strings")
@@ -141,200 +142,6 @@ def open_cached(path: Path, fingerprint: str, progress: Progress) -> Store | Non
     return store
 
 
-class StoreWriter:
-    """Append decoded arrays, then :meth:`commit` to move the finished store into place.
-
-    With ``resume`` (a key naming what is written, e.g. the source fingerprint) the writer works
-    in ``.<out>.partial`` (:func:`~mmkit.io.atomic.partial_dir_for`, locked while it writes) and
-    :meth:`checkpoint` commits what was added so far as one chunk file (``chunk-NNNNNN.json``:
-    the items and skips of the chunk, how many records have been written and where ``data.bin``
-    ends), after ``data.bin`` is flushed to disk. A writer opened later with the same key
-    continues after the last chunk (``records`` says how many ``add``/``skip`` calls it
-    already holds; ``kept`` which of them were added); data past that chunk is cut off. The
-    committed store is the same as one written in one go.
-    """
-
-    def __init__(
-        self,
-        out_dir: str | Path,
-        *,
-        modality: str,
-        dtype: str,
-        item_shape: tuple[int, ...],
-        params: dict[str, Any],
-        resume: str | None = None,
-    ) -> None:
-        self.out_dir = Path(out_dir)
-        with self._writing():
-            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-            recover_dir(self.out_dir)
-        self.dtype = np.dtype(dtype)
-        self.item_shape = tuple(item_shape)
-        self.meta: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "modality": modality,
-            "dtype": self.dtype.str,
-            "item_shape": list(self.item_shape),
-            "params": params,
-        }
-        self.items: list[StoreItem] = []
-        self.skipped: list[dict[str, str]] = []
-        self.extras: dict[str, dict[str, Any]] = {}
-        self.kept: list[int] = []  # record positions (add/skip calls) that were added
-        self.records = 0
-        self._offset = 0
-        self._chunks = 0
-        self._committed = (0, 0, 0)  # records, items, skipped at the last chunk
-        self._lock: int | None = None
-        with self._writing():
-            if resume is None:
-                self._tmp = temp_dir_for(self.out_dir)
-                try:
-                    self._data = open(self._tmp / "data.bin", "wb")  # noqa: SIM115 - commit/abort
-                except BaseException:
-                    shutil.rmtree(self._tmp, ignore_errors=True)
-                    raise
-            else:
-                self._tmp = partial_dir_for(self.out_dir)
-                self._tmp.mkdir(exist_ok=True)
-                self._lock = hold_lock(self._tmp / _LOCK, f"{self.out_dir} (being prepared)")
-                self._data = self._open_partial(resume)
-
-    @property
-    def item_bytes(self) -> int:
-        return self.dtype.itemsize * int(np.prod(self.item_shape, dtype=np.int64))
-
-    def _open_partial(self, key: str) -> Any:
-        """``data.bin`` of the partial directory, after the chunks of an earlier writer with
-        the same ``key`` and ``meta`` are read back (anything else there is removed)."""
-        state = {"key": key, "meta": self.meta}
-        try:
-            same = json.loads((self._tmp / _PARTIAL).read_text()) == state
-        except (OSError, ValueError):
-            same = False
-        data = self._tmp / "data.bin"
-        if same and data.is_file():
-            while self._read_chunk(self._tmp / _CHUNK.format(self._chunks), data):
-                self._chunks += 1
-            self._committed = (self.records, len(self.items), len(self.skipped))
-            f = open(data, "r+b")  # noqa: SIM115 - closed in commit/abort
-            f.truncate(self._offset * self.item_bytes)
-            f.seek(0, os.SEEK_END)
-            return f
-        for entry in self._tmp.iterdir():
-            if entry.name != _LOCK:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        write_text_atomic(self._tmp / _PARTIAL, json.dumps(state))
-        return open(data, "wb")
-
-    def _read_chunk(self, path: Path, data: Path) -> bool:
-        """Take in one chunk file; False when it is missing, damaged or not backed by data."""
-        try:
-            chunk = json.loads(path.read_text())
-            items = [StoreItem(**i) for i in chunk["items"]]
-            records, length = int(chunk["records"]), int(chunk["length"])
-            kept, skipped = [int(k) for k in chunk["kept"]], list(chunk["skipped"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        if data.stat().st_size < length * self.item_bytes or records < self.records:
-            return False
-        self.items += items
-        self.skipped += skipped
-        self.kept += kept
-        self.records, self._offset = records, length
-        return True
-
-    def add(self, array: np.ndarray, *, name: str, label: str, split: str, group: str) -> None:
-        array = np.ascontiguousarray(array, dtype=self.dtype)
-        if array.shape[1:] != self.item_shape:
-            raise ValueError(f"item shape {array.shape[1:]} != store item shape {self.item_shape}")
-        with self._writing():
-            self._data.write(array.tobytes())
-        self.items.append(StoreItem(name, label, split, group, self._offset, int(array.shape[0])))
-        self._offset += int(array.shape[0])
-        self.kept.append(self.records)
-        self.records += 1
-
-    def skip(self, name: str, reason: str) -> None:
-        self.skipped.append({"name": name, "reason": reason})
-        self.records += 1
-
-    @property
-    def pending(self) -> int:
-        """Records added or skipped since the last :meth:`checkpoint`."""
-        return self.records - self._committed[0]
-
-    def checkpoint(self) -> None:
-        """Commit what was added since the last chunk (resumable writers; a no-op otherwise)."""
-        if self._lock is None or not self.pending:
-            return
-        _, items, skipped = self._committed
-        self._data.flush()
-        os.fsync(self._data.fileno())
-        chunk = {
-            "records": self.records,
-            "length": self._offset,
-            "items": [asdict(i) for i in self.items[items:]],
-            "skipped": self.skipped[skipped:],
-            "kept": self.kept[items:],
-        }
-        write_text_atomic(self._tmp / _CHUNK.format(self._chunks), json.dumps(chunk))
-        self._chunks += 1
-        self._committed = (self.records, len(self.items), len(self.skipped))
-
-    def add_extra(self, key: str, array: np.ndarray) -> None:
-        """Store a whole extra array (e.g. background noise clips) next to the items."""
-        array = np.ascontiguousarray(array)
-        with self._writing():
-            np.save(self._tmp / f"{key}.npy", array, allow_pickle=False)
-        self.extras[key] = {"dtype": array.dtype.str, "shape": list(array.shape)}
-
-    def _writing(self) -> contextlib.AbstractContextManager[None]:
-        """A full disk or a read-only folder: one line naming the store (the previous one, if
-        any, stays as it was: nothing replaces it before :meth:`commit`)."""
-        return writing(self.out_dir, "the prepared store")
-
-    def commit(self, labels: list[str], **info: Any) -> Store:
-        with self._writing():
-            self._commit(labels, info)
-        return Store(self.out_dir)
-
-    def _commit(self, labels: list[str], info: dict[str, Any]) -> None:
-        self._data.close()
-        manifest = dict(
-            self.meta,
-            labels=list(labels),
-            num_items=len(self.items),
-            total_length=self._offset,
-            items=[asdict(i) for i in self.items],
-            skipped=self.skipped,
-            extras=self.extras,
-            **info,
-        )
-        (self._tmp / MANIFEST).write_text(json.dumps(manifest))
-        if self._lock is not None:  # the store holds what a fresh one would, nothing more
-            for chunk in self._tmp.glob(_CHUNK.replace("{:06d}", "*")):
-                chunk.unlink()
-            (self._tmp / _PARTIAL).unlink(missing_ok=True)
-            (self._tmp / _LOCK).unlink(missing_ok=True)
-        replace_dir(self._tmp, self.out_dir)
-        self._release()
-
-    def abort(self) -> None:
-        """Stop writing: a plain writer removes its temporary directory; a resumable one keeps
-        its committed chunks for the next writer with the same key."""
-        with contextlib.suppress(OSError):  # the disk is full: what is buffered is lost anyway
-            self._data.close()
-        if self._lock is None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-        self._release()
-
-    def _release(self) -> None:
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
-
-
 class Store:
     """Read side of a prepared store. ``store[i]`` is item ``i``'s array (a memory-map view)."""
 
@@ -346,20 +153,19 @@ class Store:
         self.items = [StoreItem(**i) for i in self.meta["items"]]
         self.labels: list[str] = self.meta["labels"]
         self.item_shape = tuple(self.meta["item_shape"])
+        self.frame_format = frame_format(self.params)
         total = int(self.meta["total_length"])
         dtype = np.dtype(self.meta["dtype"])
-        data = self.path / "data.bin"
-        needed = total * dtype.itemsize * int(np.prod(self.item_shape, dtype=np.int64))
-        size = data.stat().st_size if data.is_file() else -1
-        if size < needed:
-            raise UserInputError(
-                f"{data}: holds {max(size, 0)} bytes but {MANIFEST} describes {needed}; "
-                "the store is damaged (delete it and prepare again)"
-            )
-        if total:
-            self.data = np.memmap(data, dtype=dtype, mode="r", shape=(total, *self.item_shape))
+        self.ends: np.ndarray | None = None  # jpeg: where each frame ends in data.bin
+        if self.frame_format == "jpeg":
+            self.ends = _mapped(self.path / ENDS, total * 8, np.int64, (total,))
+            if total and (self.ends[0] < 0 or np.any(np.diff(self.ends) < 0)):
+                raise _damaged(self.path / ENDS, "frame offsets that go backwards")
+            needed = int(self.ends[-1]) if total else 0
+            self.data = _mapped(self.path / "data.bin", needed, np.uint8, (needed,))
         else:
-            self.data = np.zeros((0, *self.item_shape), dtype=dtype)
+            needed = total * dtype.itemsize * int(np.prod(self.item_shape, dtype=np.int64))
+            self.data = _mapped(self.path / "data.bin", needed, dtype, (total, *self.item_shape))
         index = {name: i for i, name in enumerate(self.labels)}
         self.targets = np.array([index[i.label] for i in self.items], dtype=np.int64)
 
@@ -384,8 +190,19 @@ class Store:
         return len(self.items)
 
     def __getitem__(self, i: int) -> np.ndarray:
+        """Item ``i``'s array: a memory-map view (raw), every frame decoded (jpeg)."""
         item = self.items[i]
+        if self.ends is not None:
+            return self.take(i, np.arange(item.length))
         return self.data[item.offset : item.offset + item.length]
+
+    def take(self, i: int, indices: np.ndarray) -> np.ndarray:
+        """Rows ``indices`` (any shape, within item ``i``) of item ``i``, as a new array of
+        shape ``[*indices.shape, *item_shape]``; a jpeg store decodes just those frames."""
+        item = self.items[i]
+        if self.ends is not None:
+            return decode_jpeg(self.data, self.ends, item.offset, indices, self.item_shape)
+        return self.data[item.offset + np.asarray(indices, dtype=np.int64)]
 
     def extra(self, key: str) -> np.ndarray | None:
         if key not in self.meta.get("extras", {}):
@@ -424,3 +241,18 @@ class Store:
             "params": self.params,
             **extra,
         }
+
+
+def _damaged(path: Path, what: str) -> UserInputError:
+    return UserInputError(f"{path}: {what}; the store is damaged (delete it and prepare again)")
+
+
+def _mapped(path: Path, needed: int, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``path`` memory-mapped as ``shape`` (zeros when empty), checked to hold ``needed``
+    bytes first."""
+    size = path.stat().st_size if path.is_file() else -1
+    if size < needed:
+        raise _damaged(path, f"holds {max(size, 0)} bytes but {MANIFEST} describes {needed}")
+    if not needed:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)

@@ -23,13 +23,15 @@ from typing import Any
 import numpy as np
 
 from mmkit.cache import cache_dir
+from mmkit.data.frame_codec import EncodedFrames, encode_jpeg, frame_format
 from mmkit.data.hf_tables import RowBytes, stream_sources
 from mmkit.data.records import Unusable
-from mmkit.data.store import Store, StoreWriter, is_store, open_cached
+from mmkit.data.store import Store, is_store, open_cached
+from mmkit.data.store_writer import StoreWriter
 from mmkit.errors import MediaError, UserInputError
 from mmkit.events import NullProgress, Progress
 
-Decode = Callable[[Any, dict[str, Any]], np.ndarray]
+Decode = Callable[[Any, dict[str, Any]], np.ndarray | EncodedFrames]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,14 @@ class StoreRecipe:
     item_shape: tuple[int, ...]
     params: dict[str, Any]
     decode: Decode  # (record.source, params) -> array [n, *item_shape]; raises MediaError
+
+    def encoder(self) -> Decode:
+        """:attr:`decode`, then each frame JPEG-encoded when ``params`` ask for a jpeg store
+        (in the decoding threads: :mod:`~mmkit.data.frame_codec`)."""
+        if frame_format(self.params) != "jpeg":
+            return self.decode
+        decode, quality = self.decode, int(self.params["jpeg_quality"])
+        return lambda source, params: encode_jpeg(decode(source, params), quality)
 
 
 def source_stamp(source: str | bytes | RowBytes) -> str:
@@ -91,14 +101,14 @@ def default_out(modality: str, fp: str) -> Path:
 
 def decode_all(
     decode: Decode, records: Sequence[Any], params: dict[str, Any], workers: int | None = None
-) -> Iterable[tuple[Any, np.ndarray | str]]:
+) -> Iterable[tuple[Any, np.ndarray | EncodedFrames | str]]:
     """``(record, array or skip reason)`` for each record, in order, decoded on a thread pool.
 
     Sources are read as the pool needs them (:func:`~mmkit.data.hf_tables.stream_sources`: a
     dataset's media bytes stay in its files until then) and at most ``2 * workers`` records are in
     flight, so memory holds a few items, never the dataset."""
 
-    def one(source: Any) -> np.ndarray | str:
+    def one(source: Any) -> np.ndarray | EncodedFrames | str:
         if isinstance(source, Unusable):  # listed by the dataset, refused before decoding
             return source.reason
         try:
@@ -165,7 +175,8 @@ def build_store(
                     added(records[position], item)
             progress.advance(done)
         chunk, last = min(1024, max(8, len(records) // 64)), time.monotonic()
-        for record, result in decode_all(recipe.decode, records[done:], recipe.params, workers):
+        decode = recipe.encoder()
+        for record, result in decode_all(decode, records[done:], recipe.params, workers):
             if isinstance(result, str):
                 writer.skip(record.name, result)
                 progress.message(f"skipped {record.name}: {result}")

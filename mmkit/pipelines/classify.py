@@ -25,7 +25,7 @@ from mmkit.config import TrainConfig, from_dict
 from mmkit.data.records import SourceData, SourceOptions
 from mmkit.data.sources import expand_paths, resolve
 from mmkit.data.splits import eval_selection, training_splits
-from mmkit.data.store import Store, StoreWriter
+from mmkit.data.store import Store
 from mmkit.data.store_builder import (
     StoreRecipe,
     build_store,
@@ -34,6 +34,7 @@ from mmkit.data.store_builder import (
     given_store,
     record_line,
 )
+from mmkit.data.store_writer import StoreWriter
 from mmkit.engine.placement import resolve_device
 from mmkit.engine.run import Job, fit
 from mmkit.engine.state import TrainResult
@@ -131,7 +132,7 @@ def prepare(
         labels=lambda writer: data.labels,
         info=info,
         progress=progress,
-        workers=workers,
+        workers=cfg.prepare_workers if workers is None else workers,
         finish=finish,
     )
 

@@ -235,7 +235,14 @@ def prepare(
     if params is None:
         name, kwargs = model_spec(cfg)
         params = create_pipeline(name, kwargs)[1].store_params
-    return prepare_store(cfg.dataset, caption_options(cfg), params, out=out, progress=progress)
+    return prepare_store(
+        cfg.dataset,
+        caption_options(cfg),
+        params,
+        out=out,
+        progress=progress,
+        workers=cfg.prepare_workers,
+    )
 
 
 def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:

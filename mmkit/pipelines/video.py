@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from mmkit.configs import VideoConfig
 from mmkit.data.epochs import EpochDataset
+from mmkit.data.frame_codec import frame_params
 from mmkit.data.records import SourceData
 from mmkit.data.store import Store
 from mmkit.io.video import VIDEO_EXTENSIONS, even_indices, probe, read_video
@@ -55,12 +56,17 @@ class VideoModality:
         "frame_interval",
         "num_clips",
         "store_frames",
+        "store_format",
         "fold",
     )
     config_class = VideoConfig
 
     def store_params(self, cfg: VideoConfig) -> dict[str, Any]:
-        return {"short_side": cfg.short_side, "store_frames": cfg.store_frames}
+        return {
+            "short_side": cfg.short_side,
+            "store_frames": cfg.store_frames,
+            **frame_params(cfg.store_format),
+        }
 
     def item_shape(self, params: dict[str, Any]) -> tuple[int, ...]:
         s = params["short_side"]
@@ -135,12 +141,11 @@ class VideoClips(EpochDataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         idx = self.indices[i]
-        frames = self.store[idx]
         g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, idx))
-        order = self.sampler(len(frames), generator=g)
+        order = self.sampler(self.store.items[idx].length, generator=g)
         if self.views and order.ndim == 1:
             order = order[None]
-        clip = torch.from_numpy(np.ascontiguousarray(frames[order.numpy()]))
+        clip = torch.from_numpy(self.store.take(idx, order.numpy()))  # jpeg: decoded here
         return clip, int(self.store.targets[idx])
 
 

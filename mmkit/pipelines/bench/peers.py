@@ -3,9 +3,9 @@
 - audio: the per-sample loader people usually write: ``soundfile`` decode, resample, crop and a
   torchaudio log-mel in ``Dataset.__getitem__``, a DataLoader with 2 workers, the backbone on
   the batched features;
-- video: an epoch that decodes every clip again (probe + ffmpeg decode of the sampled frames
-  per item, 2 workers) before the same on-device transform and model; and the bundled ffmpeg
-  decoding the same files to raw frames at the store's size, one file after another;
+- video: the bundled ffmpeg decoding the same files to raw frames at the store's size, one file
+  after another (decoding every clip again in the loader is measured in
+  :mod:`~mmkit.pipelines.bench.loader`);
 - image-text: a plain loop written directly on open_clip (``CLIP`` built from the same tower
   settings, ``open_clip.loss.ClipLoss``) stepping on preprocessed images and tokens.
 
@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -106,31 +105,6 @@ def audio_peer(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class RedecodedClips(Dataset):
-    """Every item decoded from its file again: the frame count probed, a random clip of
-    ``frames`` frames sampled, those frames decoded by ffmpeg at ``short_side``, centre-square."""
-
-    def __init__(self, files: Sequence[str], labels: Sequence[int], frames: int, short_side: int):
-        self.files, self.labels, self.frames, self.short_side = files, labels, frames, short_side
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from mmkit.io.video import probe, read_video
-
-        total = probe(self.files[i]).num_frames
-        start = int(torch.randint(max(1, total - self.frames + 1), ()))
-        clip = read_video(
-            self.files[i], size=self.short_side, indices=np.arange(start, start + self.frames)
-        )
-        s = min(clip.shape[1:3])
-        top, left = (clip.shape[1] - s) // 2, (clip.shape[2] - s) // 2
-        return torch.from_numpy(np.ascontiguousarray(clip[:, top : top + s, left : left + s])), (
-            self.labels[i]
-        )
-
-
 def ffmpeg_raw_seconds(files: Sequence[Path], short_side: int) -> float:
     """Seconds for the bundled ffmpeg to decode each file to raw RGB frames scaled to
     ``short_side`` (the store's size), one file after another, output discarded."""
@@ -144,27 +118,6 @@ def ffmpeg_raw_seconds(files: Sequence[Path], short_side: int) -> float:
                "-pix_fmt", "rgb24", "-"]  # fmt: skip
         subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
     return time.perf_counter() - start
-
-
-def video_peer(job: dict[str, Any]) -> dict[str, Any]:
-    """Clips decoded again every epoch feeding the same transform + backbone (child process)."""
-    import mmkit
-    from mmkit.tasks.classify import Classifier
-
-    torch.manual_seed(0)
-    dataset = RedecodedClips(job["files"], job["labels"], job["frames"], job["short_side"])
-    transform = mmkit.create_preprocessor(
-        "video_transform", size=job["size"], short_side=job["short_side"]
-    )
-    backbone = mmkit.create_backbone(job["backbone"], num_classes=job["num_classes"])
-    model = Classifier(torch.nn.Sequential(transform), backbone)
-    seconds = classifier_epochs(
-        model, dataset, batch_size=job["batch_size"], epochs=job["epochs"], lr=job["lr"]
-    )
-    return {
-        "epoch_seconds": seconds,
-        "items": len(dataset) // job["batch_size"] * job["batch_size"],
-    }
 
 
 def open_clip_twin(model: torch.nn.Module) -> torch.nn.Module:

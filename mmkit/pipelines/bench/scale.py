@@ -12,11 +12,14 @@ step, so each has its own peak RSS (``wait4``, :func:`~mmkit.pipelines.bench.tim
 
 Seconds per item leave out the fixed cost of a process that imports the modality's pipeline
 (``startup_seconds``, measured alone). The ratios compare the largest fraction with the smallest;
-``prepare_workers_2_over_1`` is the files/s of prepare's decoding pool at 2 threads over 1, on the
-smallest fraction: the ``prepare`` command has no ``--workers`` option, so that child runs the
-same command with the pool size set (``workers`` of :func:`~mmkit.data.store_builder.
-decode_all`). Models are the ``*_test`` variants by default: the data path, not the model, is what
-grows.
+``prepare_workers_2_over_1`` is the files/s of ``prepare --workers 2`` over ``--workers 1`` (the
+decoding threads of :func:`~mmkit.data.store_builder.decode_all`), on the smallest fraction.
+Models are the ``*_test`` variants by default: the data path, not the model, is what grows.
+
+For video, ``store_formats`` compares ``--store-format raw`` and ``jpeg`` on the smallest
+fraction: bytes on disk per clip, GB per 1,000 clips, and the training loader alone (store ->
+batches through the training transforms on the device, no model:
+:func:`~mmkit.pipelines.bench.loader.loader_rate`) in clips/s; ``jpeg_over_raw_*`` ratios.
 """
 
 from __future__ import annotations
@@ -48,18 +51,6 @@ TARGETS: dict[str, tuple[str, float]] = {
     "epoch_item_seconds_largest_over_smallest": ("<=", 1.2),
     "prepare_workers_2_over_1": (">=", 1.7),
 }
-WORKERS_NOTE = (
-    "`prepare` has no --workers option: measured as the same command with the decoding "
-    "pool (store_builder.decode_all) set to 1 and 2 threads"
-)
-# the prepare command with the store builder's decoding pool set to argv[1] threads
-WORKERS_CHILD = """import sys
-import mmkit.data.store_builder as sb
-n, decode_all = int(sys.argv[1]), sb.decode_all
-sb.decode_all = lambda decode, records, params, workers=None: decode_all(decode, records, params, n)
-from mmkit.cli.main import main
-main(sys.argv[2:])
-"""
 TRAIN_ARGS = {
     "speech_commands": ("--backbone", "audio_cnn_test"),
     "ucf101": ("--backbone", "video_r3d_test"),
@@ -144,7 +135,7 @@ def scale_kind(
         .seconds for _ in range(2)
     )  # fmt: skip
     root = Path(settings.data) if settings.data else cache_dir() / "scale"
-    points, workers = [], None
+    points, workers, formats = [], None, None
     for fraction in fractions:
         progress.message(f"{kind}: data at {fraction} (generated once, then cached)")
         data = scale_data.generate(
@@ -157,6 +148,9 @@ def scale_kind(
         if workers is None:
             progress.message(f"{kind} {fraction}: prepare with 1 and 2 decoding threads")
             workers = prepare_workers(kind, data.path, settings, workdir, startup)
+            if modality == "video":
+                progress.message(f"{kind} {fraction}: raw and jpeg frame stores")
+                formats = store_formats(kind, data.path, settings, device, workdir)
         progress.message(f"{kind} {fraction}: prepare, one epoch, eval, infer")
         points.append(measure_point(kind, data, settings, device, workdir, startup))
     return {
@@ -166,7 +160,8 @@ def scale_kind(
         "startup_seconds": round(startup, 3),
         "points": points,
         "prepare_workers": workers,
-        **compare(points, workers),
+        **compare(points, workers, formats),
+        **({"store_formats": formats} if formats else {}),
     }
 
 
@@ -243,12 +238,49 @@ def prepare_workers(
     for n in (1, 2):
         store = workdir / f"workers-{n}"
         shape = settings.data_args.get(kind, ())
-        argv = [KINDS[kind], "prepare", "-d", str(data), "-o", str(store), *shape, "--json"]
-        run = run_child([sys.executable, "-c", WORKERS_CHILD, str(n), *argv])
+        run = run_child(_mmkit(kind, "prepare", "-d", data, "-o", store, "--workers", str(n),
+                               *shape, "--json"))  # fmt: skip
         items = _store_items(json.loads(run.stdout))[0]
         rates[str(n)] = round(items / max(run.seconds - startup, 1e-6), 2)
         shutil.rmtree(store, ignore_errors=True)
-    return {"items": items, "files_per_second": rates, "note": WORKERS_NOTE}
+    return {"items": items, "files_per_second": rates}
+
+
+def store_formats(
+    kind: str, data: Path, settings: ScaleSettings, device: str, workdir: Path, timed: int = 512
+) -> dict[str, Any]:
+    """Per ``--store-format``: store bytes per clip, GB per 1,000 clips and the loader's
+    clips/s (the training set of the store, ``train_args`` as given to train; epochs after
+    the first until at least ``timed`` clips are timed)."""
+    from mmkit.cli.binding import config_from
+    from mmkit.cli.main import build_command
+    from mmkit.pipelines import classify, video
+    from mmkit.pipelines.bench.loader import loader_rate
+
+    out: dict[str, Any] = {}
+    train_cmd = build_command().commands["video"].commands["train"]
+    for fmt in ("raw", "jpeg"):
+        store = workdir / f"format-{fmt}"
+        shape = settings.data_args.get(kind, ())
+        run = run_child(_mmkit(kind, "prepare", "-d", data, "-o", store, "--store-format", fmt,
+                               *shape, "--json"))  # fmt: skip
+        items = _store_items(json.loads(run.stdout))[0]
+        size = sum(f.stat().st_blocks * 512 for f in store.rglob("*") if f.is_file())
+        args = [*shape, *settings.train_args.get(kind, ()), "--store-format", fmt]
+        ctx = train_cmd.make_context("train", ["-d", str(store), *args, "--device", device])
+        cfg = config_from(ctx)
+        job = classify.training_job(video.MODALITY, cfg, NullProgress())
+        epochs = 1 + -(-timed // max(1, len(job.train_set)))
+        rate = loader_rate(job.train_set, job, cfg, epochs)
+        out[fmt] = {
+            "items": items,
+            "store_bytes_per_item": round(size / max(1, items), 1),
+            "gb_per_1000_items": round(size / max(1, items) * 1000 / 1e9, 3),
+            "loader_items_per_second": round(rate["items_per_second"], 2),
+            "loader_items_timed": rate["items"] * (epochs - 1),
+        }
+        shutil.rmtree(store, ignore_errors=True)
+    return out
 
 
 def example_file(kind: str, root: Path) -> Path:
@@ -263,7 +295,11 @@ def example_file(kind: str, root: Path) -> Path:
     return min((root / "val2017").glob("*.jpg"))
 
 
-def compare(points: list[dict[str, Any]], workers: dict[str, Any] | None) -> dict[str, Any]:
+def compare(
+    points: list[dict[str, Any]],
+    workers: dict[str, Any] | None,
+    formats: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``ratios`` of the largest point to the smallest (peak RSS and seconds per item of each
     step, infer's seconds), the workers ratio, and least-squares ``slopes_per_1000_items`` of
     each step's net seconds and peak RSS over the data set's items."""
@@ -293,4 +329,8 @@ def compare(points: list[dict[str, Any]], workers: dict[str, Any] | None) -> dic
     if workers:
         rates = workers["files_per_second"]
         ratios["prepare_workers_2_over_1"] = round(rates["2"] / max(rates["1"], 1e-9), 3)
+    if formats:
+        raw, jpeg = formats["raw"], formats["jpeg"]
+        for key in ("store_bytes_per_item", "loader_items_per_second"):
+            ratios[f"jpeg_over_raw_{key}"] = round(jpeg[key] / max(raw[key], 1e-9), 3)
     return {"ratios": ratios, "slopes_per_1000_items": slopes}
