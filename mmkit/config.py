@@ -68,6 +68,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model for training
     channels_last: bool = False  # channels-last memory format for conv weights and inputs
     max_steps_per_epoch: int = 0
+    dist_timeout: float = 60.0  # torchrun: seconds to wait for a rank that stopped answering
     augment: bool = True
     logger: str = "auto"
     prepared: str | None = None
@@ -89,6 +90,10 @@ class TrainConfig:
                 )
         if self.lr <= 0:
             raise UserInputError(f"--lr must be > 0, got {self.lr}")
+        if not 0 < self.dist_timeout <= 86_400:
+            raise UserInputError(
+                f"dist_timeout must be in (0, 86400] seconds, got {self.dist_timeout}"
+            )
         for name in ("weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise UserInputError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -28,7 +28,7 @@ from mmkit.cli.output import (
     render_bench,
     render_scale,
 )
-from mmkit.errors import MmkitError, TrainingInterrupted
+from mmkit.errors import MmkitError, RanksDisagree, TrainingInterrupted
 from mmkit.io.files import os_reason
 
 MODALITIES = ("audio", "video", "mm")
@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
                     soft_wrap=True,
                 )
             sys.exit(130)
+        if isinstance(exc, RanksDisagree) and os.environ.get("RANK", "0") != "0":
+            sys.exit(1)  # rank 0 says it for every rank
         if debug:
             raise
         _fail(str(exc))

@@ -29,9 +29,9 @@ from mmkit.engine.optim import make_optimizer
 from mmkit.engine.placement import Loaders, place_model
 from mmkit.engine.signals import StopOnSignal
 from mmkit.engine.state import TrainerState, TrainResult
-from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted
+from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted, UserInputError
 from mmkit.events import NullProgress, Progress
-from mmkit.io.checkpoint_dir import load_weights
+from mmkit.io.checkpoint_dir import load_weights, read_spec
 from mmkit.spec import CheckpointSpec
 
 
@@ -96,10 +96,7 @@ class Trainer:
         rs = load_resume_state(last, rank=self.rank)
         saved = rs.trainer_state
         if saved.world != self.world:
-            self.progress.message(
-                f"resuming a {saved.world}-process run with {self.world}: the data order "
-                "differs from an uninterrupted run from here on"
-            )
+            self._check_world(last, saved)
         load_weights(self.model, last, self.device)
         try:
             self.optimizer.load_state_dict(rs.optimizer_state)
@@ -110,6 +107,31 @@ class Trainer:
                 f"{last}: the saved optimizer/scheduler state does not fit this run ({reason})"
             ) from exc
         self.state = replace(saved, world=self.world, scheduler={})
+
+    def _check_world(self, last: Path, saved: TrainerState) -> None:
+        """Resuming with another number of processes: allowed only where it changes no global
+        batch and not the learning-rate schedule, i.e. from an epoch's end with the same global
+        batch (``--batch-size`` x processes); refused in one line otherwise."""
+        batch = read_spec(last).train.get("batch_size")
+        here = self.cfg.batch_size * self.world
+        how = f"with {saved.world} process{'es' if saved.world > 1 else ''}"
+        if saved.step_in_epoch:
+            why = f"in the middle of epoch {saved.epoch + 1}"
+        elif not isinstance(batch, int) or batch * saved.world != here:
+            why = f"with a global batch of {batch} x {saved.world}, this one is {here}"
+        elif saved.global_step != saved.epoch * self.loaders.steps_per_epoch:
+            why = f"with {saved.global_step // max(1, saved.epoch)} steps per epoch"
+        else:
+            self.progress.message(
+                f"resuming a {saved.world}-process run with {self.world}: the same global "
+                "batches and learning-rate schedule; batch-norm statistics and random draws "
+                "are per process, so they differ"
+            )
+            return
+        raise UserInputError(
+            f"--resume: {last} was saved {how} {why}; resume it {how}, or from an epoch's end "
+            "with the same global batch (--batch-size x processes)"
+        )
 
     def _save(self, name: str, metrics: dict[str, Any] | None = None) -> None:
         """Write ``best``/``last`` (rank 0). Every rank calls it: each one's RNG state is
@@ -136,7 +158,8 @@ class Trainer:
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = RunLog(self.run_dir, self.cfg.logger, self.state.history, main=self.is_main)
-        with StopOnSignal() as stop, closing(self.log):
+        lost = distributed.failures(self._after_lost)
+        with lost, StopOnSignal() as stop, closing(self.log):
             self._stop = stop
             self._stopping = False
             tracker = self.state.tracker
@@ -161,6 +184,12 @@ class Trainer:
             self.state.tracker.best_metric(self.task.monitor),
             self.state.history,
         )
+
+    def _after_lost(self) -> str:
+        """What the one line of a lost torchrun peer adds: how to continue."""
+        if (self.run_dir / "last").is_dir():
+            return f"; continue with --resume (from {self.run_dir / 'last'})"
+        return "; no last/ was saved yet: start the run again"
 
     def _train_epoch(self) -> None:
         epoch, start = self.state.epoch, self.state.step_in_epoch
@@ -238,3 +267,4 @@ class Trainer:
             self._save("best", metrics)
         self._save("last", metrics)
         self.log.plot(self.state.history, self.task.monitor)
+        distributed.wait_for_main()  # rank 0's writes may outlast dist_timeout
