@@ -47,7 +47,7 @@ def _split_fragment(source: str | bytes) -> tuple[str | bytes, tuple[float, floa
     return path, (start, end)
 
 
-class AudioModality:
+class AudioModality(classify.Modality[AudioConfig]):
     name = "audio"
     extensions = AUDIO_EXTENSIONS
     dtype = "int16"
@@ -110,14 +110,14 @@ class AudioModality:
             stages.append(("spec_augment", create_preprocessor("spec_augment", **cfg.spec_augment)))
         return stages
 
-    def file_views(self, path: str, cfg: AudioConfig) -> tuple[torch.Tensor, list[dict]]:
+    def file_views(self, path: str, cfg: AudioConfig) -> classify.Views:
         """Clips longer than the training duration are cut into half-overlapping windows."""
         batches = list(self.view_batches(path, cfg, batch_size=64))
         return torch.cat([v for v, _ in batches]), [i for _, infos in batches for i in infos]
 
     def view_batches(
         self, path: str, cfg: AudioConfig, batch_size: int
-    ) -> Iterator[tuple[torch.Tensor, list[dict]]]:
+    ) -> Iterator[classify.Views]:
         """:meth:`file_views` ``batch_size`` views at a time, decoded block by block
         (:func:`~mmkit.io.audio.stream_audio`), so an hours-long file needs bounded memory.
         A clip no longer than the training duration is one zero-padded view without times."""

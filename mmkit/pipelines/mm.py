@@ -231,7 +231,9 @@ def prepare(
     progress: Progress | None = None,
 ) -> Store:
     """The prepared store of ``cfg.dataset`` for ``params`` (image size + tokenizer; default:
-    those of ``cfg``'s model, built without weights to read them)."""
+    those of ``cfg``'s model, built without weights to read them). ``cfg`` is validated as the
+    CLI validates it."""
+    cfg.validate()
     if params is None:
         name, kwargs = model_spec(cfg)
         params = create_pipeline(name, kwargs)[1].store_params
@@ -246,7 +248,9 @@ def prepare(
 
 
 def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:
-    """Prepare (when needed), train, and write the run directory."""
+    """Prepare (when needed), train, and write the run directory. ``cfg`` is validated as the
+    CLI validates it (:meth:`~mmkit.config.TrainConfig.validate`), before anything is written."""
+    cfg.validate()
     progress = progress or NullProgress()
     return fit(
         cfg, lambda: training_job(cfg, progress, resume=resume), resume=resume, progress=progress
@@ -315,7 +319,9 @@ def evaluate(
     """Retrieval metrics (and zero-shot accuracy when labelled) of a checkpoint, or of
     ``cfg.model`` + ``cfg.pretrained``, on one split: ``{"num_pairs", "num_images",
     "image_to_text": {"R@1", "R@5", "R@10", "mean_rank", "median_rank"}, "text_to_image": {...},
-    "mean_recall"[, "zero_shot_accuracy", "zero_shot"]}``."""
+    "mean_recall"[, "zero_shot_accuracy", "zero_shot"]}``. ``cfg`` is validated as the CLI
+    validates it."""
+    cfg.validate()
     loaded = load_clip(
         checkpoint,
         model=None if checkpoint is not None else cfg.model,
