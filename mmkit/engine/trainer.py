@@ -29,7 +29,7 @@ from mmkit.engine.optim import make_optimizer
 from mmkit.engine.placement import Loaders, place_model
 from mmkit.engine.signals import StopOnSignal
 from mmkit.engine.state import TrainerState, TrainResult
-from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted, UserInputError
+from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted
 from mmkit.events import NullProgress, Progress
 from mmkit.io.checkpoint_dir import load_weights, read_spec
 from mmkit.spec import CheckpointSpec
@@ -96,7 +96,10 @@ class Trainer:
         rs = load_resume_state(last, rank=self.rank)
         saved = rs.trainer_state
         if saved.world != self.world:
-            self._check_world(last, saved)
+            batch = read_spec(last).train.get("batch_size")
+            steps = self.loaders.steps_per_epoch
+            note = saved.check_world(last, batch, self.cfg.batch_size, self.world, steps)
+            self.progress.message(note)
         load_weights(self.model, last, self.device)
         try:
             self.optimizer.load_state_dict(rs.optimizer_state)
@@ -107,31 +110,6 @@ class Trainer:
                 f"{last}: the saved optimizer/scheduler state does not fit this run ({reason})"
             ) from exc
         self.state = replace(saved, world=self.world, scheduler={})
-
-    def _check_world(self, last: Path, saved: TrainerState) -> None:
-        """Resuming with another number of processes: allowed only where it changes no global
-        batch and not the learning-rate schedule, i.e. from an epoch's end with the same global
-        batch (``--batch-size`` x processes); refused in one line otherwise."""
-        batch = read_spec(last).train.get("batch_size")
-        here = self.cfg.batch_size * self.world
-        how = f"with {saved.world} process{'es' if saved.world > 1 else ''}"
-        if saved.step_in_epoch:
-            why = f"in the middle of epoch {saved.epoch + 1}"
-        elif not isinstance(batch, int) or batch * saved.world != here:
-            why = f"with a global batch of {batch} x {saved.world}, this one is {here}"
-        elif saved.global_step != saved.epoch * self.loaders.steps_per_epoch:
-            why = f"with {saved.global_step // max(1, saved.epoch)} steps per epoch"
-        else:
-            self.progress.message(
-                f"resuming a {saved.world}-process run with {self.world}: the same global "
-                "batches and learning-rate schedule; batch-norm statistics and random draws "
-                "are per process, so they differ"
-            )
-            return
-        raise UserInputError(
-            f"--resume: {last} was saved {how} {why}; resume it {how}, or from an epoch's end "
-            "with the same global batch (--batch-size x processes)"
-        )
 
     def _save(self, name: str, metrics: dict[str, Any] | None = None) -> None:
         """Write ``best``/``last`` (rank 0). Every rank calls it: each one's RNG state is

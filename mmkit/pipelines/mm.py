@@ -237,14 +237,8 @@ def prepare(
     if params is None:
         name, kwargs = model_spec(cfg)
         params = create_pipeline(name, kwargs)[1].store_params
-    return prepare_store(
-        cfg.dataset,
-        caption_options(cfg),
-        params,
-        out=out,
-        progress=progress,
-        workers=cfg.prepare_workers,
-    )
+    options, workers = caption_options(cfg), cfg.prepare_workers
+    return prepare_store(cfg.dataset, options, params, out=out, progress=progress, workers=workers)
 
 
 def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:
