@@ -16,6 +16,7 @@ import typer
 
 from mmkit import __version__
 from mmkit.cli import audio, export, mm, plugins, video
+from mmkit.cli.bench_output import render_bench, render_scale
 from mmkit.cli.binding import command, show_config_defaults
 from mmkit.cli.common import Device, Json
 from mmkit.cli.output import (
@@ -25,8 +26,6 @@ from mmkit.cli.output import (
     out,
     print_json,
     progress_for,
-    render_bench,
-    render_scale,
 )
 from mmkit.errors import MmkitError, RanksDisagree, TrainingInterrupted
 from mmkit.io.files import os_reason
