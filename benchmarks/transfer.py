@@ -47,17 +47,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def train_and_score(
-    dataset: Path, test: TransferData, out: Path, flags: dict[str, Any], sets: Sequence[str]
-) -> dict[str, Any]:
-    """One ``audio.train`` run, its best checkpoint scored on every test clip."""
+def train(dataset: Path, out: Path, flags: dict[str, Any], sets: Sequence[str]) -> Any:
+    """One ``audio.train`` run (its ``TrainResult``)."""
     from mmkit.config import build_config
     from mmkit.pipelines import audio
 
     cfg = build_config(
         audio.AudioConfig, None, {"dataset": str(dataset), "out": str(out), **flags}, sets
     )
-    result = audio.train(cfg)
+    return audio.train(cfg)
+
+
+def train_and_score(
+    dataset: Path, test: TransferData, out: Path, flags: dict[str, Any], sets: Sequence[str]
+) -> dict[str, Any]:
+    """One fine-tuning run, its best checkpoint scored on every test clip."""
+    from mmkit.pipelines import audio
+
+    result = train(dataset, out, flags, sets)
     report = audio.evaluate(
         str(result.best_checkpoint), audio.AudioConfig(dataset=str(test.test_manifest)), split="all"
     )
@@ -86,10 +93,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pre_flags: dict[str, Any] = {"seed": 0}
     if args.epochs is not None:
         pre_flags["epochs"] = args.epochs
-    pretrain = train_and_score(
-        data.pretrain_dir, data, out / "pretrain", pre_flags, args.pretrain_set
-    )
-    pretrained = out / "pretrain" / "best"
+    # the pretraining task (digits) has other labels than the test set: it is not scored there
+    result = train(data.pretrain_dir, out / "pretrain", pre_flags, args.pretrain_set)
+    pretrain = {
+        "val_accuracy": round(result.best_metric.get("accuracy", float("nan")), 4),
+        "epochs_run": result.epochs,
+    }
+    pretrained = result.best_checkpoint
     print(f"pretrain: val_accuracy={pretrain['val_accuracy']}", file=sys.stderr, flush=True)
     rows: dict[str, dict[str, Any]] = {}
     for shots in spec.shots:

@@ -68,6 +68,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model for training
     channels_last: bool = False  # channels-last memory format for conv weights and inputs
     max_steps_per_epoch: int = 0
+    dist_timeout: float = 60.0  # torchrun: seconds to wait for a rank that stopped answering
     augment: bool = True
     logger: str = "auto"
     prepared: str | None = None
@@ -89,6 +90,10 @@ class TrainConfig:
                 )
         if self.lr <= 0:
             raise UserInputError(f"--lr must be > 0, got {self.lr}")
+        if not 0 < self.dist_timeout <= 86_400:
+            raise UserInputError(
+                f"dist_timeout must be in (0, 86400] seconds, got {self.dist_timeout}"
+            )
         for name in ("weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise UserInputError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -103,6 +108,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def given(self) -> frozenset[str]:
+        """The keys the user set: in a ``--config`` file, with ``--set`` or a flag (as
+        :func:`build_config` recorded them, even where the value equals the default); for a
+        config built in code, the keys whose value differs from the default."""
+        recorded = getattr(self, "_given", None)
+        if recorded is not None:
+            return recorded
+        return frozenset(
+            f.name for f in dataclasses.fields(self) if getattr(self, f.name) != _default(f)
+        )
 
 
 def build_config(
@@ -123,6 +139,7 @@ def build_config(
             values[key] = value
             sources[key] = "options"
     cfg = from_dict(cls, values, source=str(config_file or "options"), sources=sources)
+    cfg._given = frozenset(sources)  # what TrainConfig.given() answers
     cfg.validate()
     return cfg
 

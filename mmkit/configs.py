@@ -13,21 +13,52 @@ from mmkit.config import TrainConfig
 from mmkit.errors import UserInputError
 
 __all__ = [
+    "FREEZE",
     "SAMPLINGS",
     "SPEECH_COMMANDS_CLASSES",
     "STORE_FORMATS",
     "AudioConfig",
+    "ClassifyConfig",
     "MMConfig",
     "VideoConfig",
 ]
 
 SPEECH_COMMANDS_CLASSES = ("all", "12")
 SAMPLINGS = ("random", "uniform")
+FREEZE = ("none", "backbone")
 STORE_FORMATS = ("raw", "jpeg")  # mmkit.data.frame_codec.FRAME_FORMATS (no numpy here)
 
 
 @dataclass
-class AudioConfig(TrainConfig):
+class ClassifyConfig(TrainConfig):
+    """What audio and video classification share: where the initial weights come from and what
+    trains (:mod:`mmkit.pipelines.finetune`).
+
+    ``pretrained`` is an mmkit run or checkpoint directory, a weights tag of the backbone
+    (``kinetics400``, ``HUBERT_BASE``) or a local weights file; None: random weights.
+    ``freeze`` ``backbone`` trains the head only (a linear probe; the backbone's BatchNorm
+    statistics stay as they are); ``backbone_lr_scale`` multiplies the learning rate of every
+    parameter outside the head.
+    """
+
+    pretrained: str | None = None
+    freeze: str = "none"
+    backbone_lr_scale: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.pretrained == "":
+            self.pretrained = None
+        if self.freeze not in FREEZE:
+            raise UserInputError(
+                f"--freeze must be one of {', '.join(FREEZE)}, got {self.freeze!r}"
+            )
+        if not self.backbone_lr_scale > 0:
+            raise UserInputError(f"--backbone-lr-scale must be > 0, got {self.backbone_lr_scale}")
+
+
+@dataclass
+class AudioConfig(ClassifyConfig):
     """``mmkit audio train`` options (also the keys of an ``examples/audio/*.yaml`` file).
 
     ``n_fft``, ``win_length`` and ``hop_length`` (in samples) and ``f_min``/``f_max`` (Hz; None:
@@ -113,8 +144,13 @@ class AudioConfig(TrainConfig):
 
 
 @dataclass
-class VideoConfig(TrainConfig):
-    """``mmkit video train`` options (also the keys of an ``examples/video/*.yaml`` file)."""
+class VideoConfig(ClassifyConfig):
+    """``mmkit video train`` options (also the keys of an ``examples/video/*.yaml`` file).
+
+    ``mean``/``std`` normalise the frames (RGB in [0, 1]); None: ``video_transform``'s default,
+    the Kinetics-400 statistics of torchvision's video ResNets. A ``--pretrained`` tag sets its
+    own when none is given.
+    """
 
     out: str = "runs/video"
     backbone: str = "video_r3d"
@@ -135,6 +171,8 @@ class VideoConfig(TrainConfig):
     # a random-resized crop (area fraction) and brightness/contrast/saturation jitter
     crop_scale: tuple[float, float] | None = (0.5, 1.0)
     color_jitter: float = 0.2
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     fold: int = 1
     video_column: str | None = None
     hf_split: str | None = None
@@ -160,6 +198,8 @@ class VideoConfig(TrainConfig):
                 raise UserInputError(f"crop_scale must satisfy 0 < min <= max <= 1, got {lo}, {hi}")
         if not 0 <= self.color_jitter < 1:
             raise UserInputError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
+        if self.std is not None and min(self.std) <= 0:
+            raise UserInputError(f"std must be 3 values > 0, got {list(self.std)}")
 
     @property
     def media_column(self) -> str | None:

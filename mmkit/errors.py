@@ -39,6 +39,11 @@ class CheckpointError(MmkitError):
     """A checkpoint directory that is missing, incomplete or from an incompatible version."""
 
 
+class RanksDisagree(UserInputError):
+    """The processes of one torchrun job were started with different options. Every rank
+    raises it and exits 1; rank 0 alone prints it."""
+
+
 class TrainingInterrupted(MmkitError):
     """Raised after an interrupt once ``last/`` holds everything needed to resume (exit 130)."""
 

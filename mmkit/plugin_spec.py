@@ -30,6 +30,7 @@ class PluginSpec:
     input: str | None = None  # backbones: what forward takes (registry.INPUTS)
     weights: Mapping[str, Any] = field(default_factory=dict)  # tag -> WeightsSpec (backbones)
     detect: Callable[..., bool] | None = None  # a layout's test of a path (its factory reads it)
+    fallback: bool = False  # a layout tried after every other one (plain folders)
 
     def signature(self) -> dict[str, str]:
         """Keyword arguments of the factory with their defaults, for ``mmkit describe`` (none for

@@ -77,6 +77,7 @@ class Registry:
         input: str | None = None,
         weights: Mapping[str, Any] | None = None,
         detect: Callable[..., bool] | None = None,
+        fallback: bool = False,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if modality not in self.modalities:
             raise UserInputError(
@@ -101,6 +102,7 @@ class Registry:
                 input=input or (DEFAULT_INPUT[modality] if self.kind == "backbone" else None),
                 weights=dict(weights or {}),
                 detect=detect,
+                fallback=fallback,
             )
             return factory
 
@@ -164,9 +166,11 @@ class Registry:
 
     def in_order(self, modality: str) -> list[PluginSpec]:
         """The plugins for ``modality`` (or for any) in registration order: built-ins, then
-        entry points, then ``MMKIT_PLUGINS`` modules. Layouts are tried in this order."""
+        entry points, then ``MMKIT_PLUGINS`` modules; fallback layouts last. Layouts are tried
+        in this order."""
         load_plugins()
-        return [s for s in self._specs.values() if s.modality in (modality, ANY)]
+        specs = [s for s in self._specs.values() if s.modality in (modality, ANY)]
+        return sorted(specs, key=lambda s: s.fallback)
 
     def __contains__(self, name: object) -> bool:
         load_plugins()
@@ -217,7 +221,7 @@ def register_preprocessor(
 
 
 def register_layout(
-    name: str, *, modality: str | None, detect: Callable[..., bool]
+    name: str, *, modality: str | None, detect: Callable[..., bool], fallback: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``read(path, options)`` as a dataset layout: a local ``--dataset`` path that
     ``detect(path, options) -> bool`` accepts (a folder, or a file) is read by it::
@@ -228,9 +232,10 @@ def register_layout(
     ``modality`` is ``"audio"``, ``"video"`` or ``"mm"`` (``None``: every one). Audio and video
     layouts get ``mmkit.data.records.SourceOptions`` and return ``SourceData``; image-text ones get
     ``mmkit.data.captions.CaptionOptions`` and return ``CaptionData``. Layouts are tried in
-    registration order, after manifests and HF folders, before the generic folder reader.
+    registration order (built-ins first: manifests and HF files, then the dataset layouts), and
+    ``fallback`` ones after all others (the plain folder reader).
     """
-    return LAYOUTS.register(name, modality=modality or ANY, detect=detect)
+    return LAYOUTS.register(name, modality=modality or ANY, detect=detect, fallback=fallback)
 
 
 _loaded = False

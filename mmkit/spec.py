@@ -16,7 +16,11 @@ Shape (version 2)::
      "labels": [...], "prompt": "a photo of a {}" (contrastive),
      "data": {"params": {...}, "fingerprint": str, "dataset": str, "store": str,
               "validation": {...}},
-     "train": {...the training config...}, "metrics": {...}, "epoch": n}
+     "train": {...the training config...}, "metrics": {...}, "epoch": n,
+     "init": {"kind": "run|tag|file", "source": str, "path": str, "sha256": str,
+              "head": "kept|new", "preprocessing": {...} (tag)}}    # --pretrained; {} without
+
+``init`` is provenance only: nothing is ever loaded from what it names.
 
 Version 1 (no ``format_version``; ``preprocess`` a list for classification and a name -> stage
 mapping for contrastive models) is read and converted.
@@ -62,6 +66,7 @@ class CheckpointSpec:
     epoch: int = 0
     mmkit_version: str = ""
     format_version: int = FORMAT_VERSION
+    init: dict[str, Any] = field(default_factory=dict)  # where the first weights came from
 
     # -- typed views of the entries every reader needs ----------------------------------------
     @property
@@ -136,6 +141,7 @@ class CheckpointSpec:
             metrics=v.mapping(data.get("metrics", {}), "metrics"),
             epoch=v.integer(data.get("epoch", 0), "epoch"),
             mmkit_version=str(data.get("mmkit_version", "")),
+            init=v.mapping(data.get("init", {}), "init"),
         )
         v.mapping(spec.data.get("params", {}), "data.params")
         if spec.fingerprint is not None:
@@ -158,7 +164,8 @@ def _preprocess(v: _Check, value: Any, task: str) -> dict[str, list[Stage]]:
         stages = value.get(stream)
         if isinstance(stages, dict) and task == "contrastive":  # version 1: one stage each
             stages = [stages]
-        if not isinstance(stages, list) or not stages:
+        if not isinstance(stages, list) or not (stages or task == "classify"):
+            # a classifier on the waveform without augmentation has no stage
             raise v.error(f"preprocess.{stream}", "must be a non-empty list of stages")
         streams[stream] = [
             Stage(

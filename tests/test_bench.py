@@ -142,7 +142,7 @@ def test_bench_json_has_every_ratio_target_and_slope(tmp_path):
 
 
 def test_human_output_is_a_table_of_ratios_targets_and_verdicts(capsys):
-    from mmkit.cli.output import render_bench
+    from mmkit.cli.bench_output import render_bench
 
     ratios = {"epoch_over_ceiling": 0.95, "loader_over_redecode_loader": 2.5, "untargeted": 1.0}
     result = {"device": "cpu", "ratios": ratios, "items_per_second": {"epoch": 10.0}}

@@ -171,6 +171,38 @@ def test_bad_set_or_log_mel_values_are_one_line(args, fragments, tmp_path, capsy
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
+@pytest.mark.parametrize("modality", ["audio", "video", "mm"])
+@pytest.mark.parametrize("command", ["prepare", "train", "eval"])
+def test_the_library_refuses_a_bad_config_with_the_clis_line(
+    modality, command, tmp_path, capsys, monkeypatch
+):
+    """``audio.train(AudioConfig(lr=-1))`` and friends raise the one line the CLI prints for
+    ``--set lr=-1``, before anything is read or written."""
+    import importlib
+
+    from mmkit.errors import UserInputError
+
+    monkeypatch.chdir(tmp_path)
+    args = [modality, command, "--dataset", "d", "--set", "lr=-1"]
+    args += ["--checkpoint", "ck"] if command == "eval" else []
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    cli_line = capsys.readouterr().err
+    assert info.value.code == 1 and cli_line.startswith("error: --lr must be > 0"), cli_line
+
+    pipeline = importlib.import_module(f"mmkit.pipelines.{modality}")
+    cfg = {"audio": AudioConfig, "video": VideoConfig, "mm": MMConfig}[modality]("d", lr=-1.0)
+    call = {
+        "prepare": lambda: pipeline.prepare(cfg),
+        "train": lambda: pipeline.train(cfg),
+        "eval": lambda: pipeline.evaluate("ck", cfg),
+    }[command]
+    with pytest.raises(UserInputError) as exc:
+        call()
+    assert f"error: {exc.value}\n" == cli_line
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- the docs run as written -------------------------------------------------------------------
 def readme_commands() -> list[str]:
     """Every ``mmkit ...`` line in the README's shell code blocks, continuations joined."""

@@ -175,9 +175,11 @@ def read(path, options):
 
 
 def test_built_in_layouts_are_tried_in_todays_order() -> None:
-    assert [s.name for s in LAYOUTS.in_order("mm")][:2] == ["flickr8k", "coco"]
-    assert [s.name for s in LAYOUTS.in_order("audio")][:1] == ["speech_commands"]
-    assert [s.name for s in LAYOUTS.in_order("video")][:1] == ["ucf101"]
+    """Manifests and HF files first, the dataset layouts, plain folders last (fallback)."""
+    shared = ["manifest", "hf_disk", "hf_parquet"]
+    assert [s.name for s in LAYOUTS.in_order("mm")] == [*shared, "flickr8k", "coco", "folders"]
+    assert [s.name for s in LAYOUTS.in_order("audio")] == [*shared, "speech_commands", "folders"]
+    assert [s.name for s in LAYOUTS.in_order("video")] == [*shared, "ucf101", "folders"]
     assert [s.kind for s in list_plugins(kind="layout")] == ["layout"] * len(LAYOUTS.names())
     assert describe("ucf101").module == "mmkit.data.layouts.ucf101"
 
@@ -194,7 +196,8 @@ def test_a_flickr_folder_with_a_karpathy_file_is_flickr(tmp_path: Path) -> None:
 
 
 def test_a_layout_for_every_modality_and_its_data(tmp_path: Path) -> None:
-    """``modality=None``: tried for each modality, after the built-ins; ``read`` gives the data."""
+    """``modality=None``: tried for each modality, after the built-ins but before the plain
+    folder reader (a fallback); ``read`` gives the data."""
     marker = "zz-any-layout.txt"
 
     @register_layout("zz_any", modality=None, detect=lambda p, o: (p / marker).is_file())
@@ -207,7 +210,7 @@ def test_a_layout_for_every_modality_and_its_data(tmp_path: Path) -> None:
         (tmp_path / marker).write_text("")
         assert LAYOUTS.get("zz_any").modality == "any"
         for modality in ("audio", "video", "mm"):
-            assert LAYOUTS.in_order(modality)[-1].name == "zz_any"
+            assert [s.name for s in LAYOUTS.in_order(modality)][-2:] == ["zz_any", "folders"]
         data = resolve(str(tmp_path), SourceOptions("video", (".mp4",)))
         assert (data.kind, data.labels) == ("zz_any", ["only"])
         assert [(r.name, r.split) for r in data.records] == [("x.wav", "test")]

@@ -237,7 +237,7 @@ def test_hf_caption_layouts_stream_without_a_datasets_cache(
     import datasets
 
     from mmkit.data.captions import CaptionOptions, resolve_captions
-    from mmkit.data.hf import RowBytes, stream_sources
+    from mmkit.data.hf_tables import RowBytes, stream_sources
 
     cache = tmp_path / "datasets-cache"
     cache.mkdir()

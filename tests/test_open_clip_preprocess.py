@@ -145,13 +145,13 @@ def test_image_embeddings_match_open_clip_preprocess_val(
     kwargs = {"model_name": arch, "model_kwargs": tiny_arch(image_size),
               "preprocess_cfg": preprocess}  # fmt: skip
     pipeline, config = create_pipeline("open_clip_model", kwargs)
-    params = config["data"]["params"]
+    params = config.store_params
     assert params["image_size"] == image_size
     assert (params["resize_mode"], params["interpolation"]) == (
         shipped["resize_mode"], shipped["interpolation"],
     )  # fmt: skip
-    assert config["preprocess"]["image"]["params"]["mean"] == pytest.approx(shipped["mean"])
-    assert config["backbone"]["kwargs"]["preprocess_cfg"]["resize_mode"] == shipped["resize_mode"]
+    assert config.image.params["mean"] == pytest.approx(shipped["mean"])
+    assert config.backbone.params["preprocess_cfg"]["resize_mode"] == shipped["resize_mode"]
     transform = reference_transform(image_size, shipped)
     with torch.no_grad():
         theirs = pipeline.model.model.encode_image(
@@ -299,8 +299,9 @@ def test_checkpoint_resize_settings_are_checked(tmp_path: Path) -> None:
 
     kwargs = {"model_name": "ViT-S-32", "model_kwargs": tiny_arch(64),
               "preprocess_cfg": {"resize_mode": "squash"}}  # fmt: skip
-    pipeline, spec = create_pipeline("open_clip_model", kwargs)
-    config = {"mmkit_version": __version__, "modality": "mm", "task": "contrastive", **spec,
+    pipeline, parts = create_pipeline("open_clip_model", kwargs)
+    config = {"mmkit_version": __version__, "modality": "mm", "task": "contrastive",
+              **parts.to_json(),
               "labels": [], "prompt": "a photo of a {}", "train": {}}  # fmt: skip
     save_checkpoint(tmp_path / "ck", pipeline, CheckpointSpec.from_json(config))
     assert mm.load_clip(tmp_path / "ck").store_params["resize_mode"] == "squash"

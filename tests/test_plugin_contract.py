@@ -138,7 +138,8 @@ def test_every_layout_reads_a_root(name: str) -> None:
 def test_every_backbone_keeps_the_contract(name: str) -> None:
     """Built from its JSON-recorded options (as from a checkpoint), seeded builds are identical;
     ``forward_features`` gives ``[B, num_features]``, ``model(x) == forward_head(features)``,
-    and one backward step reaches every parameter and the input."""
+    and one backward step reaches every parameter and the input; a classification backbone's
+    ``pretrained_fresh`` names its head, the parameters ``forward_head`` trains."""
     spec = BACKBONES.get(name)
     num_classes = 0 if spec.modality == "mm" else 3
     options = {**_defaults(spec.factory), **SMALL.get(name, {})}
@@ -187,6 +188,14 @@ def test_every_backbone_keeps_the_contract(name: str) -> None:
     assert all(torch.isfinite(p.grad).all() for _, p in params)
     if inputs[0].is_floating_point():
         assert torch.isfinite(inputs[0].grad).all() and inputs[0].grad.abs().sum() > 0
+    if spec.modality in ("audio", "video"):  # it names its head: what forward_head trains
+        head = tuple(model.pretrained_fresh)
+        in_head = {n for n, _ in params if n.startswith(head)}
+        assert in_head and len(in_head) < len(params), (head, in_head)
+        model.zero_grad(set_to_none=True)
+        model.forward_head(features).square().mean().backward()
+        reached = {n for n, p in params if p.grad is not None and p.grad.abs().sum() > 0}
+        assert reached and reached <= in_head, reached - in_head
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +25,10 @@ import torch
 from safetensors.torch import load_file
 
 import mmkit
-from mmkit.io.atomic import recover_dir, replace_dir, temp_dir_for
+from mmkit.engine.state import TrainerState
+from mmkit.io.atomic import hold_lock, partial_dir_for, recover_dir, replace_dir, temp_dir_for
 from tests.conftest import run_cli
+from tests.forked_cli import ForkedCli
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS = 3, 2
@@ -73,10 +79,17 @@ run(args)
 """
 
 
+TINY = ("--backbone", "audio_cnn_test", "--n-mels", "32", "--epochs", str(EPOCHS), "--patience",
+        "0", "--batch-size", "8", "--set", f"max_steps_per_epoch={STEPS}", "--json")  # fmt: skip
+
+
+def _args(store: Path, out: Path, *extra: str) -> list[str]:
+    """A tiny run: 3 epochs of 2 steps."""
+    return ["audio", "train", "--dataset", str(store), "--out", str(out), *TINY, *extra]
+
+
 def _train(store: Path, out: Path, *extra: str, point: str = "none", nth: int = 0):
-    args = ["audio", "train", "--dataset", str(store), "--out", str(out), "--backbone",
-            "audio_cnn_test", "--n-mels", "32", "--epochs", str(EPOCHS), "--patience", "0",
-            "--batch-size", "8", "--set", f"max_steps_per_epoch={STEPS}", "--json", *extra]
+    args = _args(store, out, *extra)
     env = dict(os.environ, MMKIT_DEBUG="0")
     return subprocess.run([sys.executable, "-c", DRIVER, point, str(nth), *args], cwd=ROOT,
                           capture_output=True, text=True, env=env, timeout=300)
@@ -197,3 +210,113 @@ def test_replace_dir_recovers_a_swap_killed_between_renames(tmp_path: Path) -> N
     os.replace(dst, tmp_path / ".last.old")  # killed again between the renames
     replace_dir(tmp, dst)  # the next swap must not delete the parked copy first
     assert (dst / "v").read_text() == "3" and not (tmp_path / ".last.old").exists()
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkedCli]:
+    runner = ForkedCli(tmp_path_factory.mktemp("forked_cli"))
+    yield runner
+    runner.close()
+
+
+def _assert_loadable(run: Path) -> None:
+    """What a kill left: each checkpoint there (or parked mid-swap) loads, and last/'s trainer
+    state reads."""
+    for name in ("best", "last"):
+        where = run / name if (run / name).exists() else run / f".{name}.old"
+        if where.exists():
+            assert mmkit.load_checkpoint(str(where)).spec.task == "classify", where
+    for where in (run / "last", run / ".last.old"):
+        if where.exists():
+            TrainerState.read(where / "trainer_state.json")
+
+
+def test_sigkill_at_seeded_random_moments_never_breaks_the_run(
+    store: Path, cli: ForkedCli, tmp_path: Path
+) -> None:
+    """Six SIGKILLs at seeded random moments of one run and of its resumes (start-up, steps,
+    validation, checkpoint writes: wherever the clock falls): after each, whatever is in the run
+    directory loads, and the next start resumes it (or starts over when no last/ was saved);
+    the run that finally completes holds the weights of one never killed, bit for bit."""
+    start = time.monotonic()
+    whole = cli.run(_args(store, tmp_path / "reference"), timeout=300)
+    span = time.monotonic() - start
+    assert whole.returncode == 0, whole.stderr
+    rng = random.Random(19)
+    run, kills, finished = tmp_path / "run", 0, 0
+    for _ in range(14):  # bounded: each run is killed, or finishes and a new one starts
+        resume = (run / "last").exists() or (run / ".last.old").exists()
+        proc = cli.run(_args(store, run, *(["--resume"] if resume else [])),
+                       timeout=rng.uniform(0.05, 1.0) * span)  # fmt: skip
+        if proc.returncode == 0:
+            finished += 1
+            run = tmp_path / f"run{finished}"
+            continue
+        assert proc.returncode == 124, proc.stderr  # killed by the clock, not failed
+        kills += 1
+        _assert_loadable(run)
+        if kills == 6:
+            break
+    assert kills == 6
+    resume = (run / "last").exists() or (run / ".last.old").exists()
+    done = cli.run(_args(store, run, *(["--resume"] if resume else [])), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["epochs"] == EPOCHS
+    assert [r["epoch"] for r in _rows(run)] == list(range(1, EPOCHS + 1))
+    assert not list(run.glob(".*.tmp-*")) and not list(run.glob(".*.old"))
+    ours, theirs = (
+        load_file(str(r / "last" / "model.safetensors")) for r in (run, tmp_path / "reference")
+    )
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_a_stale_lock_is_taken_over(store: Path, cli: ForkedCli, tmp_path: Path) -> None:
+    """A ``.lock`` left by a process that died (it names a pid that no longer runs, and no
+    one holds the flock): the next job takes it over and names itself in it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / ".lock").write_text(f"pid {dead.pid} on {socket.gethostname()}")
+    proc = cli.run(_args(store, run), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    holder = (run / ".lock").read_text()
+    assert holder.startswith("pid ") and holder != f"pid {dead.pid} on {socket.gethostname()}"
+    assert (run / "last").is_dir() and (run / "best").is_dir()
+
+
+def test_a_live_lock_is_refused(store: Path, cli: ForkedCli, tmp_path: Path) -> None:
+    """While another process holds the flock, a job on the same --out is one line naming it,
+    and writes nothing."""
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = hold_lock(run / ".lock", "test")
+    try:
+        proc = cli.run(_args(store, run), timeout=120)
+    finally:
+        os.close(fd)
+    assert proc.returncode == 1, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert re.search(rf"^error: .*run is in use by pid {os.getpid()} on ", proc.stderr)
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]
+
+
+def test_a_stale_prepare_lock_is_taken_over(speech_sources: dict[str, Path], cli: ForkedCli,
+                                            tmp_path: Path) -> None:  # fmt: skip
+    """The same for ``prepare``'s lock (``.store.partial/lock``): a live holder is refused in one
+    line, and its file, once the holder is gone, is taken over."""
+    out = tmp_path / "store"
+    partial = partial_dir_for(out)
+    partial.mkdir()
+    fd = hold_lock(partial / "lock", "test")
+    args = ["audio", "prepare", "--dataset", str(speech_sources["csv"]), "--out", str(out)]
+    try:
+        refused = cli.run(args, timeout=120)
+    finally:
+        os.close(fd)  # as the kernel does when the holder dies; its file stays
+    assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert re.search(rf"store \(being prepared\) is in use by pid {os.getpid()}", refused.stderr)
+    assert not out.exists()
+    done = cli.run([*args, "--json"], timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["num_items"] > 0 and not partial.exists()

@@ -246,7 +246,7 @@ def test_scale_options_need_scale_and_render_a_table(capsys):
     assert proc.returncode == 2 and "--scale" in proc.stderr
     proc = run_cli("bench", "--scale", "-m", "audio")
     assert proc.returncode == 2 and "--scale-kinds" in proc.stderr
-    from mmkit.cli.output import render_scale
+    from mmkit.cli.bench_output import render_scale
 
     points = [_point("1/64", 100, 500.0, 0.01), _point("1", 6400, 800.0, 0.01)]
     result = {"device": "cpu", "startup_seconds": 2.0, "points": points, **compare(points, None)}

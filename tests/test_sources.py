@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 import mmkit.data.layouts.speech_commands as sc
-from mmkit.data.hf import RowBytes, stream_sources
+from mmkit.data.hf_tables import RowBytes, stream_sources
 from mmkit.data.records import Record, SourceData, SourceOptions, Unusable
 from mmkit.data.sources import resolve
 from mmkit.data.splits import hash_split, normalize_split

@@ -48,6 +48,7 @@ class AudioBackbone(nn.Module):
     """
 
     num_features: int
+    pretrained_fresh = ("head.",)  # the head (mmkit.backbones.base)
 
     def _init_head(self, num_features: int, num_classes: int, dropout: float) -> None:
         if num_classes < 0:

@@ -16,6 +16,11 @@ Per modality, ``x`` is what the preprocess stages produce:
   ``image_size`` / ``context_length`` attributes;
 - mm (image-text) models: :class:`mmkit.backbones.clip_base.ClipModel`.
 
+A classification backbone names its head (the classifier and any pooling weights learned with
+it) in ``pretrained_fresh``, a tuple of state-dict key prefixes (``("fc.",)``): what a
+pretrained start may leave fresh, what ``--freeze backbone`` trains, and what keeps the full
+learning rate under ``--backbone-lr-scale``.
+
 Keyword arguments must be plain JSON values (numbers, strings, lists, mappings): a checkpoint's
 ``config.json`` records them, and rebuilding a model from it passes them back. An argument that
 names weights to load (a path or tag) is declared with ``register_backbone(..., loads=(...))`` so

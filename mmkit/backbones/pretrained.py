@@ -9,9 +9,10 @@ there when it is absent and the network answers, so a file copied in by hand wor
 :func:`load_pretrained` reads a tag's file or a local path with the safe reader of
 :mod:`mmkit.io.weights` and loads it, every key checked (one-line :class:`CheckpointError`).
 
-A model may map the file's layout to its own with ``adapt_pretrained(state) -> state`` and list in
-``pretrained_fresh`` the key prefixes that may start fresh (its classifier, pooling weights): a
-file's head whose class count differs from the model's is left out.
+A model may map the file's layout to its own with ``adapt_pretrained(state) -> state``; its
+``pretrained_fresh`` lists the key prefixes of its head (classifier, pooling weights), which may
+start fresh: a file's head whose class count differs from the model's is left out
+(:mod:`mmkit.backbones.base`).
 """
 
 from __future__ import annotations
@@ -186,15 +187,16 @@ def _looks_like_a_path(text: str) -> bool:
 
 
 def load_state(
-    model: nn.Module, state: dict[str, torch.Tensor], *, what: str = "weights"
+    model: nn.Module, state: dict[str, torch.Tensor], *, what: str = "weights", adapt: bool = True
 ) -> tuple[str, ...]:
-    """Load ``state`` (``model.adapt_pretrained`` applied first, when it has one) into
-    ``model``; return the keys left fresh. Keys under ``model.pretrained_fresh`` may be absent,
+    """Load ``state`` (``model.adapt_pretrained`` applied first, when it has one and ``adapt``:
+    an mmkit checkpoint's keys are the model's own already) into ``model``; return the keys
+    left fresh. Keys under ``model.pretrained_fresh`` may be absent,
     and are dropped from the file when their shape differs (a head of another class count);
     any other missing, unexpected or misshapen key is a one-line :class:`CheckpointError`."""
-    adapt = getattr(model, "adapt_pretrained", None)
-    if adapt is not None:
-        state = adapt(state)
+    adapter = getattr(model, "adapt_pretrained", None) if adapt else None
+    if adapter is not None:
+        state = adapter(state)
     fresh = tuple(getattr(model, "pretrained_fresh", ()))
     own = model.state_dict()
     state = {

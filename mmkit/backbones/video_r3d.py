@@ -51,6 +51,8 @@ class VideoR3D(nn.Module):
 
     A stem, ``len(widths)`` stages of ``depths[i]`` residual blocks, and mean+max pooling."""
 
+    pretrained_fresh = ("head.",)  # the head (mmkit.backbones.base)
+
     def __init__(
         self,
         *,

@@ -31,6 +31,8 @@ class VideoViT(nn.Module):
 
     A spatial transformer per frame, then a temporal one over the frames' class tokens."""
 
+    pretrained_fresh = ("head.",)  # the head (mmkit.backbones.base)
+
     def __init__(
         self,
         *,

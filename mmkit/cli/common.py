@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from mmkit.configs import FREEZE
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -138,6 +140,34 @@ Resume = Annotated[
 Augment = Annotated[
     bool | None,
     typer.Option("--augment/--no-augment", help="Training augmentation.", show_default=False),
+]
+FINETUNE = "Fine-tuning"
+PretrainedSource = Annotated[
+    str | None,
+    typer.Option(
+        "--pretrained",
+        help="Initial weights: an mmkit run or checkpoint directory (its backbone; its head too "
+        "when the labels are the same), a weights tag of --backbone (see `mmkit describe "
+        "BACKBONE`), or a weights file (safetensors, or a torch state dict).",
+        show_default=False,
+        rich_help_panel=FINETUNE,
+    ),
+]
+Freeze = Annotated[
+    Literal[FREEZE] | None,
+    typer.Option(
+        help="backbone: train the head only (a linear probe; BatchNorm statistics frozen too).",
+        show_default=False,
+        rich_help_panel=FINETUNE,
+    ),
+]
+BackboneLrScale = Annotated[
+    float | None,
+    typer.Option(
+        help="The backbone's learning rate as a fraction of --lr (the head keeps --lr).",
+        show_default=False,
+        rich_help_panel=FINETUNE,
+    ),
 ]
 ConfigFile = Annotated[
     Path | None,

@@ -16,6 +16,7 @@ import typer
 
 from mmkit import __version__
 from mmkit.cli import audio, export, mm, plugins, video
+from mmkit.cli.bench_output import render_bench, render_scale
 from mmkit.cli.binding import command, show_config_defaults
 from mmkit.cli.common import Device, Json
 from mmkit.cli.output import (
@@ -25,10 +26,8 @@ from mmkit.cli.output import (
     out,
     print_json,
     progress_for,
-    render_bench,
-    render_scale,
 )
-from mmkit.errors import MmkitError, TrainingInterrupted
+from mmkit.errors import MmkitError, RanksDisagree, TrainingInterrupted
 from mmkit.io.files import os_reason
 
 MODALITIES = ("audio", "video", "mm")
@@ -244,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
                     soft_wrap=True,
                 )
             sys.exit(130)
+        if isinstance(exc, RanksDisagree) and os.environ.get("RANK", "0") != "0":
+            sys.exit(1)  # rank 0 says it for every rank
         if debug:
             raise
         _fail(str(exc))

@@ -1,6 +1,7 @@
 """Resolve ``--dataset SRC`` into captioned images for image-text models (docs/design.md).
 
-A local path is read by the first of these that takes it, anything else is a Hugging Face hub id:
+A local path is read by the first registered layout (:mod:`mmkit.data.layouts`) that takes it,
+in this order; anything else is a Hugging Face hub id:
 
 - CSV / JSONL manifest ``image,caption[,split][,label]``, image paths relative to the manifest; an
   image on several rows has several captions (JSONL may also give ``"captions": [...]``).
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mmkit.data import hf
+from mmkit.data.hf_tables import RowBytes, Table, hub_tables
 from mmkit.data.records import Unusable, find_layout, label_names
 from mmkit.data.sources import (
     SourceOptions,
@@ -126,35 +128,23 @@ def resolve_captions(src: str, options: CaptionOptions) -> CaptionData:
     elif src.startswith((".", "/", "~")) or src.endswith((".csv", ".jsonl", ".json", ".parquet")):
         raise UserInputError(f"dataset not found: {src}")
     else:
-        tables = hf.hub_tables(src, options.hf_config, options.hf_split)
-        data = _from_tables(tables, options, "hf_hub")
+        tables = hub_tables(src, options.hf_config, options.hf_split)
+        data = from_tables(tables, options, "hf_hub")
     if not data.records:
         raise UserInputError(f"no captioned images found in {src}")
     return data.with_splits()
 
 
 def read_local(path: Path, options: CaptionOptions) -> CaptionData:
-    if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix in (".csv", ".jsonl"):
-            return read_manifest(path)
-        if suffix == ".parquet":
-            tables = hf.parquet_tables([path], path.parent, options.hf_split)
-            return _from_tables(tables, options, "hf_parquet", base=path.parent)
-    elif hf.is_saved_dataset(path):
-        return _from_tables(hf.saved_tables(path, options.hf_split), options, "hf_disk", base=path)
-    elif parquet := sorted(path.rglob("*.parquet")):
-        tables = hf.parquet_tables(parquet, path, options.hf_split)
-        return _from_tables(tables, options, "hf_parquet", base=path)
+    """A local path, read by the first registered ``mm`` layout that takes it
+    (:mod:`mmkit.data.layouts`: manifests and HF files, Flickr8k, COCO, plugins, a folder)."""
     layout = find_layout(path, options, "mm")
-    if layout is not None:
-        return layout.factory(path, options)
-    if path.is_file():
+    if layout is None:
         raise UserInputError(
             f"{path}: expected a folder, a .csv/.jsonl manifest, a caption .json, a Flickr "
             "token file or a .parquet file"
         )
-    return read_caption_folder(path)
+    return layout.factory(path, options)
 
 
 def read_manifest(path: Path) -> CaptionData:
@@ -228,8 +218,8 @@ def _text_column(part: Any, options: CaptionOptions, image_column: str) -> str:
     )
 
 
-def _from_tables(
-    tables: list[hf.Table], options: CaptionOptions, kind: str, base: Path | None = None
+def from_tables(
+    tables: list[Table], options: CaptionOptions, kind: str, base: Path | None = None
 ) -> CaptionData:
     """Rows of a dataset's tables -> captioned images (rows repeating an image merged); a row
     without an image, or whose caption or label is not UTF-8 text, is skipped with the reason
@@ -260,8 +250,8 @@ def _from_tables(
                 out.add(("unusable", number, n), source, name, [], default_split, None)
                 continue
             if isinstance(source, bytes):  # read again when the store is built
-                source = hf.RowBytes(table, image_col, n, hashlib.sha1(source).hexdigest())
-            key = source.stamp if isinstance(source, hf.RowBytes) else source
+                source = RowBytes(table, image_col, n, hashlib.sha1(source).hexdigest())
+            key = source.stamp if isinstance(source, RowBytes) else source
             captions = [str(t) for t in texts if t is not None]
             split = row[split_col] if split_col else None
             split = (normalize_split(split) if isinstance(split, str) else None) or default_split

@@ -2,10 +2,11 @@
 
 See docs/design.md for the contract.
 
-Order: a known alias, then a local path (prepared store, a CSV/JSONL manifest, HF ``save_to_disk``
-dir, parquet, a registered layout such as Speech Commands or UCF101, a folder per class), else a
-Hugging Face hub id. Layouts are plugins (:func:`mmkit.registry.register_layout`; the built-in
-ones are in :mod:`mmkit.data.layouts`).
+Order: a known alias, then a local path, read by the first dataset layout that takes it (a
+CSV/JSONL manifest, HF ``save_to_disk`` dir, parquet, Speech Commands, UCF101, plugins, a folder
+per class), else a Hugging Face hub id. Layouts are plugins (:func:`mmkit.registry.register_layout`;
+the built-in ones are in :mod:`mmkit.data.layouts`); this module holds the readers of manifests
+and class folders that :mod:`mmkit.data.layouts.generic` registers.
 """
 
 from __future__ import annotations
@@ -69,23 +70,14 @@ def local_path(src: str) -> Path | None:
 
 
 def read_local(path: Path, options: SourceOptions) -> SourceData:
-    if path.is_file():
-        if path.suffix.lower() in (".csv", ".jsonl"):
-            return read_manifest(path, options)
-        if path.suffix.lower() == ".parquet":
-            return hf.read_parquet([path], options)
-    elif hf.is_saved_dataset(path):
-        return hf.read_saved(path, options)
-    elif parquet := sorted(path.rglob("*.parquet")):
-        return hf.read_parquet(parquet, options, root=path)
+    """A local path, read by the first registered layout that takes it (:mod:`mmkit.data.layouts`:
+    manifests and HF files first, a folder per class last)."""
     layout = find_layout(path, options, options.modality)
-    if layout is not None:
-        return layout.factory(path, options)
-    if path.is_file():
+    if layout is None:
         raise UserInputError(
             f"{path}: expected a folder, a .csv/.jsonl manifest or a .parquet file"
         )
-    return read_folder(path, options)
+    return layout.factory(path, options)
 
 
 def media_files(root: Path, extensions: tuple[str, ...]) -> list[Path]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from mmkit.cache import cache_dir
 from mmkit.data.frame_codec import EncodedFrames, encode_jpeg, frame_format
-from mmkit.data.hf import RowBytes, stream_sources
+from mmkit.data.hf_tables import RowBytes, stream_sources
 from mmkit.data.records import Unusable
 from mmkit.data.store import Store, is_store, open_cached
 from mmkit.data.store_writer import StoreWriter
@@ -104,8 +104,8 @@ def decode_all(
 ) -> Iterable[tuple[Any, np.ndarray | EncodedFrames | str]]:
     """``(record, array or skip reason)`` for each record, in order, decoded on a thread pool.
 
-    Sources are read as the pool needs them (:func:`~mmkit.data.hf.stream_sources`: a dataset's
-    media bytes stay in its files until then) and at most ``2 * workers`` records are in
+    Sources are read as the pool needs them (:func:`~mmkit.data.hf_tables.stream_sources`: a
+    dataset's media bytes stay in its files until then) and at most ``2 * workers`` records are in
     flight, so memory holds a few items, never the dataset."""
 
     def one(source: Any) -> np.ndarray | EncodedFrames | str:

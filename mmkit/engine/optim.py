@@ -18,7 +18,9 @@ def make_optimizer(
     """AdamW over ``model``'s trainable parameters (``cfg.lr``, ``cfg.weight_decay``) and its
     schedule: ``cfg.warmup`` (a fraction of ``total_steps``, at least one step) from 1% of the
     rate up, then a cosine down to 0."""
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scale = getattr(cfg, "backbone_lr_scale", 1.0)  # a classification option (ClassifyConfig)
+    groups = param_groups(model, cfg.weight_decay, lr=cfg.lr, backbone_lr_scale=scale)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     steps = max(1, int(cfg.warmup * total_steps))
     sched = torch.optim.lr_scheduler
     scheduler = sched.SequentialLR(
@@ -32,11 +34,21 @@ def make_optimizer(
     return optimizer, scheduler
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(
+    model: torch.nn.Module,
+    weight_decay: float,
+    *,
+    lr: float | None = None,
+    backbone_lr_scale: float = 1.0,
+) -> list[dict[str, Any]]:
     """``model``'s trainable parameters in two AdamW groups: ``weight_decay`` on weight matrices,
     none on the rest: parameters under 2 dimensions (biases, norm scales, a logit scale), the
     weights of ``nn.Embedding`` modules and parameters named ``*embedding`` (open_clip's token,
-    position and class embeddings; timm's ViTs exempt theirs the same way)."""
+    position and class embeddings; timm's ViTs exempt theirs the same way).
+
+    With a ``backbone_lr_scale`` other than 1 and a model that names its head
+    (``model.head_prefixes``), each group splits in two: the head's parameters at ``lr``, the
+    others at ``lr * backbone_lr_scale`` (empty groups left out)."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -44,7 +56,20 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
             continue
         plain = p.ndim < 2 or id(p) in embeddings or name.rsplit(".", 1)[-1].endswith("embedding")
         (no_decay if plain else decay).append(p)
-    return [
+    groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    head = tuple(getattr(model, "head_prefixes", ()))
+    if backbone_lr_scale == 1.0 or not head:
+        return groups  # two groups, as a run's saved optimizer state has them
+    if lr is None:
+        raise ValueError("a backbone_lr_scale needs the base lr")
+    names = {id(p): n for n, p in model.named_parameters()}
+    split = []
+    for group in groups:
+        mine = [p for p in group["params"] if names[id(p)].startswith(head)]
+        rest = [p for p in group["params"] if not names[id(p)].startswith(head)]
+        split.append({**group, "params": mine, "lr": lr})
+        split.append({**group, "params": rest, "lr": lr * backbone_lr_scale})
+    return [g for g in split if g["params"]]

@@ -22,7 +22,7 @@ from mmkit.config import TrainConfig
 from mmkit.engine.placement import resolve_device, seed_everything
 from mmkit.engine.state import TrainResult
 from mmkit.engine.trainer import Task, Trainer
-from mmkit.errors import UserInputError
+from mmkit.errors import MmkitError, UserInputError
 from mmkit.events import Progress
 from mmkit.io.atomic import recover_dir, write_text_atomic
 from mmkit.io.files import writing
@@ -43,7 +43,7 @@ def start_run(out: str | Path, config: dict[str, Any], *, resume: bool) -> Itera
     """
     run_dir = Path(out)
     main = distributed.is_main()
-    with writing(run_dir, "to the run directory"):  # read-only, or a file in the way: one line
+    with _this_rank(), writing(run_dir, "to the run directory"):  # read-only, a file in the way
         run_dir.mkdir(parents=True, exist_ok=True)
     with _locked(run_dir) if main else nullcontext():
         if main:
@@ -97,6 +97,21 @@ class Job:
     skipped: list[dict[str, str]]  # files the data step left out
 
 
+@contextmanager
+def _this_rank() -> Iterator[None]:
+    """On a rank other than 0 (which did the same first, from the same options), an error
+    inside says which rank, and that its node sees other files than rank 0's."""
+    try:
+        yield
+    except MmkitError as exc:
+        if distributed.is_main() or isinstance(exc, distributed.PeerLost):
+            raise
+        raise UserInputError(
+            f"rank {distributed.rank()} of {distributed.world()}: {exc}; rank 0 could do it: "
+            "does every node see the same --dataset, --out and MMKIT_CACHE?"
+        ) from exc
+
+
 def fit(
     cfg: TrainConfig, setup: Callable[[], Job], *, resume: bool, progress: Progress
 ) -> TrainResult:
@@ -104,10 +119,11 @@ def fit(
     job (prepare the data, build the model), train it (or continue with ``resume``). Under
     ``torchrun`` it joins the process group (before any rank waits) and leaves it at the end;
     the trainer trains on the group and this rank's device."""
-    device = distributed.init(resolve_device(cfg.device))
-    with start_run(cfg.out, cfg.to_dict(), resume=resume) as run_dir:
+    device = distributed.init(resolve_device(cfg.device), cfg.dist_timeout)
+    distributed.check_same(cfg.to_dict())
+    with distributed.failures(), start_run(cfg.out, cfg.to_dict(), resume=resume) as run_dir:
         seed_everything(cfg.seed)
-        with distributed.main_first():  # rank 0 prepares the store, the others then open it
+        with distributed.main_first(), _this_rank():  # rank 0 prepares the store first
             job = setup()
         trainer = Trainer(
             job.model,

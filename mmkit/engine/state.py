@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmkit.engine.tracker import BestTracker
-from mmkit.errors import CheckpointError
+from mmkit.errors import CheckpointError, UserInputError
 
 _INTS = ("epoch", "step_in_epoch", "global_step", "best_epoch", "bad_epochs")
 
@@ -120,6 +120,32 @@ class TrainerState:
             world=world,
             scheduler=data["scheduler"],
             optimizer=opt,
+        )
+
+    def check_world(
+        self, last: Path, batch: Any, batch_size: int, world: int, steps_per_epoch: int
+    ) -> str:
+        """Resuming ``last`` (saved by ``self.world`` processes with ``--batch-size`` ``batch``)
+        with ``world`` processes: allowed only where it changes no global batch and not the
+        learning-rate schedule, i.e. from an epoch's end with the same global batch; the note to
+        show then, else a one-line :class:`UserInputError`."""
+        here = batch_size * world
+        how = f"with {self.world} process{'es' if self.world > 1 else ''}"
+        if self.step_in_epoch:
+            why = f"in the middle of epoch {self.epoch + 1}"
+        elif not isinstance(batch, int) or batch * self.world != here:
+            why = f"with a global batch of {batch} x {self.world}, this one is {here}"
+        elif self.global_step != self.epoch * steps_per_epoch:
+            why = f"with {self.global_step // max(1, self.epoch)} steps per epoch"
+        else:
+            return (
+                f"resuming a {self.world}-process run with {world}: the same global batches and "
+                "learning-rate schedule; batch-norm statistics and random draws are per "
+                "process, so they differ"
+            )
+        raise UserInputError(
+            f"--resume: {last} was saved {how} {why}; resume it {how}, or from an epoch's end "
+            "with the same global batch (--batch-size x processes)"
         )
 
 

@@ -31,7 +31,7 @@ from mmkit.engine.signals import StopOnSignal
 from mmkit.engine.state import TrainerState, TrainResult
 from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted
 from mmkit.events import NullProgress, Progress
-from mmkit.io.checkpoint_dir import load_weights
+from mmkit.io.checkpoint_dir import load_weights, read_spec
 from mmkit.spec import CheckpointSpec
 
 
@@ -96,10 +96,10 @@ class Trainer:
         rs = load_resume_state(last, rank=self.rank)
         saved = rs.trainer_state
         if saved.world != self.world:
-            self.progress.message(
-                f"resuming a {saved.world}-process run with {self.world}: the data order "
-                "differs from an uninterrupted run from here on"
-            )
+            batch = read_spec(last).train.get("batch_size")
+            steps = self.loaders.steps_per_epoch
+            note = saved.check_world(last, batch, self.cfg.batch_size, self.world, steps)
+            self.progress.message(note)
         load_weights(self.model, last, self.device)
         try:
             self.optimizer.load_state_dict(rs.optimizer_state)
@@ -136,7 +136,8 @@ class Trainer:
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = RunLog(self.run_dir, self.cfg.logger, self.state.history, main=self.is_main)
-        with StopOnSignal() as stop, closing(self.log):
+        lost = distributed.failures(self._after_lost)
+        with lost, StopOnSignal() as stop, closing(self.log):
             self._stop = stop
             self._stopping = False
             tracker = self.state.tracker
@@ -161,6 +162,12 @@ class Trainer:
             self.state.tracker.best_metric(self.task.monitor),
             self.state.history,
         )
+
+    def _after_lost(self) -> str:
+        """What the one line of a lost torchrun peer adds: how to continue."""
+        if (self.run_dir / "last").is_dir():
+            return f"; continue with --resume (from {self.run_dir / 'last'})"
+        return "; no last/ was saved yet: start the run again"
 
     def _train_epoch(self) -> None:
         epoch, start = self.state.epoch, self.state.step_in_epoch
@@ -238,3 +245,4 @@ class Trainer:
             self._save("best", metrics)
         self._save("last", metrics)
         self.log.plot(self.state.history, self.task.monitor)
+        distributed.wait_for_main()  # rank 0's writes may outlast dist_timeout

@@ -1,6 +1,7 @@
 """Audio classification: decode (soundfile) -> int16 store -> [wave augment] -> log-mel ->
-[SpecAugment] -> backbone. ``prepare``/``train``/``evaluate``/``infer`` are the shared
-classification pipeline with :class:`AudioModality` plugged in.
+[SpecAugment] -> backbone (a waveform backbone, such as ``hubert_base``, takes the waveform
+itself). ``prepare``/``train``/``evaluate``/``infer`` are the shared classification pipeline
+with :class:`AudioModality` plugged in.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from mmkit.io.audio import (
 )
 from mmkit.io.files import path_exists
 from mmkit.pipelines import classify
-from mmkit.registry import create_preprocessor
+from mmkit.registry import BACKBONES, create_preprocessor
 from mmkit.seeds import item_seed
 
 
@@ -46,7 +47,7 @@ def _split_fragment(source: str | bytes) -> tuple[str | bytes, tuple[float, floa
     return path, (start, end)
 
 
-class AudioModality:
+class AudioModality(classify.Modality[AudioConfig]):
     name = "audio"
     extensions = AUDIO_EXTENSIONS
     dtype = "int16"
@@ -90,7 +91,10 @@ class AudioModality:
         return AudioClips(store, indices, cfg.num_samples, train=False, seed=cfg.seed)
 
     def stages(self, cfg: AudioConfig, store: Store) -> list[tuple[str, nn.Module]]:
+        """[wave augment] -> log-mel -> [SpecAugment]; a backbone on the waveform
+        (``input="waveform"``) gets the wave augmentation only."""
         stages: list[tuple[str, nn.Module]] = []
+        waveform = BACKBONES.get(cfg.backbone).input == "waveform"
         if cfg.augment:
             params = dict(cfg.wave_augment)
             params["noise"] = {"snr_db": list(cfg.noise_snr), **params.get("noise", {})}
@@ -99,19 +103,21 @@ class AudioModality:
             if noise is not None:
                 wave_aug.set_noise_bank(from_int16(torch.from_numpy(noise)))
             stages.append(("wave_augment", wave_aug))
+        if waveform:
+            return stages
         stages.append(("log_mel", create_preprocessor("log_mel", **cfg.log_mel_params())))
         if cfg.augment:
             stages.append(("spec_augment", create_preprocessor("spec_augment", **cfg.spec_augment)))
         return stages
 
-    def file_views(self, path: str, cfg: AudioConfig) -> tuple[torch.Tensor, list[dict]]:
+    def file_views(self, path: str, cfg: AudioConfig) -> classify.Views:
         """Clips longer than the training duration are cut into half-overlapping windows."""
         batches = list(self.view_batches(path, cfg, batch_size=64))
         return torch.cat([v for v, _ in batches]), [i for _, infos in batches for i in infos]
 
     def view_batches(
         self, path: str, cfg: AudioConfig, batch_size: int
-    ) -> Iterator[tuple[torch.Tensor, list[dict]]]:
+    ) -> Iterator[classify.Views]:
         """:meth:`file_views` ``batch_size`` views at a time, decoded block by block
         (:func:`~mmkit.io.audio.stream_audio`), so an hours-long file needs bounded memory.
         A clip no longer than the training duration is one zero-padded view without times."""

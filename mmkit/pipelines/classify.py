@@ -9,10 +9,11 @@ metrics — is the same for every modality and lives here or below.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -42,6 +43,7 @@ from mmkit.errors import CheckpointError, UserInputError
 from mmkit.events import NullProgress, Progress
 from mmkit.io.checkpoint_dir import read_spec, resolve_checkpoint_dir
 from mmkit.metrics.classification import classification_report
+from mmkit.pipelines import finetune
 from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks import load_checkpoint
 from mmkit.tasks.checks import check_finite
@@ -53,40 +55,63 @@ from mmkit.tasks.classify import (
     top_k,
 )
 
+C = TypeVar("C", bound=TrainConfig)
+Views = tuple[torch.Tensor, list[dict]]  # ``[K, ...]`` views and their infos
 
-class Modality(Protocol):
-    """The modality-specific half of the classification pipeline."""
+
+class Modality(ABC, Generic[C]):
+    """The modality-specific half of the classification pipeline, over its config ``C`` (the
+    modality's :class:`~mmkit.config.TrainConfig` subclass, ``config_class``)."""
 
     name: str
     extensions: tuple[str, ...]
     dtype: str
     shape_keys: tuple[str, ...]  # train options that define the input; eval reuses the run's
-    config_class: type  # the modality's TrainConfig subclass
+    config_class: type[C]
 
-    def store_params(self, cfg: Any) -> dict[str, Any]:
+    @abstractmethod
+    def store_params(self, cfg: C) -> dict[str, Any]:
         """Decode parameters that define the store (sample rate, frame size, ...)."""
 
+    @abstractmethod
     def item_shape(self, params: dict[str, Any]) -> tuple[int, ...]: ...
 
+    @abstractmethod
     def decode(self, source: str | bytes, params: dict[str, Any]) -> np.ndarray:
         """One record's media as the store keeps it; raises MediaError."""
 
     def extras(self, data: SourceData, params: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Extra arrays for the store (e.g. background noise)."""
+        """Extra arrays for the store (e.g. background noise); none by default."""
+        return {}
 
-    def train_set(self, store: Store, indices: list[int], cfg: Any) -> Dataset: ...
+    @abstractmethod
+    def train_set(self, store: Store, indices: list[int], cfg: C) -> Dataset: ...
 
-    def eval_set(self, store: Store, indices: list[int], cfg: Any) -> Dataset: ...
+    @abstractmethod
+    def eval_set(self, store: Store, indices: list[int], cfg: C) -> Dataset: ...
 
-    def stages(self, cfg: Any, store: Store) -> list[tuple[str, nn.Module]]:
+    @abstractmethod
+    def stages(self, cfg: C, store: Store) -> list[tuple[str, nn.Module]]:
         """Preprocess stages, in order (augmentations are identity in eval mode)."""
 
-    def file_views(self, path: str, cfg: Any) -> tuple[torch.Tensor, list[dict]]:
-        """A file as ``[K, ...]`` views plus one info dict per view (e.g. window times), shaped
-        by ``cfg``, the checkpoint's :func:`trained_config`."""
+    @abstractmethod
+    def file_views(self, path: str, cfg: C) -> Views:
+        """A file as ``[K, ...]`` views plus one info dict per view (e.g. window times) or one
+        info for all of them, shaped by ``cfg``, the checkpoint's :func:`trained_config`."""
+
+    def view_batches(self, path: str, cfg: C, batch_size: int) -> Iterator[Views]:
+        """A file's views ``batch_size`` at a time with their infos. By default
+        :meth:`file_views` cut into batches (one info for all views, as a video's test-time
+        clips share, goes with the first batch); a modality that streams (audio) overrides this
+        so that memory does not grow with a file's length."""
+        views, infos = self.file_views(path, cfg)
+        per_view = len(infos) == len(views)
+        for i in range(0, len(views), batch_size):
+            batch_infos = infos[i : i + batch_size] if per_view else (infos if i == 0 else [])
+            yield views[i : i + batch_size], batch_infos
 
 
-def source_options(modality: Modality, cfg: Any) -> SourceOptions:
+def source_options(modality: Modality[C], cfg: C) -> SourceOptions:
     return SourceOptions(
         modality=modality.name,
         extensions=modality.extensions,
@@ -99,14 +124,16 @@ def source_options(modality: Modality, cfg: Any) -> SourceOptions:
 
 
 def prepare(
-    modality: Modality,
-    cfg: Any,
+    modality: Modality[C],
+    cfg: C,
     *,
     out: str | Path | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
 ) -> Store:
-    """Decode every file of ``cfg.dataset`` once into a prepared store (reused when unchanged)."""
+    """Decode every file of ``cfg.dataset`` once into a prepared store (reused when unchanged).
+    ``cfg`` is validated as the CLI validates it."""
+    cfg.validate()
     given = given_store(cfg.dataset, modality.name)
     if given is not None:
         return given
@@ -137,8 +164,8 @@ def prepare(
 
 
 def checkpoint_spec(
-    modality: Modality,
-    cfg: TrainConfig,
+    modality: Modality[C],
+    cfg: C,
     store: Store,
     stages: list[tuple[str, nn.Module]],
     validation: dict[str, Any],
@@ -161,7 +188,7 @@ def checkpoint_spec(
     )
 
 
-def training_job(modality: Modality, cfg: TrainConfig, progress: Progress) -> Job:
+def training_job(modality: Modality[C], cfg: C, progress: Progress) -> Job:
     """What :func:`train` trains: the store (prepared when needed), the model, the task and
     the datasets."""
     store = prepare(modality, cfg, out=cfg.prepared, progress=progress)
@@ -181,18 +208,26 @@ def training_job(modality: Modality, cfg: TrainConfig, progress: Progress) -> Jo
 
 
 def train(
-    modality: Modality, cfg: TrainConfig, *, resume: bool = False, progress: Progress | None = None
+    modality: Modality[C], cfg: C, *, resume: bool = False, progress: Progress | None = None
 ) -> TrainResult:
-    """Prepare (when needed), train, and write the run directory."""
+    """Prepare (when needed), train, and write the run directory. ``cfg`` is validated as the
+    CLI validates it (:meth:`~mmkit.config.TrainConfig.validate`), before anything is written."""
+    cfg.validate()
     progress = progress or NullProgress()
-    return fit(cfg, lambda: training_job(modality, cfg, progress), resume=resume, progress=progress)
+    cfg, start = finetune.plan(modality.name, cfg, progress, resume=resume)  # before the run
+
+    def setup() -> Job:
+        job = training_job(modality, cfg, progress)
+        return finetune.apply(job, cfg, start, resume=resume)
+
+    return fit(cfg, setup, resume=resume, progress=progress)
 
 
 @dataclass
-class LoadedClassifier:
+class LoadedClassifier(Generic[C]):
     model: Classifier
     spec: CheckpointSpec
-    trained: Any  # the modality's config with the data-shaping options the model trained with
+    trained: C  # the modality's config with the data-shaping options the model trained with
     path: Path
     device: torch.device
 
@@ -201,7 +236,7 @@ class LoadedClassifier:
         return self.spec.labels
 
 
-def trained_config(modality: Modality, spec: CheckpointSpec, source: str) -> Any:
+def trained_config(modality: Modality[C], spec: CheckpointSpec, source: str) -> C:
     """The checkpoint's data-shaping options (``modality.shape_keys``) as a checked config."""
     values = {k: spec.train[k] for k in modality.shape_keys if k in spec.train}
     try:
@@ -214,8 +249,8 @@ def trained_config(modality: Modality, spec: CheckpointSpec, source: str) -> Any
 
 
 def load_classifier(
-    checkpoint: str | Path, modality: Modality, device: str = "auto"
-) -> LoadedClassifier:
+    checkpoint: str | Path, modality: Modality[C], device: str = "auto"
+) -> LoadedClassifier[C]:
     """A classification checkpoint of this modality, rebuilt from its config, in eval mode."""
     path = resolve_checkpoint_dir(checkpoint)
     spec = read_spec(path)
@@ -231,20 +266,21 @@ def load_classifier(
 
 
 def evaluate(
-    modality: Modality,
+    modality: Modality[C],
     checkpoint: str | Path,
-    cfg: Any,
+    cfg: C,
     *,
     split: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on a dataset, decoded with the checkpoint's params. Which items
     are scored follows :func:`~mmkit.data.splits.eval_selection` (``split`` None = auto); the
-    result names the split and ``num_samples``."""
+    result names the split and ``num_samples``. ``cfg`` is validated as the CLI validates it."""
     from mmkit.engine.plots import plot_confusion
 
+    cfg.validate()
     progress = progress or NullProgress()
-    loaded = load_classifier(checkpoint, modality, getattr(cfg, "device", "auto"))
+    loaded = load_classifier(checkpoint, modality, cfg.device)
     cfg = replace(cfg, **{k: getattr(loaded.trained, k) for k in modality.shape_keys})
     with distributed.main_first():
         store = prepare(modality, cfg, progress=progress)
@@ -276,24 +312,8 @@ def evaluate(
     return result
 
 
-def view_batches(
-    modality: Modality, path: str, cfg: Any, batch_size: int
-) -> Iterable[tuple[torch.Tensor, list[dict]]]:
-    """A file's views ``batch_size`` at a time with their infos: the modality's own
-    ``view_batches`` when it streams (audio), else its :meth:`Modality.file_views` cut into
-    batches (test-time clips of a video share one info: it goes with the first batch)."""
-    if hasattr(modality, "view_batches"):
-        yield from modality.view_batches(path, cfg, batch_size)
-        return
-    views, infos = modality.file_views(path, cfg)
-    per_view = len(infos) == len(views)
-    for i in range(0, len(views), batch_size):
-        batch_infos = infos[i : i + batch_size] if per_view else (infos if i == 0 else [])
-        yield views[i : i + batch_size], batch_infos
-
-
 def infer(
-    modality: Modality,
+    modality: Modality[C],
     paths: Sequence[str],
     checkpoint: str | Path,
     *,
@@ -312,7 +332,7 @@ def infer(
     progress.start("infer", len(files))
     for f in files:
         total, count, windows = torch.zeros(len(labels)), 0, []
-        for views, infos in view_batches(modality, f, loaded.trained, 64):
+        for views, infos in modality.view_batches(f, loaded.trained, 64):
             with torch.no_grad():
                 probs = loaded.model(views.to(loaded.device)).float().softmax(-1).cpu()
             check_finite(probs, loaded.model, loaded.path, f)

@@ -6,7 +6,8 @@ graphs, the image tower and the text tower. Training augmentations are the ident
 and are left out. The sidecar (``<out>.json``, next to the graphs, naming them relative to
 itself) holds the rest: the labels, what each graph takes and returns, the exact preprocessing
 that comes before it (decoding, and any stage that could not be exported), the postprocessing,
-and for image-text models the tokenizer settings and the logit scale.
+and for image-text models the tokenizer settings and the logit scale. ``MODALITIES`` says what
+each modality exports; :mod:`mmkit.pipelines.export_sidecar` words its inputs.
 
 What the graphs take (``batch`` is dynamic, everything else is fixed by the checkpoint):
 
@@ -23,10 +24,13 @@ What the graphs take (``batch`` is dynamic, everything else is fixed by the chec
 from __future__ import annotations
 
 import glob
+import importlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ from mmkit.errors import UserInputError
 from mmkit.io.atomic import write_text_atomic
 from mmkit.io.checkpoint_dir import read_spec, resolve_checkpoint_dir
 from mmkit.io.files import writing
+from mmkit.pipelines import export_sidecar as sidecar_text
 from mmkit.spec import CheckpointSpec
 
 OMITTED = "identity in eval mode (training augmentation)"
@@ -58,8 +63,8 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> d
         raise UserInputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     ckpt = resolve_checkpoint_dir(checkpoint)
     spec = read_spec(ckpt)
-    parts = ("model",) if spec.task == "classify" else ("image", "text")
-    files, sidecar = output_paths(ckpt, fmt, out, parts)
+    exporter = MODALITIES[spec.modality]
+    files, sidecar = output_paths(ckpt, fmt, out, exporter.parts)
     # every graph is written aside first: one that fails, or a kill, leaves the previous export
     # whole; leftovers of a killed export are removed
     staged = {part: path.with_name(f".{path.name}.partial") for part, path in files.items()}
@@ -69,10 +74,7 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> d
                 leftover.unlink(missing_ok=True)
     try:
         with writing(sidecar.with_suffix(FORMATS[fmt]), "the export"):
-            if spec.task == "classify":
-                meta = _export_classifier(ckpt, spec, fmt, staged)
-            else:
-                meta = _export_clip(ckpt, spec, fmt, staged)
+            meta = exporter.build(ckpt, spec, fmt, staged)
             # from here the graphs change: a kill before the new sidecar leaves none, so a
             # folder with graphs and no sidecar is an export that did not finish
             sidecar.unlink(missing_ok=True)
@@ -132,43 +134,48 @@ def output_paths(
 
 
 # -- classifiers ---------------------------------------------------------------------------------
-def _export_classifier(
-    ckpt: Path, spec: CheckpointSpec, fmt: str, files: dict[str, Path]
-) -> dict[str, Any]:
-    from mmkit.pipelines.classify import load_classifier
+@dataclass(frozen=True)
+class ClassifierExport:
+    """One graph from a classification modality's raw input to the logits: the pipeline module
+    whose ``MODALITY`` loads the checkpoint, the graph input's name, an example batch of it and
+    the sidecar's words for it, each from the checkpoint's trained config."""
 
-    if spec.modality == "audio":
-        from mmkit.pipelines.audio import MODALITY
-    else:
-        from mmkit.pipelines.video import MODALITY
-    loaded = load_classifier(ckpt, MODALITY, device="cpu")
-    model = loaded.model.float().eval()
-    stages = [(s.name, m) for s, m in zip(spec.stages("input"), model.preprocess, strict=True)]
-    cfg = loaded.trained
-    if spec.modality == "audio":
-        example = _audio_example(cfg.num_samples)
-        name, described = "waveform", _audio_input(cfg)
-        preprocessing = _audio_preprocessing(cfg)
-    else:
-        example = _video_example(cfg.frames, cfg.short_side)
-        name, described = "frames", _video_input(cfg)
-        preprocessing = _video_preprocessing(cfg)
-    graph = export_chain(
-        stages,
-        (spec.backbone.name, model.backbone),
-        example,
-        fmt,
-        files["model"],
-        input_name=name,
-        output_name="logits",
-    )
-    info = _graph_info(graph, spec, name, described, "logits", "class logits, one per label")
-    return {
-        "labels": list(spec.labels),
-        "models": {"model": info},
-        "preprocessing": preprocessing,
-        "postprocessing": SOFTMAX_VIEWS,
-    }
+    pipeline: str
+    input_name: str
+    example: Callable[[Any], torch.Tensor]
+    input_text: Callable[[Any], str]
+    preprocessing: Callable[[Any], dict[str, Any]]
+    parts: tuple[str, ...] = ("model",)
+
+    def build(
+        self, ckpt: Path, spec: CheckpointSpec, fmt: str, files: dict[str, Path]
+    ) -> dict[str, Any]:
+        from mmkit.pipelines.classify import load_classifier
+
+        modality = importlib.import_module(self.pipeline).MODALITY
+        loaded = load_classifier(ckpt, modality, device="cpu")
+        model = loaded.model.float().eval()
+        stages = [(s.name, m) for s, m in zip(spec.stages("input"), model.preprocess, strict=True)]
+        cfg = loaded.trained
+        graph = export_chain(
+            stages,
+            (spec.backbone.name, model.backbone),
+            self.example(cfg),
+            fmt,
+            files["model"],
+            input_name=self.input_name,
+            output_name="logits",
+        )
+        described = self.input_text(cfg)
+        info = _graph_info(
+            graph, spec, self.input_name, described, "logits", "class logits, one per label"
+        )
+        return {
+            "labels": list(spec.labels),
+            "models": {"model": info},
+            "preprocessing": self.preprocessing(cfg),
+            "postprocessing": SOFTMAX_VIEWS,
+        }
 
 
 def _audio_example(num_samples: int) -> torch.Tensor:
@@ -183,71 +190,6 @@ def _audio_example(num_samples: int) -> torch.Tensor:
 def _video_example(frames: int, side: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     return torch.randint(0, 256, (2, frames, side, side, 3), generator=g, dtype=torch.uint8)
-
-
-def _audio_input(cfg: Any) -> str:
-    return (
-        f"float32 mono waveform in [-1, 1] at {cfg.sample_rate} Hz, {cfg.num_samples} samples "
-        f"({cfg.duration:g} s, the training clip length); int16 PCM / 32768"
-    )
-
-
-def _audio_preprocessing(cfg: Any) -> dict[str, Any]:
-    n = cfg.num_samples
-    return {
-        "sample_rate": cfg.sample_rate,
-        "num_samples": n,
-        "window_hop": max(1, n // 2),
-        "steps": [
-            "decode to float32 in [-1, 1] (soundfile), average the channels to mono, resample to "
-            "sample_rate when the file's rate differs (torchaudio.functional.resample, default "
-            "settings), clip to [-1, 1]",
-            "a file of at most num_samples samples is one view: zero-padded to num_samples, "
-            "centred (left pad (num_samples - length) // 2)",
-            "a longer file is cut into views of num_samples samples starting every window_hop "
-            "samples, plus one view ending at the last sample when that grid does not reach it",
-        ],
-    }
-
-
-def _video_input(cfg: Any) -> str:
-    s = cfg.short_side
-    return (
-        f"uint8 RGB frames [batch, {cfg.frames}, {s}, {s}, 3]: one clip of {cfg.frames} frames, "
-        f"each {s}x{s} as decoded below"
-    )
-
-
-def _video_preprocessing(cfg: Any) -> dict[str, Any]:
-    if cfg.sampling == "uniform":
-        views = (
-            f"one view: frames floor((i + 0.5) * n / {cfg.frames}) for i < {cfg.frames}, n the "
-            "number of decoded frames"
-        )
-    else:
-        views = (
-            f"{cfg.num_clips} views (clips) of {cfg.frames} frames {cfg.frame_interval} apart: "
-            f"span = ({cfg.frames} - 1) * {cfg.frame_interval} + 1, clip j starts at "
-            f"floor((j + 0.5) * (max(n - span, 0) + 1) / {cfg.num_clips}), n the number of "
-            "decoded frames; indices past the last frame take the last frame"
-        )
-    return {
-        "short_side": cfg.short_side,
-        "store_frames": cfg.store_frames,
-        "frames": cfg.frames,
-        "sampling": cfg.sampling,
-        "num_clips": cfg.num_clips if cfg.sampling != "uniform" else 1,
-        "frame_interval": cfg.frame_interval,
-        "steps": [
-            "decode upright RGB frames with ffmpeg (rotation metadata applied); when the video "
-            f"has more than {cfg.store_frames} frames keep frames floor((i + 0.5) * total / "
-            f"{cfg.store_frames}) for i < {cfg.store_frames}",
-            f"scale inside ffmpeg so the short side is {cfg.short_side} (aspect kept; "
-            "scale=w='if(lt(iw,ih),S,-1)':h='if(lt(iw,ih),-1,S)':flags=bilinear), then crop the "
-            "centred square (top (h - S) // 2, left (w - S) // 2)",
-            views,
-        ],
-    }
 
 
 # -- image-text models ---------------------------------------------------------------------------
@@ -268,6 +210,7 @@ class _Encode(nn.Module):
 def _export_clip(
     ckpt: Path, spec: CheckpointSpec, fmt: str, files: dict[str, Path]
 ) -> dict[str, Any]:
+    """The image tower and the text tower, each a graph to its normalised embedding."""
     from mmkit.pipelines.mm import load_clip
 
     loaded = load_clip(ckpt, device="cpu")
@@ -309,8 +252,8 @@ def _export_clip(
             "image": _graph_info(image, spec, "image", image_input, "image_embedding", embedding),
             "text": _graph_info(text, spec, "tokens", text_input, "text_embedding", embedding),
         },
-        "image_preprocessing": _image_preprocessing(params),
-        "tokenizer": _tokenizer_info(loaded.tokenizer, text_stage.params),
+        "image_preprocessing": sidecar_text.image_preprocessing(params),
+        "tokenizer": sidecar_text.tokenizer_info(loaded.tokenizer, text_stage.params),
         "logit_scale": float(pipeline.model.scale().detach()),
         "similarity": (
             "cosine similarity = dot product of an image and a text embedding; probabilities = "
@@ -321,59 +264,33 @@ def _export_clip(
     }
 
 
-def _image_preprocessing(params: dict[str, Any]) -> dict[str, Any]:
-    from mmkit.io.image import RESIZE_DEFAULTS
+class ImageTextExport:
+    """Two graphs of an image-text model: the image tower and the text tower."""
 
-    resize = {key: params.get(key, default) for key, default in RESIZE_DEFAULTS.items()}
-    return {
-        "image_size": int(params["image_size"]),
-        **resize,
-        "steps": [
-            "decode with Pillow, EXIF orientation applied, converted to RGB (transparent pixels "
-            "on white)",
-            "shortest: resize so the short side is image_size (long side int(image_size * long "
-            "/ short)); squash: resize to image_size x image_size; longest: the long side to "
-            "image_size, then pad to a square of fill_color; Pillow resampling by "
-            "interpolation, then the centred image_size square (top round((h - S) / 2))",
-        ],
-    }
+    parts = ("image", "text")
+    build = staticmethod(_export_clip)
 
 
-CLEANING = {
-    "_clean_lower": "ftfy fix + HTML unescape, whitespace collapsed, lower-cased",
-    "_clean_whitespace": "ftfy fix + HTML unescape, whitespace collapsed (case kept)",
-    "_clean_canonicalize": "ftfy fix + HTML unescape, punctuation removed, lower-cased",
+# -- what each modality exports ------------------------------------------------------------------
+MODALITIES: dict[str, ClassifierExport | ImageTextExport] = {
+    "audio": ClassifierExport(
+        "mmkit.pipelines.audio",
+        "waveform",
+        lambda cfg: _audio_example(cfg.num_samples),
+        sidecar_text.audio_input,
+        sidecar_text.audio_preprocessing,
+    ),
+    "video": ClassifierExport(
+        "mmkit.pipelines.video",
+        "frames",
+        lambda cfg: _video_example(cfg.frames, cfg.short_side),
+        sidecar_text.video_input,
+        sidecar_text.video_preprocessing,
+    ),
+    "mm": ImageTextExport(),
 }
-
-
-def _tokenizer_info(tokenizer: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
-    """What turns a caption into the text graph's token ids."""
-    from open_clip.tokenizer import SimpleTokenizer
-
-    inner = tokenizer.tokenizer
-    info: dict[str, Any] = {
-        "name": "clip_tokenizer",
-        "params": dict(params),
-        "context_length": int(tokenizer.context_length),
-        "implementation": f"{type(inner).__module__}.{type(inner).__qualname__}",
-        "vocab_size": int(tokenizer.vocab_size),
-    }
-    if isinstance(inner, SimpleTokenizer):
-        clean = getattr(getattr(inner, "clean_fn", None), "__name__", "")
-        info.update(
-            encoding="the OpenAI CLIP byte-pair encoding (bpe_simple_vocab_16e6.txt.gz, shipped "
-            "with open_clip)",
-            text_cleaning=CLEANING.get(clean, clean),
-            sot_token_id=int(inner.sot_token_id),
-            eot_token_id=int(inner.eot_token_id),
-            pad_token_id=0,
-            truncation="ids beyond context_length are cut; the last kept id is the end token",
-        )
-    else:
-        hub = getattr(getattr(inner, "tokenizer", None), "name_or_path", None)
-        if hub:
-            info["hf_tokenizer"] = str(hub)
-    return info
+"""The graphs of a checkpoint's modality (its ``parts``) and what builds them (``build``: the
+graphs and the sidecar's entries for them)."""
 
 
 # -- the sidecar's description of one graph ------------------------------------------------------

@@ -49,11 +49,12 @@ from mmkit.events import NullProgress, Progress
 from mmkit.io.checkpoint_dir import build_checked, read_spec, resolve_checkpoint_dir
 from mmkit.io.image import IMAGE_EXTENSIONS, RESIZE_DEFAULTS, check_resize
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_preprocessor
-from mmkit.spec import CheckpointSpec, Stage
+from mmkit.spec import CheckpointSpec
 from mmkit.tasks.checks import check_finite
 from mmkit.tasks.contrastive import (
     CaptionImages,
     CaptionPairs,
+    ClipParts,
     ClipPipeline,
     ContrastiveTask,
     build_contrastive,
@@ -139,7 +140,7 @@ class LoadedClip:
 
 
 def pipeline_spec(
-    parts: dict[str, Any],
+    parts: ClipParts,
     *,
     labels: Sequence[str] = (),
     prompt: str = DEFAULT_PROMPT,
@@ -147,14 +148,13 @@ def pipeline_spec(
     train: dict[str, Any] | None = None,
 ) -> CheckpointSpec:
     """The checkpoint spec of a pipeline from :func:`create_pipeline`'s parts."""
-    pre = parts["preprocess"]
     return CheckpointSpec(
         modality="mm",
         task="contrastive",
-        backbone=Stage(parts["backbone"]["name"], parts["backbone"]["kwargs"]),
-        preprocess={k: [Stage(pre[k]["name"], pre[k]["params"])] for k in ("image", "text")},
+        backbone=parts.backbone,
+        preprocess={k: [stage] for k, stage in parts.preprocess.items()},
         labels=list(labels),
-        data={**parts["data"], **(data or {})},
+        data={"params": parts.store_params, **(data or {})},
         train=train or {},
         prompt=prompt,
         mmkit_version=mmkit.__version__,
@@ -231,22 +231,20 @@ def prepare(
     progress: Progress | None = None,
 ) -> Store:
     """The prepared store of ``cfg.dataset`` for ``params`` (image size + tokenizer; default:
-    those of ``cfg``'s model, built without weights to read them)."""
+    those of ``cfg``'s model, built without weights to read them). ``cfg`` is validated as the
+    CLI validates it."""
+    cfg.validate()
     if params is None:
         name, kwargs = model_spec(cfg)
-        params = create_pipeline(name, kwargs)[1]["data"]["params"]
-    return prepare_store(
-        cfg.dataset,
-        caption_options(cfg),
-        params,
-        out=out,
-        progress=progress,
-        workers=cfg.prepare_workers,
-    )
+        params = create_pipeline(name, kwargs)[1].store_params
+    options, workers = caption_options(cfg), cfg.prepare_workers
+    return prepare_store(cfg.dataset, options, params, out=out, progress=progress, workers=workers)
 
 
 def train(cfg: MMConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:
-    """Prepare (when needed), train, and write the run directory."""
+    """Prepare (when needed), train, and write the run directory. ``cfg`` is validated as the
+    CLI validates it (:meth:`~mmkit.config.TrainConfig.validate`), before anything is written."""
+    cfg.validate()
     progress = progress or NullProgress()
     return fit(
         cfg, lambda: training_job(cfg, progress, resume=resume), resume=resume, progress=progress
@@ -264,7 +262,7 @@ def training_job(cfg: MMConfig, progress: Progress, *, resume: bool = False) -> 
         crop_scale=cfg.crop_scale if cfg.augment else None,
         seed=cfg.seed,
     )
-    store = prepare(cfg, params=parts["data"]["params"], out=cfg.prepared, progress=progress)
+    store = prepare(cfg, params=parts.store_params, out=cfg.prepared, progress=progress)
     splits = training_splits(store, cfg.dataset, progress, seed=cfg.seed)
     spec = pipeline_spec(
         parts,
@@ -315,7 +313,9 @@ def evaluate(
     """Retrieval metrics (and zero-shot accuracy when labelled) of a checkpoint, or of
     ``cfg.model`` + ``cfg.pretrained``, on one split: ``{"num_pairs", "num_images",
     "image_to_text": {"R@1", "R@5", "R@10", "mean_rank", "median_rank"}, "text_to_image": {...},
-    "mean_recall"[, "zero_shot_accuracy", "zero_shot"]}``."""
+    "mean_recall"[, "zero_shot_accuracy", "zero_shot"]}``. ``cfg`` is validated as the CLI
+    validates it."""
+    cfg.validate()
     loaded = load_clip(
         checkpoint,
         model=None if checkpoint is not None else cfg.model,

@@ -22,7 +22,6 @@ from torch.utils.data import Dataset
 from mmkit.configs import VideoConfig
 from mmkit.data.epochs import EpochDataset
 from mmkit.data.frame_codec import frame_params
-from mmkit.data.records import SourceData
 from mmkit.data.store import Store
 from mmkit.io.video import VIDEO_EXTENSIONS, even_indices, probe, read_video
 from mmkit.pipelines import classify
@@ -46,7 +45,7 @@ def decode_frames(source: str | bytes, short_side: int, max_frames: int) -> np.n
     return _square(frames)
 
 
-class VideoModality:
+class VideoModality(classify.Modality[VideoConfig]):
     name = "video"
     extensions = VIDEO_EXTENSIONS
     dtype = "uint8"
@@ -76,9 +75,6 @@ class VideoModality:
     def decode(self, source: str | bytes, params: dict[str, Any]) -> np.ndarray:
         return decode_frames(source, params["short_side"], params["store_frames"])
 
-    def extras(self, data: SourceData, params: dict[str, Any]) -> dict[str, np.ndarray]:
-        return {}
-
     def train_set(self, store: Store, indices: list[int], cfg: VideoConfig) -> Dataset:
         return VideoClips(store, indices, train_sampler(cfg), seed=cfg.seed, views=False)
 
@@ -93,10 +89,11 @@ class VideoModality:
             hflip=cfg.hflip,
             crop_scale=cfg.crop_scale if cfg.augment else None,
             color_jitter=cfg.color_jitter if cfg.augment else 0.0,
+            **{k: getattr(cfg, k) for k in ("mean", "std") if getattr(cfg, k) is not None},
         )
         return [("video_transform", transform)]
 
-    def file_views(self, path: str, cfg: VideoConfig) -> tuple[torch.Tensor, list[dict]]:
+    def file_views(self, path: str, cfg: VideoConfig) -> classify.Views:
         """The evaluation clips of one file, ``[K, T, S, S, 3]`` uint8."""
         frames = decode_frames(path, cfg.short_side, cfg.store_frames)
         grid = eval_sampler(cfg)(len(frames))

@@ -16,14 +16,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mmkit import distributed
-from mmkit.errors import CheckpointError
+from mmkit.errors import CheckpointError, UserInputError
 from mmkit.metrics.classification import classification_report
 from mmkit.registry import BACKBONES, PREPROCESSORS
 from mmkit.spec import CheckpointSpec, Stage
 
 
 class Classifier(nn.Module):
-    """``backbone(preprocess(x))``; augmentation stages in ``preprocess`` act in train mode only."""
+    """``backbone(preprocess(x))``; augmentation stages in ``preprocess`` act in train mode only.
+
+    The head is the backbone's parameters under its ``pretrained_fresh`` prefixes
+    (:mod:`mmkit.backbones.base`): :meth:`freeze_backbone` trains it alone, and the optimizer
+    gives the rest ``--backbone-lr-scale`` (:attr:`head_prefixes`, :mod:`mmkit.engine.optim`).
+    """
 
     compile_scope = "backbone"  # what --compile compiles (engine.placement.compile_model)
 
@@ -31,6 +36,34 @@ class Classifier(nn.Module):
         super().__init__()
         self.preprocess = preprocess
         self.backbone = backbone
+        self.frozen = False  # freeze_backbone() was called
+
+    @property
+    def head_prefixes(self) -> tuple[str, ...]:
+        """The head's parameter names (prefixes of this model's ``named_parameters``)."""
+        return tuple(f"backbone.{p}" for p in getattr(self.backbone, "pretrained_fresh", ()))
+
+    def freeze_backbone(self) -> None:
+        """Train the head only (a linear probe): every other parameter stops taking gradients
+        and the backbone's BatchNorm layers stay in eval mode, their statistics unchanged."""
+        head = self.head_prefixes
+        if not head:
+            raise UserInputError(
+                f"--freeze backbone: {type(self.backbone).__name__} does not name its head "
+                "(pretrained_fresh)"
+            )
+        for name, param in self.named_parameters():
+            param.requires_grad_(name.startswith(head) and param.requires_grad)
+        self.frozen = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        if self.frozen:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.int16:  # PCM from the prepared store

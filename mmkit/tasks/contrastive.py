@@ -16,6 +16,7 @@ import json
 import re
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from mmkit.losses import ContrastiveLoss
 from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from mmkit.registry import BACKBONES, PREPROCESSORS, create_backbone, create_preprocessor
 from mmkit.seeds import epoch_seed, item_seed
-from mmkit.spec import CheckpointSpec
+from mmkit.spec import CheckpointSpec, Stage
 from mmkit.tasks.checks import check_finite
 
 DIRECTIONS = ("image_to_text", "text_to_image")
@@ -93,11 +94,11 @@ def create_pipeline(
     pretrained: str | None = None,
     crop_scale: Sequence[float] | None = None,
     seed: int = 0,
-) -> tuple[ClipPipeline, dict[str, Any]]:
+) -> tuple[ClipPipeline, ClipParts]:
     """Backbone ``name`` (open_clip weights from ``pretrained``) + its image transform, and the
-    ``backbone`` / ``preprocess`` / ``data`` config entries that rebuild them (weights aside).
+    :class:`ClipParts` that rebuild them (weights aside).
 
-    ``data.params`` are the prepared store's: image size, how images are fitted into it (the
+    ``store_params`` are the prepared store's: image size, how images are fitted into it (the
     model's ``image_resize``, else :data:`~mmkit.io.image.RESIZE_DEFAULTS`) and the tokenizer.
     ``crop_scale`` is the area range of training crops; None makes them the whole image."""
     if name == "open_clip_model":
@@ -112,21 +113,39 @@ def create_pipeline(
     image_params["seed"] = seed
     text_name, text_params = model.preprocessors()["text"]
     transform = create_preprocessor(image_name, **image_params)
-    config = {
-        "backbone": {"name": name, "kwargs": saved},
-        "preprocess": {
-            "image": {"name": image_name, "params": image_params},
-            "text": {"name": text_name, "params": text_params},
+    parts = ClipParts(
+        backbone=Stage(name, saved),
+        image=Stage(image_name, image_params),
+        text=Stage(text_name, text_params),
+        store_params={
+            "image_size": int(model.image_size),
+            **image_resize(model),
+            "tokenizer": text_params,
         },
-        "data": {
-            "params": {
-                "image_size": int(model.image_size),
-                **image_resize(model),
-                "tokenizer": text_params,
-            }
-        },
-    }
-    return ClipPipeline(transform, model), config
+    )
+    return ClipPipeline(transform, model), parts
+
+
+@dataclass(frozen=True)
+class ClipParts:
+    """What rebuilds an image-text pipeline, weights aside: the backbone, the image transform
+    and tokenizer stages, and the prepared store's parameters (image size and fitting, the
+    tokenizer)."""
+
+    backbone: Stage
+    image: Stage
+    text: Stage
+    store_params: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``backbone`` / ``preprocess`` / ``data`` entries of a checkpoint's config.json."""
+        stage = {"name": self.backbone.name, "kwargs": self.backbone.params}
+        pre = {k: {"name": v.name, "params": v.params} for k, v in self.preprocess.items()}
+        return {"backbone": stage, "preprocess": pre, "data": {"params": self.store_params}}
+
+    @property
+    def preprocess(self) -> dict[str, Stage]:
+        return {"image": self.image, "text": self.text}
 
 
 def image_resize(model: nn.Module) -> dict[str, Any]:

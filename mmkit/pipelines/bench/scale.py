@@ -252,13 +252,12 @@ def store_formats(
     """Per ``--store-format``: store bytes per clip, GB per 1,000 clips and the loader's
     clips/s (the training set of the store, ``train_args`` as given to train; epochs after
     the first until at least ``timed`` clips are timed)."""
-    from mmkit.cli.binding import config_from
-    from mmkit.cli.main import build_command
+    from mmkit.config import build_config
+    from mmkit.configs import VideoConfig
     from mmkit.pipelines import classify, video
     from mmkit.pipelines.bench.loader import loader_rate
 
     out: dict[str, Any] = {}
-    train_cmd = build_command().commands["video"].commands["train"]
     for fmt in ("raw", "jpeg"):
         store = workdir / f"format-{fmt}"
         shape = settings.data_args.get(kind, ())
@@ -267,8 +266,8 @@ def store_formats(
         items = _store_items(json.loads(run.stdout))[0]
         size = sum(f.stat().st_blocks * 512 for f in store.rglob("*") if f.is_file())
         args = [*shape, *settings.train_args.get(kind, ()), "--store-format", fmt]
-        ctx = train_cmd.make_context("train", ["-d", str(store), *args, "--device", device])
-        cfg = config_from(ctx)
+        sets = [f"dataset={store}", *_as_sets(args), f"device={device}"]
+        cfg = build_config(VideoConfig, None, {}, sets)
         job = classify.training_job(video.MODALITY, cfg, NullProgress())
         epochs = 1 + -(-timed // max(1, len(job.train_set)))
         rate = loader_rate(job.train_set, job, cfg, epochs)
@@ -281,6 +280,13 @@ def store_formats(
         }
         shutil.rmtree(store, ignore_errors=True)
     return out
+
+
+def _as_sets(args: tuple[str, ...] | list[str]) -> list[str]:
+    """Train options given as ``--name value`` pairs (``--set k=v`` as is) as ``--set`` items,
+    for a config built in this process."""
+    pairs = zip(args[::2], args[1::2], strict=True)
+    return [v if k == "--set" else f"{k[2:].replace('-', '_')}={v}" for k, v in pairs]
 
 
 def example_file(kind: str, root: Path) -> Path:
