@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mmkit.backbones.base import init_conv_weights
+from mmkit.backbones.base import ClassifierBackbone, init_conv_weights
 from mmkit.errors import UserInputError
 from mmkit.registry import register_backbone, variant
 
@@ -39,26 +39,13 @@ def conv_bn_act(c_in: int, c_out: int, activation: str, *, stride: int = 1) -> n
     )
 
 
-class AudioBackbone(nn.Module):
+class AudioBackbone(ClassifierBackbone):
     """Shared head and pooling of the audio backbones.
 
     Subclasses build ``self.body`` (``[B, C, F, T] -> [B, num_features, F', T']``) and call
-    :meth:`_init_head`. Pooling averages over frequency, then adds the mean and the max over time,
-    so inputs of any size (down to 1x1) work.
+    ``_init_head`` (:class:`~mmkit.backbones.base.ClassifierBackbone`). Pooling averages over
+    frequency, then adds the mean and the max over time, so inputs of any size (down to 1x1) work.
     """
-
-    num_features: int
-    pretrained_fresh = ("head.",)  # the head (mmkit.backbones.base)
-
-    def _init_head(self, num_features: int, num_classes: int, dropout: float) -> None:
-        if num_classes < 0:
-            raise UserInputError(f"num_classes ({num_classes}) must be >= 0 (0: no classifier)")
-        if not 0.0 <= dropout < 1.0:
-            raise UserInputError(f"dropout ({dropout}) must be in [0, 1)")
-        self.num_features = num_features
-        self.num_classes = num_classes
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
 
     def _init_weights(self) -> None:
         init_conv_weights(self)
@@ -71,13 +58,6 @@ class AudioBackbone(nn.Module):
             )
         x = self.body(x).mean(dim=2)
         return x.mean(dim=-1) + x.amax(dim=-1)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Features ``[B, num_features]`` -> logits ``[B, num_classes]`` (features if 0 classes)."""
-        return self.head(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_backbone("audio_cnn", modality="audio")

@@ -7,14 +7,21 @@ the class itself) that splits into a feature extractor and a head, as timm's mod
     logits = model.forward_head(features)    # [B, num_classes]; the features when num_classes == 0
     logits = model(x)                        # forward_head(forward_features(x))
 
-Per modality, ``x`` is what the preprocess stages produce:
+Per modality, ``x`` is what the preprocess stages produce. Audio backbones declare the input
+they take with ``register_backbone(..., input=...)`` (``mmkit list`` / ``describe`` show it):
 
-- audio: a log-mel batch ``float [B, 1, n_mels, frames]`` of any size (pool to a vector); the
-  factory takes ``in_channels`` (1 for log-mel) so several features can be stacked;
+- audio, ``input="log_mel"`` (the default): a log-mel batch ``float [B, 1, n_mels, frames]`` of
+  any size, down to 1x1 (pool to a vector); the factory takes ``in_channels`` (1 for log-mel) so
+  that several features can be stacked;
+- audio, ``input="waveform"``: the mono waveform ``float [B, samples]`` at the run's sample
+  rate, with no log-mel or SpecAugment in front (the network has its own front end);
 - video: clips ``float [B, 3, T, H, W]`` from ``video_transform``;
 - image / text towers (for image-text models): ``float [B, 3, S, S]`` / ``long [B, L]``, with
   ``image_size`` / ``context_length`` attributes;
 - mm (image-text) models: :class:`mmkit.backbones.clip_base.ClipModel`.
+
+:class:`ClassifierBackbone` is the usual shape of a classification backbone: subclasses build
+the feature extractor, implement ``forward_features`` and call ``_init_head``.
 
 A classification backbone names its head (the classifier and any pooling weights learned with
 it) in ``pretrained_fresh``, a tuple of state-dict key prefixes (``("fc.",)``): what a
@@ -30,10 +37,12 @@ backbone and preprocessor against this contract.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+from mmkit.errors import UserInputError
 
 
 @runtime_checkable
@@ -67,3 +76,44 @@ def init_conv_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=0.01)
             nn.init.zeros_(m.bias)
+
+
+class ClassifierBackbone(nn.Module):
+    """Pooled features -> dropout -> a linear classifier (none for ``num_classes == 0``).
+
+    ``head_name`` is the classifier's attribute (``"head"``; ``"fc"`` where published weights
+    name it so); ``pretrained_fresh`` defaults to it. Subclasses implement ``forward_features``.
+    """
+
+    head_name: ClassVar[str] = "head"
+    pretrained_fresh: ClassVar[tuple[str, ...]] = ("head.",)
+    num_features: int
+    num_classes: int
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "pretrained_fresh" not in cls.__dict__:
+            cls.pretrained_fresh = (f"{cls.head_name}.",)
+
+    def _init_head(self, num_features: int, num_classes: int, dropout: float) -> None:
+        """Validate the head's arguments and build it (``self.dropout``, ``self.<head_name>``)."""
+        if num_classes < 0:
+            raise UserInputError(f"num_classes ({num_classes}) must be >= 0 (0: no classifier)")
+        if not 0.0 <= dropout < 1.0:
+            raise UserInputError(f"dropout ({dropout}) must be in [0, 1)")
+        self.num_features = int(num_features)
+        self.num_classes = num_classes
+        self.dropout = nn.Dropout(dropout)
+        head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        setattr(self, self.head_name, head)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs -> pooled features ``[B, num_features]``."""
+        raise NotImplementedError
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Features ``[B, num_features]`` -> logits ``[B, num_classes]`` (features if 0 classes)."""
+        return getattr(self, self.head_name)(self.dropout(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmkit.backbones.base import ClassifierBackbone
 from mmkit.backbones.pretrained import WeightsSpec
 from mmkit.errors import UserInputError
 from mmkit.registry import register_backbone, variant
@@ -35,7 +36,7 @@ def _bundle(name: str) -> Any:
     return bundle
 
 
-class SSLSpeechClassifier(nn.Module):
+class SSLSpeechClassifier(ClassifierBackbone):
     """A torchaudio SSL speech model on the waveform; a learned layer-weighted sum of its
     transformer layers, mean over time, linear head.
 
@@ -45,6 +46,7 @@ class SSLSpeechClassifier(nn.Module):
     fine-tuning recipe).
     """
 
+    head_name = "fc"
     pretrained_fresh = ("fc.", "layer_logits")  # the file holds the SSL network only
 
     def __init__(
@@ -57,10 +59,6 @@ class SSLSpeechClassifier(nn.Module):
         freeze_feature_extractor: bool = True,
     ) -> None:
         super().__init__()
-        if num_classes < 0:
-            raise UserInputError(f"num_classes ({num_classes}) must be >= 0 (0: no classifier)")
-        if not 0.0 <= dropout < 1.0:
-            raise UserInputError(f"dropout ({dropout}) must be in [0, 1)")
         from torchaudio.models import wav2vec2_model, wavlm_model
 
         spec = _bundle(bundle)
@@ -79,11 +77,8 @@ class SSLSpeechClassifier(nn.Module):
         if freeze_feature_extractor:
             self.model.feature_extractor.requires_grad_(False)
         self.num_layers = int(params["encoder_num_layers"])
-        self.num_features = int(params["encoder_embed_dim"])
         self.layer_logits = nn.Parameter(torch.zeros(self.num_layers))  # softmax -> layer weights
-        self.num_classes = num_classes
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self._init_head(params["encoder_embed_dim"], num_classes, dropout)
 
     def adapt_pretrained(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A torchaudio bundle's file holds the network alone: its keys go under ``model.``."""
@@ -105,13 +100,6 @@ class SSLSpeechClassifier(nn.Module):
         stacked = torch.stack(layers, 0)  # [L, B, frames, D]
         mixed = (self.layer_weights().to(stacked.dtype).view(-1, 1, 1, 1) * stacked).sum(0)
         return mixed.mean(1)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Features ``[B, num_features]`` -> logits ``[B, num_classes]``."""
-        return self.fc(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _register(name: str, doc: str, bundle: str, **defaults: Any) -> Any:

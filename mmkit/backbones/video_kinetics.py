@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmkit.backbones.base import ClassifierBackbone
 from mmkit.backbones.pretrained import WeightsSpec
 from mmkit.errors import UserInputError
 from mmkit.preprocess.video import KINETICS_MEAN, KINETICS_STD
@@ -33,33 +34,27 @@ ARCHS = {
 }
 
 
-class TorchvisionVideoNet(nn.Module):
+class TorchvisionVideoNet(ClassifierBackbone):
     """A torchvision video classifier up to its pooled features, then dropout and a linear head."""
 
-    pretrained_fresh = ("fc.",)  # a Kinetics head of another class count starts fresh
+    head_name = "fc"  # a Kinetics head of another class count starts fresh
 
     def __init__(self, *, arch: str, num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise UserInputError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-        if num_classes < 0:
-            raise UserInputError(f"num_classes ({num_classes}) must be >= 0 (0: no classifier)")
-        if not 0.0 <= dropout < 1.0:
-            raise UserInputError(f"dropout ({dropout}) must be in [0, 1)")
         from torchvision.models import video as tv_video  # 1.5 s: when a model is built
 
         _, head_attr, self._file_head = ARCHS[arch]
         net = getattr(tv_video, arch)(weights=None)
         head = getattr(net, head_attr)
         last = head[-1] if isinstance(head, nn.Sequential) else head
-        self.num_features = int(last.in_channels if arch == "s3d" else last.in_features)
+        num_features = int(last.in_channels if arch == "s3d" else last.in_features)
         setattr(net, head_attr, nn.Identity())  # net(x) is now the pooled features
         if arch == "s3d":
             net.avgpool = _SmallClipPool(net.avgpool.kernel_size)
         self.net = net
-        self.num_classes = num_classes
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self._init_head(num_features, num_classes, dropout)
 
     def adapt_pretrained(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """torchvision's keys -> this module's: the network under ``net.``, its classifier as
@@ -78,13 +73,6 @@ class TorchvisionVideoNet(nn.Module):
         if x.dim() != 5:
             raise ValueError(f"expected clips [B, C, T, H, W], got shape {tuple(x.shape)}")
         return self.net(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Features ``[B, num_features]`` -> logits ``[B, num_classes]``."""
-        return self.fc(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class TorchvisionMViT(TorchvisionVideoNet):

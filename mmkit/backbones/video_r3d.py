@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mmkit.backbones.base import init_conv_weights
+from mmkit.backbones.base import ClassifierBackbone, init_conv_weights
 from mmkit.errors import UserInputError
 from mmkit.registry import register_backbone, variant
 
@@ -46,12 +46,10 @@ class BasicBlock3d(nn.Module):
 
 
 @register_backbone("video_r3d", modality="video")
-class VideoR3D(nn.Module):
+class VideoR3D(ClassifierBackbone):
     """Small 3D ResNet (~0.5M parameters), the default video backbone; fast on CPU at 16x64x64.
 
     A stem, ``len(widths)`` stages of ``depths[i]`` residual blocks, and mean+max pooling."""
-
-    pretrained_fresh = ("head.",)  # the head (mmkit.backbones.base)
 
     def __init__(
         self,
@@ -72,10 +70,6 @@ class VideoR3D(nn.Module):
                 f"widths and depths must be equally long positive lists, got {list(widths)}, "
                 f"{list(depths)}"
             )
-        if num_classes < 0:
-            raise UserInputError(f"num_classes ({num_classes}) must be >= 0 (0: no classifier)")
-        if not 0.0 <= dropout < 1.0:
-            raise UserInputError(f"dropout ({dropout}) must be in [0, 1)")
         self.stem = nn.Sequential(
             nn.Conv3d(in_channels, stem_width, (3, 5, 5), (1, 2, 2), (1, 2, 2), bias=False),
             nn.BatchNorm3d(stem_width),
@@ -90,11 +84,8 @@ class VideoR3D(nn.Module):
             stages.append(nn.Sequential(*blocks))
             c_in = width
         self.stages = nn.Sequential(*stages)
-        self.num_features = c_in
-        self.num_classes = num_classes
         self.pool = pool
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c_in, num_classes) if num_classes else nn.Identity()
+        self._init_head(c_in, num_classes, dropout)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -108,13 +99,6 @@ class VideoR3D(nn.Module):
         if self.pool == "avg":
             return x.mean(dim=-1)
         return x.mean(dim=-1) + x.amax(dim=-1)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Features ``[B, num_features]`` -> logits ``[B, num_classes]`` (features if 0 classes)."""
-        return self.head(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 video_r3d_test = register_backbone("video_r3d_test", modality="video")(

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
+from mmkit.backbones.base import ClassifierBackbone
 from mmkit.backbones.pretrained import WeightsSpec
 from mmkit.errors import UserInputError
 from mmkit.preprocess.video import KINETICS_MEAN, KINETICS_STD
@@ -27,19 +27,15 @@ WEIGHTS = {"r3d_18": "R3D_18_Weights", "mc3_18": "MC3_18_Weights",
            "r2plus1d_18": "R2Plus1D_18_Weights"}  # fmt: skip
 
 
-class TorchvisionVideoResNet(nn.Module):
+class TorchvisionVideoResNet(ClassifierBackbone):
     """A torchvision ``VideoResNet`` with ``forward_features`` / ``forward_head`` split out."""
 
-    pretrained_fresh = ("fc.",)  # a Kinetics head of another class count starts fresh
+    head_name = "fc"  # torchvision's name: a Kinetics head of another class count starts fresh
 
     def __init__(self, *, arch: str, num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise UserInputError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-        if num_classes < 0:
-            raise UserInputError(f"num_classes ({num_classes}) must be >= 0 (0: no classifier)")
-        if not 0.0 <= dropout < 1.0:
-            raise UserInputError(f"dropout ({dropout}) must be in [0, 1)")
         from torchvision.models import video as tv_video
 
         net = getattr(tv_video, arch)(weights=None)
@@ -47,10 +43,7 @@ class TorchvisionVideoResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             net.layer1, net.layer2, net.layer3, net.layer4,
         )  # fmt: skip
-        self.num_features = net.fc.in_features
-        self.num_classes = num_classes
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self._init_head(net.fc.in_features, num_classes, dropout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clips ``[B, 3, T, H, W]`` -> pooled features ``[B, 512]``."""
@@ -58,13 +51,6 @@ class TorchvisionVideoResNet(nn.Module):
             raise ValueError(f"expected clips [B, C, T, H, W], got shape {tuple(x.shape)}")
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
         return self.avgpool(x).flatten(1)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Features ``[B, num_features]`` -> logits ``[B, num_classes]``."""
-        return self.fc(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _torchvision_variant(arch: str, doc: str) -> Callable[..., TorchvisionVideoResNet]:

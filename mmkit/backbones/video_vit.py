@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmkit.backbones.base import ClassifierBackbone
 from mmkit.errors import UserInputError
 from mmkit.registry import register_backbone, variant
 
@@ -26,12 +27,10 @@ def _encoder(dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float)
 
 
 @register_backbone("video_vit", modality="video")
-class VideoViT(nn.Module):
+class VideoViT(ClassifierBackbone):
     """Factorised space-time transformer (~1.2M parameters at the defaults).
 
     A spatial transformer per frame, then a temporal one over the frames' class tokens."""
-
-    pretrained_fresh = ("head.",)  # the head (mmkit.backbones.base)
 
     def __init__(
         self,
@@ -50,8 +49,6 @@ class VideoViT(nn.Module):
         head_dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        if num_classes < 0:
-            raise UserInputError(f"num_classes ({num_classes}) must be >= 0 (0: no classifier)")
         if img_size % patch_size:
             raise UserInputError(
                 f"img_size ({img_size}) must be a multiple of patch_size ({patch_size})"
@@ -72,10 +69,7 @@ class VideoViT(nn.Module):
         self.temporal_pos = nn.Parameter(torch.zeros(1, 1 + num_frames, dim))
         self.temporal = _encoder(dim, temporal_depth, heads, mlp_ratio, dropout)
         self.norm = nn.LayerNorm(dim)
-        self.num_features = dim
-        self.num_classes = num_classes
-        self.dropout = nn.Dropout(head_dropout)
-        self.head = nn.Linear(dim, num_classes) if num_classes else nn.Identity()
+        self._init_head(dim, num_classes, head_dropout)
         for p in (self.frame_cls, self.spatial_pos, self.clip_cls, self.temporal_pos):
             nn.init.trunc_normal_(p, std=0.02)
         if isinstance(self.head, nn.Linear):
@@ -115,13 +109,6 @@ class VideoViT(nn.Module):
         frames = torch.cat([self.clip_cls.expand(b, -1, -1), frames], dim=1)
         frames = self.temporal(frames + self._temporal_pos(t))
         return self.norm(frames[:, 0])
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Features ``[B, dim]`` -> logits ``[B, num_classes]`` (features if 0 classes)."""
-        return self.head(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 video_vit_test = register_backbone("video_vit_test", modality="video")(
