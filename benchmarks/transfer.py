@@ -44,6 +44,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--pretrain-run", type=Path, default=None,
+        help="an earlier pretraining run to start from (skips pretraining)",
+    )  # fmt: skip
     return p
 
 
@@ -94,12 +98,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.epochs is not None:
         pre_flags["epochs"] = args.epochs
     # the pretraining task (digits) has other labels than the test set: it is not scored there
-    result = train(data.pretrain_dir, out / "pretrain", pre_flags, args.pretrain_set)
-    pretrain = {
-        "val_accuracy": round(result.best_metric.get("accuracy", float("nan")), 4),
-        "epochs_run": result.epochs,
-    }
-    pretrained = result.best_checkpoint
+    if args.pretrain_run is not None:
+        pretrained = args.pretrain_run / "best"
+        metrics = json.loads((pretrained / "config.json").read_text()).get("metrics", {})
+        pretrain = {"val_accuracy": metrics.get("accuracy"), "run": str(args.pretrain_run)}
+    else:
+        result = train(data.pretrain_dir, out / "pretrain", pre_flags, args.pretrain_set)
+        pretrain = {
+            "val_accuracy": round(result.best_metric.get("accuracy", float("nan")), 4),
+            "epochs_run": result.epochs,
+        }
+        pretrained = result.best_checkpoint
     print(f"pretrain: val_accuracy={pretrain['val_accuracy']}", file=sys.stderr, flush=True)
     rows: dict[str, dict[str, Any]] = {}
     for shots in spec.shots:
