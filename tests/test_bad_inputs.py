@@ -250,6 +250,19 @@ CASES = [
         env=OFFLINE_ENV,
     ),
     Case(
+        "mm-pretrained-tag-offline",
+        ("mm", "sim", "{red_png}", "a red square", "--model", "ViT-B-32", "--pretrained", "openai"),
+        1,
+        r"open_clip 'ViT-B-32': cannot fetch pretrained='openai' \(the Hugging Face hub is "
+        r"unreachable \(offline\) and it is not in the local cache\)",
+    ),
+    Case(
+        "mm-pretrained-tag-unknown",
+        ("mm", "sim", "{red_png}", "a red square", "--model", "ViT-B-32", "--pretrained", "opnai"),
+        1,
+        r"pretrained='opnai' is not a known tag or valid file path \(tags: openai, laion400m",
+    ),
+    Case(
         "hub-offline-mode",
         ("audio", "prepare", "--dataset", "mmkit-test-org/nothing", "--out", "{out}"),
         1,
