@@ -49,13 +49,6 @@ def words(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkedCli]:
-    runner = ForkedCli(tmp_path_factory.mktemp("forked_cli"))
-    yield runner
-    runner.close()
-
-
 def prepare_args(manifest: Path, out: Path) -> list[str]:
     return ["audio", "prepare", "--dataset", str(manifest), "--out", str(out), "--json"]
 

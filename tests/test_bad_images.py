@@ -18,7 +18,6 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,8 @@ from PIL import Image
 from tests.forked_cli import ForkedCli
 from tests.media.image_layouts import write_csv_manifest
 from tests.media.images import write_scene_images
-from tests.test_bad_inputs import ERROR_LINE, TIMEOUT, _strict_json
+from tests.test_bad_export import assert_one_error_line
+from tests.test_bad_inputs import TIMEOUT, _strict_json
 
 RED, GREEN, BLUE, WHITE = (220, 20, 20), (20, 200, 20), (20, 20, 220), (255, 255, 255)
 TEXTS = ("a red square", "a blue circle on the left", "a green triangle")
@@ -143,13 +143,6 @@ def clip_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run"
 
 
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkedCli]:
-    runner = ForkedCli(tmp_path_factory.mktemp("forked_cli"))
-    yield runner
-    runner.close()
-
-
 # -- helpers ------------------------------------------------------------------------------------
 def sim(cli: ForkedCli, run: Path, images: list[Path], texts: list[str]) -> list[dict[str, Any]]:
     """``mmkit mm sim IMAGES TEXTS --checkpoint RUN --json``: its entries, one per image, each
@@ -246,10 +239,7 @@ def test_an_image_that_does_not_decode_is_one_line(
     pixel = cli.peak_rss_mb
     path = images[name]
     proc = cli.run(["mm", "sim", str(path), *TEXTS, "--checkpoint", str(clip_run), "--json"])
-    assert proc.returncode == 1, proc.stderr
-    assert len(proc.stderr.splitlines()) == 1 and ERROR_LINE.match(proc.stderr), proc.stderr
-    assert re.search(rf"^error: cannot decode {re.escape(str(path))}: {reason}", proc.stderr)
-    assert not proc.stdout
+    assert_one_error_line(proc, rf"^error: cannot decode {re.escape(str(path))}: {reason}")
     assert cli.peak_rss_mb < pixel + 100, (cli.peak_rss_mb, pixel)
 
 

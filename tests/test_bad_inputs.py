@@ -485,13 +485,6 @@ def dead_hub() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkedCli]:
-    runner = ForkedCli(tmp_path_factory.mktemp("forked_cli"))
-    yield runner
-    runner.close()
-
-
 def _strict_json(text: str) -> object:
     def refuse(name: str) -> float:
         raise ValueError(f"{name} in the JSON")
