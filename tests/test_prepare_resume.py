@@ -210,3 +210,13 @@ def test_prepare_workers_sets_the_decoding_pool(tmp_path, monkeypatch):
           "--set", "prepare_workers=5", "--json")  # fmt: skip
     assert sizes == [3, min(8, os.cpu_count() or 1), 5]
     assert _files(tmp_path / "three") == _files(tmp_path / "default")  # same store either way
+
+
+def test_a_writer_that_committed_no_chunk_leaves_nothing(tmp_path):
+    """Stopped (a full disk, Ctrl-C) before its first chunk, a writer has nothing a later one
+    could continue from: its partial directory goes, so the space it took is free again."""
+    writer = _writer(tmp_path / "store")
+    _feed(writer, _items(3), 0, 3)
+    writer.abort()
+    assert not partial_dir_for(tmp_path / "store").exists()
+    assert list(tmp_path.iterdir()) == []
