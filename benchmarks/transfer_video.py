@@ -49,13 +49,12 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.camera_motion_data import TEST_SOURCES, CameraData, DataSpec, ensure_data
-from benchmarks.protocol import base_parser, code_version, run_seeds, summarize
+from benchmarks.protocol import base_parser, code_version, transfer_rows, transfer_table
 from benchmarks.transfer import MODES, mode_flags
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/transfer_video")
 PRETRAIN_LABELS = ("pan_left", "pan_right", "tilt_up", "tilt_down")
 TASK_LABELS = ("zoom_in", "zoom_out", "roll_cw", "roll_ccw")
-HEADER = "| start | clips/class | accuracy mean ± std | macro-F1 mean ± std | per seed | last | n |"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -198,32 +197,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out or Path(tempfile.mkdtemp(prefix="mmkit-transfer-video-"))
     pretrained, pre_report = pretrain(args, pre_data, out)
     trace = {"patience": 0} if args.trace else {}
-    rows: dict[str, dict[str, Any]] = {}
-    for shots in sorted(set(args.shots)):
-        manifest = write_manifest(data, shots, args.trace)
-        for mode in args.modes:
-            seeds = run_seeds(
-                lambda seed, shots=shots, mode=mode, manifest=manifest: train_and_score(
-                    manifest,
-                    data,
-                    out / f"{mode}-{shots}" / f"seed{seed}",
-                    {"seed": seed, **trace, **mode_flags(mode, pretrained)},
-                    args.set,
-                ),
-                args.seeds,
-                data.test_files,
-                f"{mode} {shots}/class",
-            )
-            rows[f"{mode}-{shots}"] = {
-                "mode": mode,
-                "shots": shots,
-                "train_files": shots * len(TASK_LABELS),
-                "num_samples": data.test_files,
-                "accuracy": summarize([s["accuracy"] for s in seeds]),
-                "macro_f1": summarize([s["macro_f1"] for s in seeds]),
-                "last_accuracy": summarize([s["last_accuracy"] for s in seeds]),
-                "seeds": seeds,
-            }
+    shots = sorted(set(args.shots))
+    manifests = {k: write_manifest(data, k, args.trace) for k in shots}
+    rows = transfer_rows(
+        lambda k, mode, seed: train_and_score(
+            manifests[k],
+            data,
+            out / f"{mode}-{k}" / f"seed{seed}",
+            {"seed": seed, **trace, **mode_flags(mode, pretrained)},
+            args.set,
+        ),
+        shots,
+        args.modes,
+        args.seeds,
+        data.test_files,
+        classes=len(TASK_LABELS),
+        unit="class",
+    )
     test_rows = data.rows("test")
     return {
         "protocol": "transfer-video",
@@ -253,16 +243,7 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         f"{pre.get('test_accuracy', 'n/a')}; test: {report['test']['files']} clips, "
         f"held-out sources {', '.join(report['test']['sources'])}"
     )
-    print(HEADER)
-    print("|---|---|---|---|---|---|---|")
-    for row in report["rows"].values():
-        acc, f1, last = row["accuracy"], row["macro_f1"], row["last_accuracy"]
-        per_seed = " / ".join(f"{s['accuracy']:.3f}" for s in row["seeds"])
-        print(
-            f"| {row['mode']} | {row['shots']} | {acc['mean']:.3f} ± {acc['std']:.3f} | "
-            f"{f1['mean']:.3f} ± {f1['std']:.3f} | {per_seed} | {last['mean']:.3f} | "
-            f"{row['num_samples']} |"
-        )
+    print("\n".join(transfer_table(report, "class")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
