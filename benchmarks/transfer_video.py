@@ -67,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true", help="diagnostic: validate on the test")
     sizes = p.add_argument_group("data sizes (tests)")
     sizes.add_argument("--pretrain-per-class", type=int, default=40)
+    sizes.add_argument("--task-per-class", type=int, default=20, help="new task's clips to draw on")
     sizes.add_argument("--test-per-class", type=int, default=24, help="new task, per class")
     sizes.add_argument("--pretrain-test-per-class", type=int, default=10)
     sizes.add_argument("--source-scale", type=float, default=1.0, help="< 1: smaller footage")
@@ -83,7 +84,7 @@ def specs(args: argparse.Namespace) -> tuple[DataSpec, DataSpec]:
         labels=PRETRAIN_LABELS,
     )
     task = DataSpec(
-        train_per_class=max(args.shots),
+        train_per_class=max(args.task_per_class, *args.shots),  # one cache for every --shots
         test_per_class=args.test_per_class,
         source_scale=scale,
         labels=TASK_LABELS,

@@ -5,7 +5,7 @@ in the test's own folder; what is checked is the report: every mode run at every
 test clip scored (``num_samples`` equal to the clips written), the summary keys. The figures
 at the protocols' defaults are in the README and ``benchmarks/results/transfer/``.
 
-Slow (each a minute or two on one core): ``pytest -m slow tests/test_transfer_protocol.py``.
+Slow (about 20 s each on one core): ``pytest -m slow tests/test_transfer_protocol.py``.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ def test_audio_transfer_protocol_scores_every_mode_and_clip(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_video_transfer_protocol_scores_every_mode_and_clip(tmp_path: Path) -> None:
-    tiny = ["--pretrain-per-class", "2", "--pretrain-test-per-class", "1", "--test-per-class"]
-    tiny += ["2", "--source-scale", "0.25", "--data", str(tmp_path / "data")]
+    tiny = ["--pretrain-per-class", "2", "--pretrain-test-per-class", "1", "--source-scale"]
+    tiny += ["0.25", "--task-per-class", "2", "--test-per-class", "2"]
+    tiny += ["--data", str(tmp_path / "data")]
     small_net = ("backbone=video_r3d_test", "frames=8", "size=32")
     pre = [arg for s in small_net for arg in ("--pretrain-set", s)]
     fine = [arg for s in (*small_net, "epochs=2") for arg in ("--set", s)]
