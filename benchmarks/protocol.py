@@ -83,3 +83,55 @@ def breakdown(rows: Sequence[dict[str, str]], hits: Sequence[bool], key: str) ->
     for row, hit in zip(rows, hits, strict=True):
         out.setdefault(row[key], []).append(hit)
     return {k: round(sum(v) / len(v), 3) for k, v in sorted(out.items())}
+
+
+def transfer_rows(
+    run: Callable[[int, str, int], dict[str, Any]],
+    shots: Sequence[int],
+    modes: Sequence[str],
+    seeds: Sequence[int],
+    test_files: int,
+    *,
+    classes: int,
+    unit: str,
+) -> dict[str, dict[str, Any]]:
+    """The rows of a transfer report: ``run(shots, mode, seed)`` for every size, mode and seed
+    (each checked by :func:`run_seeds`), accuracy and macro-F1 (and ``last_accuracy`` where the
+    results have it) summarised over seeds, keyed ``"<mode>-<shots>"``."""
+    rows: dict[str, dict[str, Any]] = {}
+    for k in shots:
+        for mode in modes:
+            results = run_seeds(
+                lambda seed, k=k, mode=mode: run(k, mode, seed),
+                seeds,
+                test_files,
+                f"{mode} {k}/{unit}",
+            )
+            keys = [key for key in ("accuracy", "macro_f1", "last_accuracy") if key in results[0]]
+            rows[f"{mode}-{k}"] = {
+                "mode": mode,
+                "shots": k,
+                "train_files": k * classes,
+                "num_samples": test_files,
+                **{key: summarize([r[key] for r in results]) for key in keys},
+                "seeds": results,
+            }
+    return rows
+
+
+def transfer_table(report: dict[str, Any], unit: str) -> list[str]:
+    """A transfer report's rows as a markdown table: start, clips per ``unit``, accuracy and
+    macro-F1 mean ± std, accuracy per seed, the final weights' mean accuracy (where the rows
+    have ``last_accuracy``) and the test items scored."""
+    last = all("last_accuracy" in row for row in report["rows"].values())
+    head = ["start", f"clips/{unit}", "accuracy mean ± std", "macro-F1 mean ± std", "per seed"]
+    head += ["last", "n"] if last else ["n"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["rows"].values():
+        acc, f1 = row["accuracy"], row["macro_f1"]
+        cells = [row["mode"], str(row["shots"]), f"{acc['mean']:.3f} ± {acc['std']:.3f}"]
+        cells += [f"{f1['mean']:.3f} ± {f1['std']:.3f}"]
+        cells += [" / ".join(f"{s['accuracy']:.3f}" for s in row["seeds"])]
+        cells += [f"{row['last_accuracy']['mean']:.3f}"] if last else []
+        lines.append("| " + " | ".join([*cells, str(row["num_samples"])]) + " |")
+    return lines
