@@ -72,7 +72,7 @@ class TrainConfig:
     augment: bool = True
     logger: str = "auto"
     prepared: str | None = None
-    prepare_workers: int | None = None  # prepare's decoding threads; None: min(8, cores)
+    prepare_workers: int | None = None  # prepare's decoding workers; None: min(8, cores)
     hf_config: str | None = None
     label_column: str = "label"
 

@@ -53,7 +53,7 @@ class StoreRecipe:
 
     def encoder(self) -> Decode:
         """:attr:`decode`, then each frame JPEG-encoded when ``params`` ask for a jpeg store
-        (in the decoding threads: :mod:`~mmkit.data.frame_codec`)."""
+        (in the decoding workers: :mod:`~mmkit.data.frame_codec`)."""
         if frame_format(self.params) != "jpeg":
             return self.decode
         decode, quality = self.decode, int(self.params["jpeg_quality"])
