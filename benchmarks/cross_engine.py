@@ -25,6 +25,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks.cross_engine_data import ENGINES, DataSpec, EngineData, ensure_data, other_engine
 from benchmarks.protocol import base_parser, breakdown, code_version, run_seeds, summarize
+from benchmarks.real_conditions import CONDITIONS, ConditionSpec, ensure_conditions
+from benchmarks.real_recordings import ensure_real
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/cross_engine")
 DIRECTIONS = tuple(f"{e}-{other_engine(e)}" for e in ENGINES)
@@ -49,7 +52,35 @@ def protocol_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--voices", type=int, default=None, help="voices per engine (all)")
     parser.add_argument("--takes", type=int, default=2, help="takes per training word")
+    parser.add_argument(
+        "--conditions",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="also score the recording conditions of real_conditions.py (all when none named)",
+    )
+    parser.add_argument(
+        "--real", type=Path, default=None, help="a folder of real recordings to score too"
+    )
     return parser
+
+
+def with_conditions(test: EngineData, args: argparse.Namespace) -> EngineData:
+    """``test`` with the recording conditions (and real recordings) that ``args`` asks for."""
+    extra: list[tuple[str, Path, int]] = []
+    if args.conditions is not None:
+        names = tuple(args.conditions) or CONDITIONS
+        spec = ConditionSpec(conditions=names, voices=args.voices)
+        sets = ensure_conditions(args.data, test.engine, spec, progress=_note)
+        extra += [(c.name, c.manifest, c.files) for c in sets]
+    if args.real is not None:
+        real = ensure_real(args.real, args.data)
+        extra += [(real.name, real.manifest, real.files)]
+    return replace(test, conditions=tuple(extra))
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def run_protocol(
@@ -66,7 +97,7 @@ def run_protocol(
     directions = {}
     for direction in args.directions:
         train_engine, test_engine = direction.split("-")
-        train, test = data[train_engine], data[test_engine]
+        train, test = data[train_engine], with_conditions(data[test_engine], args)
         seeds = run_seeds(
             lambda seed, train=train, test=test, d=direction: recipe(
                 train, test, seed, args.epochs, out / d / f"seed{seed}"
@@ -81,6 +112,15 @@ def run_protocol(
             "num_samples": test.test_files,
             "accuracy": summarize([s["accuracy"] for s in seeds]),
             "macro_f1": summarize([s["macro_f1"] for s in seeds]),
+            "conditions": {
+                name: {
+                    "num_samples": files,
+                    "accuracy": summarize([s["conditions"][name]["accuracy"] for s in seeds]),
+                    "macro_f1": summarize([s["conditions"][name]["macro_f1"] for s in seeds]),
+                }
+                for name, _, files in test.conditions
+                if all("conditions" in s for s in seeds)
+            },
             "seeds": seeds,
         }
     return {
@@ -108,12 +148,38 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
             f"| {direction} | {acc['mean']:.3f} ± {acc['std']:.3f} | "
             f"{f1['mean']:.3f} ± {f1['std']:.3f} | {per_seed} | {d['num_samples']} |"
         )
+        for name, c in d.get("conditions", {}).items():
+            acc, f1 = c["accuracy"], c["macro_f1"]
+            per_seed = " / ".join(f"{s['conditions'][name]['accuracy']:.3f}" for s in d["seeds"])
+            print(
+                f"| {direction} {name} | {acc['mean']:.3f} ± {acc['std']:.3f} | "
+                f"{f1['mean']:.3f} ± {f1['std']:.3f} | {per_seed} | {c['num_samples']} |"
+            )
 
 
-def manifest_rows(test: EngineData) -> list[dict[str, str]]:
-    """The test manifest's rows (``path``, ``label``, ``format``)."""
-    with open(test.test_manifest, newline="", encoding="utf-8") as f:
+def manifest_rows(manifest: Path) -> list[dict[str, str]]:
+    """A manifest's rows (the test manifest's: ``path``, ``label``, ``format``)."""
+    with open(manifest, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def score_conditions(checkpoint: str | Path, test: EngineData) -> dict[str, dict[str, float]]:
+    """Accuracy and macro-F1 of ``checkpoint`` on each of ``test``'s condition sets (every file;
+    a set that did not score every file raises)."""
+    from mmkit.pipelines import audio
+
+    out = {}
+    for name, manifest, files in test.conditions:
+        cfg = audio.AudioConfig(dataset=str(manifest))
+        report = audio.evaluate(str(checkpoint), cfg, split="all")
+        if report["num_samples"] != files:
+            raise RuntimeError(f"{name}: scored {report['num_samples']} of {files} files")
+        out[name] = {
+            "accuracy": round(report["accuracy"], 4),
+            "macro_f1": round(report["macro_f1"], 4),
+            "num_samples": files,
+        }
+    return out
 
 
 def mmkit_recipe(sets: Sequence[str]) -> Recipe:
@@ -137,7 +203,7 @@ def mmkit_recipe(sets: Sequence[str]) -> Recipe:
             for ckpt in (result.best_checkpoint, result.last_checkpoint)
         )
         best = json.loads((Path(result.best_checkpoint) / "config.json").read_text())
-        rows = manifest_rows(test)
+        rows = manifest_rows(test.test_manifest)
         top = audio.infer(
             [str(test.test_dir / r["path"]) for r in rows], str(result.best_checkpoint)
         )
@@ -153,6 +219,11 @@ def mmkit_recipe(sets: Sequence[str]) -> Recipe:
             "last_accuracy": round(last["accuracy"], 4),
             "last_num_samples": last["num_samples"],
             "per_format": breakdown(rows, hits, "format"),
+            **(
+                {"conditions": score_conditions(result.best_checkpoint, test)}
+                if test.conditions
+                else {}
+            ),
         }
 
     return run
