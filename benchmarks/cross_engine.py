@@ -83,6 +83,37 @@ def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def condition_summary(test: EngineData, seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, std, min and max over seeds of each condition's accuracy and macro-F1."""
+    if not test.conditions or not all("conditions" in s for s in seeds):
+        return {}
+    return {
+        cond: {
+            "num_samples": files,
+            **{
+                metric: summarize([s["conditions"][cond][metric] for s in seeds])
+                for metric in ("accuracy", "macro_f1")
+            },
+        }
+        for cond, _, files in test.conditions
+    }
+
+
+def rescore(report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``report`` (an earlier run of this protocol, its runs kept under ``--out``) with each
+    seed's best checkpoint scored on the conditions ``args`` asks for: no training."""
+    data = ensure_data(args.data, DataSpec(voices=args.voices, takes=args.takes))
+    for direction, d in report["directions"].items():
+        test = with_conditions(data[direction.split("-")[1]], args)
+        for seed in d["seeds"]:
+            best = args.out / direction / f"seed{seed['seed']}" / "best"
+            seed["conditions"] = score_conditions(best, test)
+        d["conditions"] = condition_summary(test, d["seeds"])
+    real = str(args.real) if args.real else None
+    report["rescored"] = {"code": code_version(), "conditions": args.conditions, "real": real}
+    return report
+
+
 def run_protocol(
     recipe: Recipe, args: argparse.Namespace, *, name: str, settings: dict[str, Any]
 ) -> dict[str, Any]:
@@ -112,15 +143,7 @@ def run_protocol(
             "num_samples": test.test_files,
             "accuracy": summarize([s["accuracy"] for s in seeds]),
             "macro_f1": summarize([s["macro_f1"] for s in seeds]),
-            "conditions": {
-                name: {
-                    "num_samples": files,
-                    "accuracy": summarize([s["conditions"][name]["accuracy"] for s in seeds]),
-                    "macro_f1": summarize([s["conditions"][name]["macro_f1"] for s in seeds]),
-                }
-                for name, _, files in test.conditions
-                if all("conditions" in s for s in seeds)
-            },
+            "conditions": condition_summary(test, seeds),
             "seeds": seeds,
         }
     return {
@@ -232,7 +255,15 @@ def mmkit_recipe(sets: Sequence[str]) -> Recipe:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = protocol_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--rescore", type=Path, default=None, metavar="REPORT",
+        help="score an earlier report's runs (kept under --out) on the conditions; no training",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.rescore is not None:
+        report = rescore(json.loads(args.rescore.read_text()), args)
+        print_report(report, args.json)
+        return 0
     report = run_protocol(mmkit_recipe(args.set), args, name="mmkit", settings={"set": args.set})
     print_report(report, args.json)
     return 0

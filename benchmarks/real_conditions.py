@@ -153,7 +153,11 @@ def reverberate(wave: torch.Tensor, rng: np.random.Generator, rt60: tuple[float,
                 distance: tuple[float, float], seed: int) -> torch.Tensor:  # fmt: skip
     """``wave`` in one of the condition's simulated rooms (picked by ``rng``)."""
     bank = rir_bank(seed, rt60, distance)
-    rir = bank[int(rng.integers(len(bank)))]
+    return convolve(wave, bank[int(rng.integers(len(bank)))])
+
+
+def convolve(wave: torch.Tensor, rir: np.ndarray) -> torch.Tensor:
+    """``wave`` through the room ``rir``, cut :data:`TAIL` after ``wave``'s end."""
     wet = fftconvolve(wave.numpy().astype(np.float64), rir)[: wave.numel() + TAIL]
     return torch.from_numpy(wet.astype(np.float32))
 

@@ -66,7 +66,7 @@ def test_room_reverb_responses_decay_by_rt60_and_hold_the_drr() -> None:
     rir = reverb.impulse_responses(64, torch.device("cpu"))
     assert rir.shape == (64, round(0.4 * RATE)) and (rir[:, 0] == 1).all()
     tail = rir[:, 1:].pow(2)
-    torch.testing.assert_close(tail.sum(-1), torch.full((64,), 10 ** -0.6), rtol=1e-4, atol=0)
+    torch.testing.assert_close(tail.sum(-1), torch.full((64,), 10**-0.6), rtol=1e-4, atol=0)
     early, late = tail[:, :800].mean(), tail[:, 3200 - 800 : 3200].mean()  # at 0-50 / 150-200 ms
     # energy falls 60 dB per rt60: about 45 dB from the first to the last 50 ms of 0.2 s
     assert 10 * math.log10(early / late) == pytest.approx(45.0, abs=4.0)
