@@ -33,7 +33,13 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cross_engine_data import ENGINES, DataSpec, EngineData, ensure_data, other_engine
-from benchmarks.protocol import base_parser, breakdown, code_version, run_seeds, summarize
+from benchmarks.protocol import (
+    base_parser,
+    breakdown,
+    code_version,
+    metric_summary,
+    run_seeds,
+)
 from benchmarks.real_conditions import CONDITIONS, ConditionSpec, ensure_conditions
 from benchmarks.real_recordings import ensure_real
 
@@ -88,13 +94,7 @@ def condition_summary(test: EngineData, seeds: list[dict[str, Any]]) -> dict[str
     if not test.conditions or not all("conditions" in s for s in seeds):
         return {}
     return {
-        cond: {
-            "num_samples": files,
-            **{
-                metric: summarize([s["conditions"][cond][metric] for s in seeds])
-                for metric in ("accuracy", "macro_f1")
-            },
-        }
+        cond: {"num_samples": files, **metric_summary([s["conditions"][cond] for s in seeds])}
         for cond, _, files in test.conditions
     }
 
@@ -141,8 +141,7 @@ def run_protocol(
             "train": {"engine": train_engine, "files": train.train_files},
             "test": {"engine": test_engine, "files": test.test_files},
             "num_samples": test.test_files,
-            "accuracy": summarize([s["accuracy"] for s in seeds]),
-            "macro_f1": summarize([s["macro_f1"] for s in seeds]),
+            **metric_summary(seeds),
             "conditions": condition_summary(test, seeds),
             "seeds": seeds,
         }

@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks.cross_engine import manifest_rows
 from benchmarks.cross_engine_data import DIGITS, BenchVoice, speak
-from benchmarks.protocol import base_parser, code_version, run_seeds, summarize
+from benchmarks.protocol import base_parser, code_version, metric_summary, run_seeds
 from benchmarks.real_conditions import (
     add_noise,
     convolve,
@@ -186,8 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "test_files": data.test_files,
         },
         "num_samples": data.test_files,
-        "accuracy": summarize([s["accuracy"] for s in seeds]),
-        "macro_f1": summarize([s["macro_f1"] for s in seeds]),
+        **metric_summary(seeds),
         "seeds": seeds,
     }
     if args.json:

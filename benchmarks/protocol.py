@@ -41,6 +41,11 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def metric_summary(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """:func:`summarize` of the ``accuracy`` and ``macro_f1`` of each seed's result."""
+    return {m: summarize([r[m] for r in results]) for m in ("accuracy", "macro_f1")}
+
+
 def code_version() -> str:
     """The git commit of the code that ran (``+dirty`` with uncommitted changes)."""
     root = Path(__file__).resolve().parents[1]
