@@ -96,7 +96,12 @@ def test_conditions_are_written_once_in_their_formats(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_few_speakers_data_holds_out_whole_talkers(tmp_path: Path) -> None:
     pytest.importorskip("pyroomacoustics")
-    from benchmarks.few_speakers import TALKERS, TRAIN_TALKERS, ensure_data
+    from benchmarks.few_speakers import (
+        TALKERS,
+        TRAIN_TALKERS,
+        ensure_data,
+        with_validation_talker,
+    )
 
     data = ensure_data(tmp_path, takes=1)
     train, test = _rows(data.train_manifest), _rows(data.test_manifest)
@@ -107,6 +112,11 @@ def test_few_speakers_data_holds_out_whole_talkers(tmp_path: Path) -> None:
     for r in train[:5] + test[:5]:
         i = sf.info(str(data.train_manifest.parent / r["path"]))
         assert i.samplerate == 8000 and 0.2 < i.frames / 8000 < 1.2
+    by_talker = _rows(with_validation_talker(data, "ben").train_manifest)
+    assert {r["group"] for r in by_talker if r["split"] == "validation"} == {"ben"}
+    assert {r["split"] for r in by_talker if r["group"] != "ben"} == {"train"}
+    with pytest.raises(ValueError, match="'eli' is not a training talker"):
+        with_validation_talker(data, "eli")
 
 
 @pytest.mark.slow
