@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 SHORT_KEYS = ("accuracy", "macro_f1", "num_samples", "val_accuracy", "best_epoch", "epochs_run")
-SHORT_KEYS += ("last_accuracy", "per_format", "trace")
+SHORT_KEYS += ("last_accuracy", "per_format", "trace", "conditions")
 
 
 def base_parser(description: str, default_data: Path) -> argparse.ArgumentParser:
@@ -76,9 +76,16 @@ def run_seeds(
             )
         result = {"seed": seed, **result, "seconds": round(time.perf_counter() - t0, 1)}
         out.append(result)
-        short = " ".join(f"{k}={result[k]}" for k in SHORT_KEYS if k in result)
+        short = " ".join(f"{k}={_short(result[k])}" for k in SHORT_KEYS if k in result)
         print(f"{label} seed {seed}: {short}", file=sys.stderr, flush=True)
     return out
+
+
+def _short(value: Any) -> Any:
+    """A per-condition report as ``{name: accuracy}`` for the one-line seed summary."""
+    if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+        return {k: v.get("accuracy") for k, v in value.items()}
+    return value
 
 
 def breakdown(rows: Sequence[dict[str, str]], hits: Sequence[bool], key: str) -> dict[str, float]:
