@@ -313,7 +313,9 @@ class WaveAugment(nn.Sequential):
     cross-engine protocol (benchmarks/RESULTS-audio.md) measured a gain on speech from unseen
     voices, engines and formats: noise on 4 examples in 5, band-limiting on half (half of those a
     round trip through 8 or 11.025 kHz, as in telephone or low-rate recordings) and half of the
-    examples trimmed to a shorter recording padded with digital silence.
+    examples trimmed to a shorter recording padded with digital silence. ``speed``, ``reverb``
+    and ``phone`` are off: on that protocol's recording conditions each gained on what it
+    imitates and lost as much elsewhere (RESULTS-audio.md, "Real recordings").
     """
 
     STAGE_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
