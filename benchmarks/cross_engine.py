@@ -15,6 +15,12 @@ seed, then mean, std, min and max.
 ``--set backbone=audio_resnet --set wave_augment.trim.p=0``. Generated data is cached under
 ``--data`` (default ``~/.cache/mmkit/bench/cross_engine``). ``plain_baseline.py`` runs the same
 protocol for a plain PyTorch recipe.
+
+``--conditions [NAME ...]`` also scores each mmkit run on the recording conditions of
+``real_conditions.py`` (rooms, microphones, phone and codec channels, trimming, tempo, pitch,
+level; every word of the held-out engine in each), ``--real DIR`` on a folder of real
+recordings (``real_recordings.py``), and ``--rescore REPORT --out RUNS`` scores the kept runs of
+an earlier report on them without training again.
 """
 
 from __future__ import annotations
