@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 SHORT_KEYS = ("accuracy", "macro_f1", "num_samples", "val_accuracy", "best_epoch", "epochs_run")
-SHORT_KEYS += ("last_accuracy", "per_format", "trace")
+SHORT_KEYS += ("last_accuracy", "per_format", "trace", "conditions")
 
 
 def base_parser(description: str, default_data: Path) -> argparse.ArgumentParser:
@@ -39,6 +39,11 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
         "min": round(min(values), 4),
         "max": round(max(values), 4),
     }
+
+
+def metric_summary(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """:func:`summarize` of the ``accuracy`` and ``macro_f1`` of each seed's result."""
+    return {m: summarize([r[m] for r in results]) for m in ("accuracy", "macro_f1")}
 
 
 def code_version() -> str:
@@ -71,9 +76,16 @@ def run_seeds(
             )
         result = {"seed": seed, **result, "seconds": round(time.perf_counter() - t0, 1)}
         out.append(result)
-        short = " ".join(f"{k}={result[k]}" for k in SHORT_KEYS if k in result)
+        short = " ".join(f"{k}={_short(result[k])}" for k in SHORT_KEYS if k in result)
         print(f"{label} seed {seed}: {short}", file=sys.stderr, flush=True)
     return out
+
+
+def _short(value: Any) -> Any:
+    """A per-condition report as ``{name: accuracy}`` for the one-line seed summary."""
+    if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+        return {k: v.get("accuracy") for k, v in value.items()}
+    return value
 
 
 def breakdown(rows: Sequence[dict[str, str]], hits: Sequence[bool], key: str) -> dict[str, float]:
