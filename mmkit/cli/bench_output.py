@@ -12,6 +12,8 @@ from mmkit.cli.output import out, table
 
 def _g(value: Any) -> Any:
     """A measured number to 4 significant digits (bench tables)."""
+    if value is None:  # not measured (e.g. too fast to time)
+        return "-"
     return f"{value:.4g}" if isinstance(value, float) else value
 
 

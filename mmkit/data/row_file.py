@@ -36,9 +36,10 @@ class RowFile:
     def __getstate__(self) -> dict[str, Any]:  # a descriptor does not cross processes
         return {**self.__dict__, "_fd": None, "_pid": -1}
 
-    def __del__(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
+    def __del__(self, getpid: Any = os.getpid, close: Any = os.close) -> None:
+        # bound at definition: at interpreter exit the module's ``os`` may already be gone
+        if self._fd is not None and self._pid == getpid():
+            close(self._fd)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         rows = self.read(0, len(self))

@@ -139,16 +139,24 @@ class ClassificationTask:
 def predict(
     model: nn.Module, loader: DataLoader, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Targets and view-averaged probabilities for every item of an eval loader."""
+    """Targets and view-averaged probabilities for every item of an eval loader.
+
+    The results go into tensors allocated once: a small tensor kept per batch, between the
+    batches' large short-lived ones, fragmented the heap so that the process grew by about an
+    item's size for every item scored (+350 MB over Speech Commands' 10k test clips)."""
     model.eval()
-    targets, probs = [], []
+    count = len(loader.sampler)  # this rank's items (a shard under torchrun)
+    targets, probs, done = torch.empty(count, dtype=torch.long), torch.empty(0), 0
     for views, y in loader:
-        probs.append(model.predict_proba(views.to(device, non_blocking=True)).cpu())
-        targets.append(y)
+        batch = model.predict_proba(views.to(device, non_blocking=True)).cpu()
+        if done == 0:
+            probs = torch.empty(count, batch.shape[1])
+        probs[done : done + len(y)], targets[done : done + len(y)] = batch, y
+        done += len(y)
     total = len(loader.dataset)  # under torchrun each rank saw a shard: gather all of them
     return (
-        distributed.gather_rows(torch.cat(targets), total),
-        distributed.gather_rows(torch.cat(probs), total),
+        distributed.gather_rows(targets[:done], total),
+        distributed.gather_rows(probs[:done], total),
     )
 
 

@@ -175,12 +175,12 @@ def _mmkit(kind: str, *args: str | Path) -> list[str]:
 
 
 def _step(run: ChildRun, items: int, net_seconds: float) -> dict[str, Any]:
-    net = max(net_seconds, 1e-6)
+    net = max(net_seconds, 0.0)  # the process's seconds over a bare start-up: noise can be < 0
     return {
         "seconds": round(run.seconds, 3),
         "net_seconds": round(net, 3),
         "items": items,
-        "items_per_second": round(items / net, 2),
+        "items_per_second": round(items / net, 2) if net >= 0.001 else None,  # too fast to time
         "item_seconds": round(net / items, 6) if items else 0.0,
         "peak_rss_mb": round(run.peak_rss_mb, 1),
     }
@@ -238,7 +238,8 @@ def measure_point(
 def prepare_workers(
     kind: str, data: Path, settings: ScaleSettings, workdir: Path, startup: float
 ) -> dict[str, Any]:
-    """Files per second of ``prepare`` with a decoding pool of 1 and of 2 threads."""
+    """Files per second of ``prepare`` with 1 and 2 decoding workers (processes for audio and
+    images, threads for video)."""
     rates, items = {}, 0
     for n in (1, 2):
         store = workdir / f"workers-{n}"
