@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -119,12 +120,13 @@ def run_protocol(
     out = args.out or Path(tempfile.mkdtemp(prefix="mmkit-image-text-"))
     seeds = []
     for seed in args.seeds:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         row = {"seed": seed, **run(data, seed, out / f"seed{seed}")}
         for name in SETS:
             if row[name]["num_images"] != data[f"{name}_images"]:
                 raise RuntimeError(f"{name}: scored {row[name]['num_images']} images")
         row["seconds"] = round(time.perf_counter() - t0, 1)
+        row["cpu_seconds"] = round(cpu_seconds() - cpu0, 1)
         seeds.append(row)
         short = {k: v for k, v in row.items() if not k.endswith("_galleries")}
         print(f"mm seed {seed}: {json.dumps(short)}", file=sys.stderr, flush=True)
@@ -140,6 +142,16 @@ def run_protocol(
             if values:
                 report.setdefault(name, {})[key] = summarize(values)
     return report
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (loader workers): the
+    cost of a seed on a shared machine, where wall time depends on the other jobs."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def print_report(report: dict[str, Any], as_json: bool) -> None:
