@@ -11,7 +11,7 @@ image takes one of its captions not yet in the batch, at random); AdamW (lr 1e-3
 of linear warm-up then a cosine to 0, the logit scale clamped at 100 after each step; 30 epochs
 on all of ``train.csv``, the last weights scored.
 
-    python benchmarks/plain_clip_baseline.py [--seeds 0 1 2] [--epochs N] [--galleries 6] [--json]
+    python benchmarks/plain_clip_baseline.py [--seeds 0 1 2] [--epochs N] [--lr X] [--json]
 """
 
 from __future__ import annotations
@@ -108,14 +108,14 @@ def score(model: open_clip.CLIP, manifest: Path) -> dict[str, Any]:
     return report
 
 
-def run_seed(data: dict[str, Any], seed: int, epochs: int) -> dict[str, Any]:
+def run_seed(data: dict[str, Any], seed: int, epochs: int, lr: float = LR) -> dict[str, Any]:
     random.seed(seed)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     images, captions, _ = read_manifest(data["root"] / "train.csv")
     augment = image_transform(IMAGE_SIZE, is_train=True, aug_cfg=AugmentationCfg(scale=CROP_SCALE))
     model = build_model()
-    optimizer = torch.optim.AdamW(param_groups(model), lr=LR)
+    optimizer = torch.optim.AdamW(param_groups(model), lr=lr)
     per_epoch = len(batches(captions, random.Random(seed)))  # the packing gives the count
     total, warmup = epochs * per_epoch, per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -147,10 +147,14 @@ def run_seed(data: dict[str, Any], seed: int, epochs: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = protocol_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--lr", type=float, default=LR, help="the recipe's: 1e-3")
     args = parser.parse_args(argv)
     epochs = args.epochs or EPOCHS
     settings = {"recipe": "plain open_clip loop", "epochs": epochs, "batch_size": BATCH}
-    report = run_protocol(lambda data, seed, _out: run_seed(data, seed, epochs), args, settings)
+    settings["lr"] = args.lr
+    report = run_protocol(
+        lambda data, seed, _out: run_seed(data, seed, epochs, args.lr), args, settings
+    )
     print_report(report, args.json)
     return 0
 
