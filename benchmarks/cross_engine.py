@@ -15,6 +15,12 @@ seed, then mean, std, min and max.
 ``--set backbone=audio_resnet --set wave_augment.trim.p=0``. Generated data is cached under
 ``--data`` (default ``~/.cache/mmkit/bench/cross_engine``). ``plain_baseline.py`` runs the same
 protocol for a plain PyTorch recipe.
+
+``--conditions [NAME ...]`` also scores each mmkit run on the recording conditions of
+``real_conditions.py`` (rooms, microphones, phone and codec channels, trimming, tempo, pitch,
+level; every word of the held-out engine in each), ``--real DIR`` on a folder of real
+recordings (``real_recordings.py``), and ``--rescore REPORT --out RUNS`` scores the kept runs of
+an earlier report on them without training again.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +39,15 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cross_engine_data import ENGINES, DataSpec, EngineData, ensure_data, other_engine
-from benchmarks.protocol import base_parser, breakdown, code_version, run_seeds, summarize
+from benchmarks.protocol import (
+    base_parser,
+    breakdown,
+    code_version,
+    metric_summary,
+    run_seeds,
+)
+from benchmarks.real_conditions import CONDITIONS, ConditionSpec, ensure_conditions
+from benchmarks.real_recordings import ensure_real
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/cross_engine")
 DIRECTIONS = tuple(f"{e}-{other_engine(e)}" for e in ENGINES)
@@ -49,7 +64,60 @@ def protocol_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--voices", type=int, default=None, help="voices per engine (all)")
     parser.add_argument("--takes", type=int, default=2, help="takes per training word")
+    parser.add_argument(
+        "--conditions",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="also score the recording conditions of real_conditions.py (all when none named)",
+    )
+    parser.add_argument(
+        "--real", type=Path, default=None, help="a folder of real recordings to score too"
+    )
     return parser
+
+
+def with_conditions(test: EngineData, args: argparse.Namespace) -> EngineData:
+    """``test`` with the recording conditions (and real recordings) that ``args`` asks for."""
+    extra: list[tuple[str, Path, int]] = []
+    if args.conditions is not None:
+        names = tuple(args.conditions) or CONDITIONS
+        spec = ConditionSpec(conditions=names, voices=args.voices)
+        sets = ensure_conditions(args.data, test.engine, spec, progress=_note)
+        extra += [(c.name, c.manifest, c.files) for c in sets]
+    if args.real is not None:
+        real = ensure_real(args.real, args.data)
+        extra += [(real.name, real.manifest, real.files)]
+    return replace(test, conditions=tuple(extra))
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def condition_summary(test: EngineData, seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, std, min and max over seeds of each condition's accuracy and macro-F1."""
+    if not test.conditions or not all("conditions" in s for s in seeds):
+        return {}
+    return {
+        cond: {"num_samples": files, **metric_summary([s["conditions"][cond] for s in seeds])}
+        for cond, _, files in test.conditions
+    }
+
+
+def rescore(report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``report`` (an earlier run of this protocol, its runs kept under ``--out``) with each
+    seed's best checkpoint scored on the conditions ``args`` asks for: no training."""
+    data = ensure_data(args.data, DataSpec(voices=args.voices, takes=args.takes))
+    for direction, d in report["directions"].items():
+        test = with_conditions(data[direction.split("-")[1]], args)
+        for seed in d["seeds"]:
+            best = args.out / direction / f"seed{seed['seed']}" / "best"
+            seed["conditions"] = score_conditions(best, test)
+        d["conditions"] = condition_summary(test, d["seeds"])
+    real = str(args.real) if args.real else None
+    report["rescored"] = {"code": code_version(), "conditions": args.conditions, "real": real}
+    return report
 
 
 def run_protocol(
@@ -66,7 +134,7 @@ def run_protocol(
     directions = {}
     for direction in args.directions:
         train_engine, test_engine = direction.split("-")
-        train, test = data[train_engine], data[test_engine]
+        train, test = data[train_engine], with_conditions(data[test_engine], args)
         seeds = run_seeds(
             lambda seed, train=train, test=test, d=direction: recipe(
                 train, test, seed, args.epochs, out / d / f"seed{seed}"
@@ -79,8 +147,8 @@ def run_protocol(
             "train": {"engine": train_engine, "files": train.train_files},
             "test": {"engine": test_engine, "files": test.test_files},
             "num_samples": test.test_files,
-            "accuracy": summarize([s["accuracy"] for s in seeds]),
-            "macro_f1": summarize([s["macro_f1"] for s in seeds]),
+            **metric_summary(seeds),
+            "conditions": condition_summary(test, seeds),
             "seeds": seeds,
         }
     return {
@@ -108,12 +176,38 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
             f"| {direction} | {acc['mean']:.3f} ± {acc['std']:.3f} | "
             f"{f1['mean']:.3f} ± {f1['std']:.3f} | {per_seed} | {d['num_samples']} |"
         )
+        for name, c in d.get("conditions", {}).items():
+            acc, f1 = c["accuracy"], c["macro_f1"]
+            per_seed = " / ".join(f"{s['conditions'][name]['accuracy']:.3f}" for s in d["seeds"])
+            print(
+                f"| {direction} {name} | {acc['mean']:.3f} ± {acc['std']:.3f} | "
+                f"{f1['mean']:.3f} ± {f1['std']:.3f} | {per_seed} | {c['num_samples']} |"
+            )
 
 
-def manifest_rows(test: EngineData) -> list[dict[str, str]]:
-    """The test manifest's rows (``path``, ``label``, ``format``)."""
-    with open(test.test_manifest, newline="", encoding="utf-8") as f:
+def manifest_rows(manifest: Path) -> list[dict[str, str]]:
+    """A manifest's rows (the test manifest's: ``path``, ``label``, ``format``)."""
+    with open(manifest, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def score_conditions(checkpoint: str | Path, test: EngineData) -> dict[str, dict[str, float]]:
+    """Accuracy and macro-F1 of ``checkpoint`` on each of ``test``'s condition sets (every file;
+    a set that did not score every file raises)."""
+    from mmkit.pipelines import audio
+
+    out = {}
+    for name, manifest, files in test.conditions:
+        cfg = audio.AudioConfig(dataset=str(manifest))
+        report = audio.evaluate(str(checkpoint), cfg, split="all")
+        if report["num_samples"] != files:
+            raise RuntimeError(f"{name}: scored {report['num_samples']} of {files} files")
+        out[name] = {
+            "accuracy": round(report["accuracy"], 4),
+            "macro_f1": round(report["macro_f1"], 4),
+            "num_samples": files,
+        }
+    return out
 
 
 def mmkit_recipe(sets: Sequence[str]) -> Recipe:
@@ -137,7 +231,7 @@ def mmkit_recipe(sets: Sequence[str]) -> Recipe:
             for ckpt in (result.best_checkpoint, result.last_checkpoint)
         )
         best = json.loads((Path(result.best_checkpoint) / "config.json").read_text())
-        rows = manifest_rows(test)
+        rows = manifest_rows(test.test_manifest)
         top = audio.infer(
             [str(test.test_dir / r["path"]) for r in rows], str(result.best_checkpoint)
         )
@@ -153,6 +247,11 @@ def mmkit_recipe(sets: Sequence[str]) -> Recipe:
             "last_accuracy": round(last["accuracy"], 4),
             "last_num_samples": last["num_samples"],
             "per_format": breakdown(rows, hits, "format"),
+            **(
+                {"conditions": score_conditions(result.best_checkpoint, test)}
+                if test.conditions
+                else {}
+            ),
         }
 
     return run
@@ -161,7 +260,15 @@ def mmkit_recipe(sets: Sequence[str]) -> Recipe:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = protocol_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--rescore", type=Path, default=None, metavar="REPORT",
+        help="score an earlier report's runs (kept under --out) on the conditions; no training",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.rescore is not None:
+        report = rescore(json.loads(args.rescore.read_text()), args)
+        print_report(report, args.json)
+        return 0
     report = run_protocol(mmkit_recipe(args.set), args, name="mmkit", settings={"set": args.set})
     print_report(report, args.json)
     return 0

@@ -268,6 +268,9 @@ class EngineData:
     test_dir: Path
     test_manifest: Path
     test_files: int
+    # extra test sets scored beside the main one: (name, manifest, files), e.g. the recording
+    # conditions of ``real_conditions.py``; empty unless the protocol asks for them
+    conditions: tuple[tuple[str, Path, int], ...] = ()
 
 
 def ensure_data(data_dir: str | Path, spec: DataSpec = DataSpec()) -> dict[str, EngineData]:

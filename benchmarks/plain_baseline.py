@@ -159,7 +159,7 @@ def baseline_recipe(noise_band: bool) -> Recipe:
                 best, best_state, best_epoch = acc, copy.deepcopy(model.state_dict()), epoch
         model.load_state_dict(best_state)
 
-        rows = manifest_rows(test)
+        rows = manifest_rows(test.test_manifest)
         x_test = torch.stack([load(test.test_dir / r["path"]) for r in rows])
         y_test = [labels.index(r["label"]) for r in rows]
         pred = predict(model, feats, x_test).tolist()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 SHORT_KEYS = ("accuracy", "macro_f1", "num_samples", "val_accuracy", "best_epoch", "epochs_run")
-SHORT_KEYS += ("last_accuracy", "per_format", "trace")
+SHORT_KEYS += ("last_accuracy", "per_format", "trace", "conditions")
 
 
 def base_parser(description: str, default_data: Path) -> argparse.ArgumentParser:
@@ -39,6 +39,11 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
         "min": round(min(values), 4),
         "max": round(max(values), 4),
     }
+
+
+def metric_summary(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """:func:`summarize` of the ``accuracy`` and ``macro_f1`` of each seed's result."""
+    return {m: summarize([r[m] for r in results]) for m in ("accuracy", "macro_f1")}
 
 
 def code_version() -> str:
@@ -71,9 +76,16 @@ def run_seeds(
             )
         result = {"seed": seed, **result, "seconds": round(time.perf_counter() - t0, 1)}
         out.append(result)
-        short = " ".join(f"{k}={result[k]}" for k in SHORT_KEYS if k in result)
+        short = " ".join(f"{k}={_short(result[k])}" for k in SHORT_KEYS if k in result)
         print(f"{label} seed {seed}: {short}", file=sys.stderr, flush=True)
     return out
+
+
+def _short(value: Any) -> Any:
+    """A per-condition report as ``{name: accuracy}`` for the one-line seed summary."""
+    if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+        return {k: v.get("accuracy") for k, v in value.items()}
+    return value
 
 
 def breakdown(rows: Sequence[dict[str, str]], hits: Sequence[bool], key: str) -> dict[str, float]:
@@ -83,3 +95,55 @@ def breakdown(rows: Sequence[dict[str, str]], hits: Sequence[bool], key: str) ->
     for row, hit in zip(rows, hits, strict=True):
         out.setdefault(row[key], []).append(hit)
     return {k: round(sum(v) / len(v), 3) for k, v in sorted(out.items())}
+
+
+def transfer_rows(
+    run: Callable[[int, str, int], dict[str, Any]],
+    shots: Sequence[int],
+    modes: Sequence[str],
+    seeds: Sequence[int],
+    test_files: int,
+    *,
+    classes: int,
+    unit: str,
+) -> dict[str, dict[str, Any]]:
+    """The rows of a transfer report: ``run(shots, mode, seed)`` for every size, mode and seed
+    (each checked by :func:`run_seeds`), accuracy and macro-F1 (and ``last_accuracy`` where the
+    results have it) summarised over seeds, keyed ``"<mode>-<shots>"``."""
+    rows: dict[str, dict[str, Any]] = {}
+    for k in shots:
+        for mode in modes:
+            results = run_seeds(
+                lambda seed, k=k, mode=mode: run(k, mode, seed),
+                seeds,
+                test_files,
+                f"{mode} {k}/{unit}",
+            )
+            keys = [key for key in ("accuracy", "macro_f1", "last_accuracy") if key in results[0]]
+            rows[f"{mode}-{k}"] = {
+                "mode": mode,
+                "shots": k,
+                "train_files": k * classes,
+                "num_samples": test_files,
+                **{key: summarize([r[key] for r in results]) for key in keys},
+                "seeds": results,
+            }
+    return rows
+
+
+def transfer_table(report: dict[str, Any], unit: str) -> list[str]:
+    """A transfer report's rows as a markdown table: start, clips per ``unit``, accuracy and
+    macro-F1 mean ± std, accuracy per seed, the final weights' mean accuracy (where the rows
+    have ``last_accuracy``) and the test items scored."""
+    last = all("last_accuracy" in row for row in report["rows"].values())
+    head = ["start", f"clips/{unit}", "accuracy mean ± std", "macro-F1 mean ± std", "per seed"]
+    head += ["last", "n"] if last else ["n"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["rows"].values():
+        acc, f1 = row["accuracy"], row["macro_f1"]
+        cells = [row["mode"], str(row["shots"]), f"{acc['mean']:.3f} ± {acc['std']:.3f}"]
+        cells += [f"{f1['mean']:.3f} ± {f1['std']:.3f}"]
+        cells += [" / ".join(f"{s['accuracy']:.3f}" for s in row["seeds"])]
+        cells += [f"{row['last_accuracy']['mean']:.3f}"] if last else []
+        lines.append("| " + " | ".join([*cells, str(row["num_samples"])]) + " |")
+    return lines

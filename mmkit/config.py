@@ -72,7 +72,7 @@ class TrainConfig:
     augment: bool = True
     logger: str = "auto"
     prepared: str | None = None
-    prepare_workers: int | None = None  # prepare's decoding threads; None: min(8, cores)
+    prepare_workers: int | None = None  # prepare's decoding workers; None: min(8, cores)
     hf_config: str | None = None
     label_column: str = "label"
 
@@ -304,6 +304,8 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
     if value is None and _optional(hint):
         return None
     origin = _origin(hint)
+    if origin is float and isinstance(value, str):
+        value = _float_text(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -325,6 +327,14 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
     if origin is tuple:
         return _coerce_tuple(key, value, hint, source)
     return value
+
+
+def _float_text(text: str) -> float | str:
+    """``text`` as a number when it is one in Python's spelling (``1e-3``), else unchanged."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _coerce_tuple(key: str, value: Any, hint: Any, source: str) -> tuple:

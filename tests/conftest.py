@@ -6,7 +6,12 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from tests.forked_cli import ForkedCli
 
 # set before any test module imports `datasets`, which reads them at import time
 _HOME = Path(tempfile.mkdtemp(prefix="mmkit-tests-"))
@@ -41,3 +46,12 @@ def run_cli(
         timeout=timeout,
         cwd=cwd,
     )
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkedCli]:
+    """``mmkit`` commands forked from one server that imported mmkit once, for this test
+    module (:class:`tests.forked_cli.ForkedCli`)."""
+    runner = ForkedCli(tmp_path_factory.mktemp("forked_cli"))
+    yield runner
+    runner.close()

@@ -10,7 +10,8 @@ at import time (``HF_HUB_OFFLINE``, ``HF_ENDPOINT``) cannot change in a fork: ru
 as plain subprocesses (:func:`run_fresh`).
 
 Server side: ``python -m tests.forked_cli`` reads one JSON request a line on stdin
-(``{"args", "stdout", "stderr", "timeout"}``) and answers ``{"returncode", "timed_out"}``.
+(``{"args", "stdout", "stderr", "timeout"}``) and answers ``{"returncode", "timed_out",
+"peak_rss_mb"}`` (the child's peak resident memory, the server's pages it started with included).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ForkedCli:
     def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.count = 0
+        self.peak_rss_mb = 0.0  # of the last command (see the module's docstring)
         self.server = subprocess.Popen(
             [sys.executable, "-m", "tests.forked_cli"],
             cwd=ROOT,
@@ -62,6 +64,7 @@ class ForkedCli:
         self.server.stdin.flush()
         answer = json.loads(self.server.stdout.readline())
         code = 124 if answer["timed_out"] else answer["returncode"]
+        self.peak_rss_mb = answer["peak_rss_mb"]
         return subprocess.CompletedProcess(
             ["mmkit", *args], code, out.read_text(errors="replace"), err.read_text(errors="replace")
         )
@@ -124,17 +127,19 @@ def _child(args: list[str], stdout: str, stderr: str) -> None:
     os._exit(code)
 
 
-def _wait(pid: int, timeout: float) -> tuple[int, bool]:
+def _wait(pid: int, timeout: float) -> tuple[int, bool, float]:
+    """The child's exit code, whether it ran past ``timeout`` (then it is killed) and its peak
+    resident memory in MiB."""
     deadline = time.monotonic() + timeout
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status), False
+            return os.waitstatus_to_exitcode(status), False, usage.ru_maxrss / 1024
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-            return os.waitstatus_to_exitcode(status), True
+            _, status, usage = os.wait4(pid, 0)
+            return os.waitstatus_to_exitcode(status), True, usage.ru_maxrss / 1024
         time.sleep(0.02)
 
 
@@ -150,8 +155,9 @@ def serve() -> None:
         pid = os.fork()
         if pid == 0:
             _child(request["args"], request["stdout"], request["stderr"])
-        code, timed_out = _wait(pid, float(request["timeout"]))
-        print(json.dumps({"returncode": code, "timed_out": timed_out}), flush=True)
+        code, timed_out, peak = _wait(pid, float(request["timeout"]))
+        answer = {"returncode": code, "timed_out": timed_out, "peak_rss_mb": peak}
+        print(json.dumps(answer), flush=True)
 
 
 if __name__ == "__main__":

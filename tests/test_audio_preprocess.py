@@ -27,6 +27,9 @@ AUDIO_PREPROCESSORS = (
     "time_shift",
     "band_limit",
     "random_trim",
+    "room_reverb",
+    "phone_channel",
+    "speed_perturb",
     "wave_augment",
 )
 WAVE_AUGMENTS = (
@@ -35,9 +38,12 @@ WAVE_AUGMENTS = (
     "time_shift",
     "band_limit",
     "random_trim",
+    "room_reverb",
+    "phone_channel",
+    "speed_perturb",
     "wave_augment",
 )
-WAVE_STAGES = ("shift", "noise", "band", "trim", "gain")
+WAVE_STAGES = ("shift", "speed", "reverb", "noise", "band", "phone", "trim", "gain")
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +270,8 @@ def test_wave_augments_change_in_train_identity_in_eval_and_are_seeded(name, spe
 
 def test_wave_augment_stages_and_noise_bank(speech_batch):
     aug = WaveAugment(
-        noise={"p": 1.0, "snr_db": [0.0, 0.0]}, band={"p": 0.0}, shift={"p": 0.0}, gain={"p": 0.0}
+        noise={"p": 1.0, "snr_db": [0.0, 0.0]},
+        **{k: {"p": 0.0} for k in ("shift", "speed", "reverb", "band", "phone", "gain")},
     )
     assert tuple(name for name, _ in aug.named_children()) == WAVE_STAGES
     assert aug.params()["noise"]["snr_db"] == [0.0, 0.0]

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,13 +97,6 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[name] = Path(shutil.copytree(out["good"], root / name))
         damage(out[name])
     return out
-
-
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkedCli]:
-    runner = ForkedCli(tmp_path_factory.mktemp("forked_cli"))
-    yield runner
-    runner.close()
 
 
 def export_args(ckpt: Path, out: Path, fmt: str = "torchscript") -> list[str]:

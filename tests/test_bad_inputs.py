@@ -250,6 +250,19 @@ CASES = [
         env=OFFLINE_ENV,
     ),
     Case(
+        "mm-pretrained-tag-offline",
+        ("mm", "sim", "{red_png}", "a red square", "--model", "ViT-B-32", "--pretrained", "openai"),
+        1,
+        r"open_clip 'ViT-B-32': cannot fetch pretrained='openai' \(the Hugging Face hub is "
+        r"unreachable \(offline\) and it is not in the local cache\)",
+    ),
+    Case(
+        "mm-pretrained-tag-unknown",
+        ("mm", "sim", "{red_png}", "a red square", "--model", "ViT-B-32", "--pretrained", "opnai"),
+        1,
+        r"pretrained='opnai' is not a known tag or valid file path \(tags: openai, laion400m",
+    ),
+    Case(
         "hub-offline-mode",
         ("audio", "prepare", "--dataset", "mmkit-test-org/nothing", "--out", "{out}"),
         1,
@@ -470,13 +483,6 @@ def dead_hub() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkedCli]:
-    runner = ForkedCli(tmp_path_factory.mktemp("forked_cli"))
-    yield runner
-    runner.close()
 
 
 def _strict_json(text: str) -> object:

@@ -4,17 +4,24 @@ decoded frames, sources never shared between training and test, and a cache that
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from benchmarks.camera_motion_data import (
+    ALL_LABELS,
     LABELS,
+    ROLL_LABELS,
     TEST_FORMATS,
     TRAIN_FORMAT,
     DataSpec,
+    _clip_plan,
     build_source,
     camera_boxes,
+    camera_path,
     ensure_data,
+    generate,
     render_clip,
 )
 from mmkit.io.video import probe, read_video
@@ -105,6 +112,51 @@ def test_camera_boxes_zoom_pan_and_stay_inside() -> None:
                 np.testing.assert_allclose(width, width[0])
     with pytest.raises(ValueError, match="label must be one of"):
         camera_boxes("dolly", 8, 1.0, (100, 100), rng)
+
+
+def test_rolls_turn_the_view_and_its_circle_stays_inside() -> None:
+    rng = np.random.default_rng(0)
+    for label in ROLL_LABELS:
+        for n, aspect in ((12, 1.0), (48, 16 / 9)):
+            boxes, angles = camera_path(label, n, aspect, (180, 240), rng)
+            size = boxes[:, 2:] - boxes[:, :2]
+            np.testing.assert_allclose(size, np.broadcast_to(size[0], size.shape))  # no zoom
+            turn = angles[-1] - angles[0]
+            assert (turn > 0) == (label == "roll_cw") and abs(turn) >= 0.02 * (n - 1) * 0.99
+            centre, radius = (boxes[:, :2] + boxes[:, 2:]) / 2, np.hypot(*size[0]) / 2
+            assert (centre - radius).min() >= 0
+            assert (centre[:, 0] + radius).max() <= 240 and (centre[:, 1] + radius).max() <= 180
+    for label in LABELS:
+        assert not camera_path(label, 12, 1.0, (180, 240), rng)[1].any()
+
+
+def test_a_roll_turns_the_picture_the_other_way() -> None:
+    """The camera turns clockwise: a mark right of the centre moves up in the picture."""
+    h, w = 240, 320
+    for label, up in (("roll_cw", True), ("roll_ccw", False)):
+        for seed in range(3):
+            boxes, _ = camera_path(label, 16, 1.0, (h, w), np.random.default_rng(seed))
+            x0, y0, x1, y1 = boxes[0]
+            footage = np.zeros((1, h, w, 3), np.uint8)
+            mx, my = int((x0 + x1) / 2 + 0.3 * (x1 - x0)), int((y0 + y1) / 2)
+            footage[0, my - 4 : my + 4, mx - 4 : mx + 4] = 255
+            clip = render_clip(footage, label, 16, (64, 64), np.random.default_rng(seed))
+            first, last = (np.argwhere(f[..., 0] > 128).mean(0) for f in (clip[0], clip[-1]))
+            assert first[1] > 40  # right of the centre, at first
+            assert (last[0] < first[0] - 3) == up and (last[0] > first[0] + 3) == (not up)
+
+
+def test_a_label_subset_writes_those_labels_clips_unchanged() -> None:
+    full = {p["rel"]: p for p in _clip_plan(DataSpec(labels=ALL_LABELS))}
+    subset = _clip_plan(DataSpec(labels=("zoom_out", "roll_cw")))
+    assert {p["label"] for p in subset} == {"zoom_out", "roll_cw"}
+    assert all(full[p["rel"]] == p for p in subset)
+    six = [p for p in full.values() if p["label"] in LABELS]
+    assert _clip_plan(DataSpec()) == six  # the protocol's clips, as before labels existed
+    assert DataSpec(labels=LABELS).key() == DataSpec().key() == "b06863997d"  # cache kept
+    assert DataSpec(labels=("zoom_out", "roll_cw")).key() != DataSpec().key()
+    with pytest.raises(ValueError, match="labels must be some of"):
+        generate(Path("unused"), DataSpec(labels=("dolly",)))
 
 
 def test_rendering_is_seeded_and_sources_differ() -> None:

@@ -114,6 +114,14 @@ def test_wrong_type_names_key_and_value(key, value, expected):
         from_dict(TrainConfig, {"dataset": "d", key: value})
 
 
+@pytest.mark.parametrize("text", ["1e-3", "1E-3", "0.001", "1.0e-3"])
+def test_exponent_floats_from_set_and_yaml(tmp_path, text):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a float option still takes it."""
+    assert build_config(TrainConfig, None, {"dataset": "d"}, [f"lr={text}"]).lr == 0.001
+    path = _yaml(tmp_path, f"dataset: d\nlr: {text}\n")
+    assert build_config(TrainConfig, path, {}).lr == 0.001
+
+
 def test_null_in_file_for_non_optional_key_is_a_type_error(tmp_path):
     path = _yaml(tmp_path, "dataset: d\nepochs: null\n")
     with pytest.raises(UserInputError, match="epochs must be int, got None"):

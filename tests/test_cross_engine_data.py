@@ -13,7 +13,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from benchmarks.cross_engine import summarize
 from benchmarks.cross_engine_data import (
     ENGINES,
     TEST_FORMATS,
@@ -23,6 +22,7 @@ from benchmarks.cross_engine_data import (
     recording_clip,
     tiny_spec,
 )
+from benchmarks.protocol import summarize
 
 
 @pytest.fixture(scope="module")

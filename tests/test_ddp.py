@@ -31,11 +31,18 @@ def rows(run: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def audio_store(tmp_path_factory: pytest.TempPathFactory, speech_sources: dict[str, Path]) -> str:
+def audio_store(tmp_path_factory: pytest.TempPathFactory, speech_set) -> str:
+    """The speech set with both held-out speaker groups as validation (30 items): early stopping
+    is off on fewer than 20 validation items (``engine/tracker.py``)."""
     from mmkit.pipelines import audio
+    from tests.media.speech_layouts import write_manifest
 
-    out = tmp_path_factory.mktemp("ddp") / "audio_store"
-    return str(audio.prepare(audio.AudioConfig(dataset=str(speech_sources["csv"])), out=out).path)
+    base = tmp_path_factory.mktemp("ddp")
+    splits = {v: "train" if s == "train" else "validation"
+              for v, s in speech_set.split.mapping().items()}  # fmt: skip
+    manifest = write_manifest(base / "manifest.csv", speech_set.items, splits)
+    store = audio.prepare(audio.AudioConfig(dataset=str(manifest)), out=base / "audio_store")
+    return str(store.path)
 
 
 def _early_stopping_run(out: Path, modality: str, dataset: str, *extra: str) -> dict:

@@ -366,6 +366,26 @@ def test_early_stopping(tmp_path):
     assert json.loads((tmp_path / "run" / "best" / ckdir.CONFIG_FILE).read_text())["epoch"] == 1
 
 
+def test_early_stopping_is_off_on_a_tiny_validation_set(tmp_path):
+    """Under 20 validation items the metric moves in big steps: the run trains every epoch."""
+    from mmkit.engine.tracker import MIN_VALIDATION_TO_STOP
+    from mmkit.events import NullProgress
+
+    notes: list[str] = []
+
+    class Notes(NullProgress):
+        def message(self, text: str) -> None:
+            notes.append(text)
+
+    small = Blobs(MIN_VALIDATION_TO_STOP - 1, seed=2)
+    task = BlobTask(fixed_metric=0.5, fixed_loss=1.0)  # never improves after epoch 1
+    cfg = make_cfg(epochs=5, patience=2)
+    trainer = Trainer(make_model(0, 0.2), task, Blobs(96, seed=1), small, cfg, tmp_path / "run",
+                      spec=SPEC, device=CPU, progress=Notes())  # fmt: skip
+    assert trainer.fit().epochs == 5
+    assert any("early stopping is off: 19 validation items" in n for n in notes)
+
+
 def test_a_tie_on_the_metric_goes_to_the_lower_validation_loss(tmp_path):
     """Validation accuracy stuck at one value (as a small validation set at 1.0): the loss, still
     falling, picks the checkpoint and keeps early stopping from ending the run."""

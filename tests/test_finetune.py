@@ -327,6 +327,8 @@ def test_bad_sources_are_one_line(
     key = next(k for k in misshapen if k.endswith("weight") and not _is_head(k))
     misshapen[key] = torch.zeros(3)
     save_file(misshapen, str(tmp_path / "misshapen.safetensors"))
+    video_net = create_backbone("video_r3d_test", num_classes=2).state_dict()  # another model
+    torch.save(video_net, tmp_path / "video_net.pt")
     a, run = ("audio", "train", "--dataset", str(words["a"])), str(source_run)
     cases = [
         ((*a, "--pretrained", str(video_run)), "is a video classify checkpoint, not audio"),
@@ -345,6 +347,8 @@ def test_bad_sources_are_one_line(
          "no such file"),
         ((*a, "--backbone", "audio_cnn_test", "--pretrained",
           str(tmp_path / "misshapen.safetensors")), f"does not fit this model (wrong shape {key}"),
+        ((*a, "--backbone", "audio_cnn_test", "--pretrained", str(tmp_path / "video_net.pt")),
+         "does not fit this model (missing body.0.0.weight, "),
         ((*a, "--freeze", "all"), "Invalid value"),
     ]  # fmt: skip
     for i, (args, fragment) in enumerate(cases):

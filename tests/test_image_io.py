@@ -112,3 +112,35 @@ def test_load_image_array_resizes_short_side_and_centre_crops(odd_images) -> Non
 def test_resize_image_rejects_bad_size(odd_images) -> None:
     with pytest.raises(ValueError, match=r"size \(0\) must be > 0"):
         resize_image(load_image(odd_images["tall"]), 0)
+
+
+
+def _strip(width: int, height: int) -> Image.Image:
+    """A grey ramp along the long side (black at one end, white at the other)."""
+    ramp = np.linspace(0, 255, max(width, height)).astype(np.uint8)
+    grey = np.broadcast_to(ramp[None, :] if width > height else ramp[:, None], (height, width))
+    return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1))
+
+
+@pytest.mark.parametrize(("width", "height"), [(60_000, 3), (3, 60_000), (1, 90_000)])
+def test_a_long_strip_is_cropped_before_it_is_enlarged(width: int, height: int) -> None:
+    """Resized whole, a 3 x 60,000 strip at 224 would be 224 x 4.5 M pixels (3 GB): only the
+    part the centre crop keeps is resampled, and it is the middle of the ramp."""
+    out = np.asarray(resize_image(_strip(width, height), 224)).astype(int)
+    assert out.shape == (224, 224, 3)
+    assert np.abs(out - 127).max() <= 1  # the middle of a 0..255 ramp
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])
+def test_a_cropped_strip_is_the_whole_resize_cropped(
+    interpolation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the whole resize is affordable, the crop is the same as its centre crop (within
+    2 grey levels on this ramp)."""
+    import mmkit.io.image as image_io
+
+    strip = _strip(3, 2000)
+    cropped = np.asarray(resize_image(strip, 64, interpolation=interpolation)).astype(int)
+    monkeypatch.setattr(image_io, "MAX_ASPECT", 10**9)
+    whole = np.asarray(resize_image(strip, 64, interpolation=interpolation)).astype(int)
+    assert np.abs(cropped - whole).max() <= 2

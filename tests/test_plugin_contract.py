@@ -39,7 +39,7 @@ BUILTINS = {
     },
     "preprocessor": {
         "log_mel", "spec_augment", "wave_augment", "band_limit", "noise_mix", "random_gain",
-        "random_trim", "time_shift",
+        "random_trim", "time_shift", "room_reverb", "phone_channel", "speed_perturb",
         "uniform", "random_clip", "multi_clip", "video_transform",
         "image_transform", "clip_tokenizer",
     },

@@ -128,9 +128,10 @@ def test_prepare_killed_half_way_decodes_only_the_rest(tmp_path):
     prepare = ["audio", "prepare", "--dataset", str(data.path), "--out", str(out), "--json"]
     partial = partial_dir_for(out)
     # 52 records, chunks of 8: the 27th decode hangs, so chunks 0-2 (24 records) get committed
+    # (one worker: the decoding, and the gate's count, stay in the process)
     killed_log = tmp_path / "killed.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mmkit", *prepare],
+        [sys.executable, "-m", "mmkit", *prepare, "--workers", "1"],
         env={**env, "DECODE_LOG": str(killed_log), "DECODE_BLOCK_AT": "27"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -175,18 +176,60 @@ def test_prepare_killed_half_way_decodes_only_the_rest(tmp_path):
     assert sorted(_files(out)) == ["data.bin", MANIFEST, "noise.npy"]
 
 
-def _pool_sizes(monkeypatch) -> list[int]:
-    """The size of every decoding pool ``prepare`` opens from now on, in this process."""
+def _children(pid: int) -> set[int]:
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _running(pid: int) -> bool:
+    """Alive, and not a zombie waiting for its new parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_decoding_processes_die_with_a_killed_prepare(tmp_path):
+    """Audio decodes on a pool of processes; a SIGKILLed ``prepare`` takes them with it, even
+    when they are stuck in a file (the gate blocks every decode after a process's second)."""
+    data = sd.generate("speech_commands", "1/2048", tmp_path / "sc")
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "zz_decode_gate.py").write_text(GATE)
+    env = {**os.environ, "MMKIT_PLUGINS": "zz_decode_gate", "DECODE_LOG": str(tmp_path / "log"),
+           "DECODE_BLOCK_AT": "3", "PYTHONPATH": os.pathsep.join(
+               [str(plugins), *filter(None, [os.environ.get("PYTHONPATH")])])}  # fmt: skip
+    args = ["audio", "prepare", "--dataset", str(data.path), "--out", str(tmp_path / "s")]
+    proc = subprocess.Popen([sys.executable, "-m", "mmkit", *args, "--workers", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(children := _children(proc.pid)) < 2:
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "no decoding processes in 120 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while alive := {c for c in children if _running(c)}:
+        assert time.monotonic() < deadline, f"decoding processes {alive} outlived prepare"
+        time.sleep(0.05)
+
+
+def _pool_sizes(monkeypatch) -> list[tuple[int, bool]]:
+    """``(workers, processes)`` of every decoding pool ``prepare`` opens from now on, in this
+    process (one worker decodes in the process and opens none)."""
     import mmkit.data.store_builder as sb
 
-    sizes: list[int] = []
+    sizes: list[tuple[int, bool]] = []
+    real = sb._pool
 
-    class Pool(sb.ThreadPoolExecutor):
-        def __init__(self, max_workers: int, *args, **kwargs) -> None:
-            sizes.append(max_workers)
-            super().__init__(max_workers, *args, **kwargs)
+    def pool(workers: int, processes: bool):
+        sizes.append((workers, processes))
+        return real(workers, processes)
 
-    monkeypatch.setattr(sb, "ThreadPoolExecutor", Pool)
+    monkeypatch.setattr(sb, "_pool", pool)
     return sizes
 
 
@@ -204,9 +247,23 @@ def test_prepare_workers_sets_the_decoding_pool(tmp_path, monkeypatch):
     prepare = ("audio", "prepare", "--dataset", str(data.path), "--json")
     _main(*prepare, "--out", str(tmp_path / "three"), "--workers", "3")
     _main(*prepare, "--out", str(tmp_path / "default"))
+    _main(*prepare, "--out", str(tmp_path / "one"), "--workers", "1")
     train = ("audio", "train", "--dataset", str(data.path), "--out", str(tmp_path / "run"))
     _main(*train, "--backbone", "audio_cnn_test", "--epochs", "1", "--logger", "none",
           "--set", "max_steps_per_epoch=1", "--set", f"prepared={tmp_path / 'train'}",
           "--set", "prepare_workers=5", "--json")  # fmt: skip
-    assert sizes == [3, min(8, os.cpu_count() or 1), 5]
+    default = min(8, os.cpu_count() or 1)
+    # audio decodes on a pool of processes; one worker decodes in the process, with no pool
+    assert sizes == [(3, True), *([(default, True)] if default > 1 else []), (5, True)]
     assert _files(tmp_path / "three") == _files(tmp_path / "default")  # same store either way
+    assert _files(tmp_path / "one") == _files(tmp_path / "default")
+
+
+def test_a_writer_that_committed_no_chunk_leaves_nothing(tmp_path):
+    """Stopped (a full disk, Ctrl-C) before its first chunk, a writer has nothing a later one
+    could continue from: its partial directory goes, so the space it took is free again."""
+    writer = _writer(tmp_path / "store")
+    _feed(writer, _items(3), 0, 3)
+    writer.abort()
+    assert not partial_dir_for(tmp_path / "store").exists()
+    assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -210,13 +209,6 @@ def test_replace_dir_recovers_a_swap_killed_between_renames(tmp_path: Path) -> N
     os.replace(dst, tmp_path / ".last.old")  # killed again between the renames
     replace_dir(tmp, dst)  # the next swap must not delete the parked copy first
     assert (dst / "v").read_text() == "3" and not (tmp_path / ".last.old").exists()
-
-
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkedCli]:
-    runner = ForkedCli(tmp_path_factory.mktemp("forked_cli"))
-    yield runner
-    runner.close()
 
 
 def _assert_loadable(run: Path) -> None:

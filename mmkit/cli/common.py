@@ -93,7 +93,8 @@ PrepareWorkers = Annotated[
     int | None,
     typer.Option(
         "--workers",
-        help="Decoding threads (default: one per core, at most 8); config key prepare_workers.",
+        help="Decoding workers: processes for audio, threads for video and images (default: one "
+        "per core, at most 8; 1 decodes in the process); config key prepare_workers.",
         show_default=False,
         min=1,
     ),

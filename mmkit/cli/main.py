@@ -28,7 +28,7 @@ from mmkit.cli.output import (
     progress_for,
 )
 from mmkit.errors import MmkitError, RanksDisagree, TrainingInterrupted
-from mmkit.io.files import os_reason
+from mmkit.io.files import os_reason, shared_memory_reason
 
 MODALITIES = ("audio", "video", "mm")
 
@@ -252,6 +252,14 @@ def main(argv: list[str] | None = None) -> None:
         if debug or exc.errno not in DISK_ERRORS:
             raise
         _fail(f"cannot write {exc.filename or 'a file'}: {os_reason(exc)}")
+    except RuntimeError as exc:  # DataLoader workers on a full /dev/shm (e.g. docker's 64 MB)
+        reason = shared_memory_reason(exc)
+        if debug or reason is None:
+            raise
+        _fail(
+            f"the DataLoader workers cannot pass batches through shared memory: {reason}; "
+            "make room in /dev/shm (docker: --shm-size) or pass --num-workers 0"
+        )
 
 
 DISK_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)

@@ -32,11 +32,18 @@ _ESCAPES = {
     c: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(c), f"\\x{c:02x}")
     for c in (*range(32), *range(127, 160))
 }
+# line and paragraph separators (str.splitlines breaks at them) and the bidirectional embeddings,
+# overrides and isolates, which reorder the rest of a line on the screen
+_ESCAPES |= {
+    c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
 
 
 def one_line(text: str) -> str:
     """``text`` with its control characters (newline, escape, NUL, ...) written as ``\\n``,
-    ``\\x1b``: a file name or caption never breaks a one-line message, nor drives the terminal."""
+    ``\\x1b``, and the line separators and bidirectional overrides as ``\\u2028``, ``\\u202e``:
+    a file name or caption never breaks a one-line message, drives the terminal or reorders
+    what follows it."""
     return text.translate(_ESCAPES)
 
 

@@ -31,7 +31,7 @@ from mmkit.data.sources import (
     SourceOptions,
     local_path,
     media_file,
-    media_files,
+    media_listing,
     read_rows,
     row_value,
 )
@@ -186,7 +186,11 @@ def _captions(value: Any, where: str, image: str) -> list[str]:
 def read_caption_folder(root: Path) -> CaptionData:
     """Images with a same-name ``.txt`` (one caption per line); ``<split>/`` folders optional."""
     out = Collector(str(root))
-    for image in media_files(root, IMAGE_EXTS):
+    images, links_out = media_listing(root, IMAGE_EXTS)
+    for link in links_out:  # skipped, with the reason
+        source, name = media_file(link, root, str(link.relative_to(root)))
+        out.add(str(link), source, name, [], None, None)
+    for image in images:
         text = image.with_suffix(".txt")
         if not text.is_file():
             continue

@@ -1,10 +1,10 @@
 """JPEG-compressed frames for prepared stores of ``uint8 [H, W, 3]`` items (video frames).
 
 A store's ``frame_format`` (a decode parameter, so part of its fingerprint) is ``raw`` (frames
-as they are, ``data.bin`` a memory-mappable array) or ``jpeg``: every frame is one JPEG
+as they are, ``data.bin`` one array of frames) or ``jpeg``: every frame is one JPEG
 (torchvision's libjpeg-turbo, ``jpeg_quality``), back to back in ``data.bin``, with each frame's
 end offset in ``frames.bin`` (int64); see :mod:`mmkit.data.store`. Frames are encoded in
-``prepare``'s decoding threads and decoded in the DataLoader workers, only those a clip samples.
+``prepare``'s decoding workers and decoded in the DataLoader workers, only those a clip samples.
 Torch is imported on first use, so reading a manifest stays light.
 """
 

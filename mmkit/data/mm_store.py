@@ -69,7 +69,7 @@ def prepare_store(
     head = ["mm", params, data.labels, data.kind, data.split_source]
     fp = fingerprint(head, (record_line(r, "\x1f".join(r.captions)) for r in data.records))
     size = int(params["image_size"])
-    recipe = StoreRecipe("mm", "uint8", (size, size, 3), params, decode_item)
+    recipe = StoreRecipe("mm", "uint8", (size, size, 3), params, decode_item, processes=True)
     captions: list[str] = []
     owners: list[int] = []
 

@@ -84,19 +84,30 @@ def media_files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
     """Media files below ``root`` (hidden entries skipped), sorted for determinism. Entries
     that are not regular files (a FIFO, a dangling link) are listed too, so that decoding
     refuses them with their reason instead of leaving them out unsaid."""
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in extensions
-        and not p.is_dir()
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    return media_listing(root, extensions)[0]
+
+
+def media_listing(root: Path, extensions: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
+    """:func:`media_files`, and the folders below ``root`` that are symbolic links out of it:
+    the listing does not enter a linked folder, and a dataset layout lists these as skipped
+    (with :func:`media_file`'s reason) rather than leave their files out unsaid."""
+    files, links_out = [], []
+    for p in root.rglob("*"):
+        if any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        if not p.is_dir():
+            if p.suffix.lower() in extensions:
+                files.append(p)
+        elif p.is_symlink() and link_out_of(p, root) is not None:
+            links_out.append(p)
+    return sorted(files), sorted(links_out)
 
 
 def read_folder(root: Path, options: SourceOptions) -> SourceData:
     """``root/<label>/<file>`` or ``root/<split>/<label>/<file>``."""
     records = []
-    for path in media_files(root, options.extensions):
+    files, links_out = media_listing(root, options.extensions)
+    for path in files:
         parts = path.relative_to(root).parts
         if len(parts) < 2:
             continue
@@ -105,6 +116,7 @@ def read_folder(root: Path, options: SourceOptions) -> SourceData:
         if label.startswith("_") and label.endswith("_") and label != "_unknown_":
             continue  # e.g. _background_noise_
         records.append(media_record(path, root, label, str(path.relative_to(root)), split))
+    records += [media_record(p, root, "", str(p.relative_to(root)), None) for p in links_out]
     return SourceData(records, label_names(records), "folder")
 
 

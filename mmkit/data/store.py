@@ -1,4 +1,4 @@
-"""The prepared store: media decoded once into one memory-mapped array plus a JSON manifest.
+"""The prepared store: media decoded once into one array on disk plus a JSON manifest.
 
 Items are ragged along their first axis (audio clips of different lengths, videos with different
 frame counts) and share the trailing shape (``()`` for mono int16 audio, ``(H, W, 3)`` for frames)::
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mmkit.data.frame_codec import ENDS, decode_jpeg, frame_format
+from mmkit.data.row_file import RowFile
 from mmkit.errors import UserInputError
 from mmkit.events import Progress
 from mmkit.io.files import file_problem
@@ -143,7 +144,7 @@ def open_cached(path: Path, fingerprint: str, progress: Progress) -> Store | Non
 
 
 class Store:
-    """Read side of a prepared store. ``store[i]`` is item ``i``'s array (a memory-map view)."""
+    """Read side of a prepared store. ``store[i]`` is item ``i``'s array (read from disk)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -158,14 +159,14 @@ class Store:
         dtype = np.dtype(self.meta["dtype"])
         self.ends: np.ndarray | None = None  # jpeg: where each frame ends in data.bin
         if self.frame_format == "jpeg":
-            self.ends = _mapped(self.path / ENDS, total * 8, np.int64, (total,))
+            self.ends = np.asarray(_rows(self.path / ENDS, total * 8, np.int64, (total,)))
             if total and (self.ends[0] < 0 or np.any(np.diff(self.ends) < 0)):
                 raise _damaged(self.path / ENDS, "frame offsets that go backwards")
             needed = int(self.ends[-1]) if total else 0
-            self.data = _mapped(self.path / "data.bin", needed, np.uint8, (needed,))
+            self.data = _rows(self.path / "data.bin", needed, np.uint8, (needed,))
         else:
             needed = total * dtype.itemsize * int(np.prod(self.item_shape, dtype=np.int64))
-            self.data = _mapped(self.path / "data.bin", needed, dtype, (total, *self.item_shape))
+            self.data = _rows(self.path / "data.bin", needed, dtype, (total, *self.item_shape))
         index = {name: i for i, name in enumerate(self.labels)}
         self.targets = np.array([index[i.label] for i in self.items], dtype=np.int64)
 
@@ -190,7 +191,7 @@ class Store:
         return len(self.items)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        """Item ``i``'s array: a memory-map view (raw), every frame decoded (jpeg)."""
+        """Item ``i``'s array, read from ``data.bin`` (raw) or every frame decoded (jpeg)."""
         item = self.items[i]
         if self.ends is not None:
             return self.take(i, np.arange(item.length))
@@ -247,12 +248,12 @@ def _damaged(path: Path, what: str) -> UserInputError:
     return UserInputError(f"{path}: {what}; the store is damaged (delete it and prepare again)")
 
 
-def _mapped(path: Path, needed: int, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """``path`` memory-mapped as ``shape`` (zeros when empty), checked to hold ``needed``
-    bytes first."""
+def _rows(path: Path, needed: int, dtype: Any, shape: tuple[int, ...]) -> Any:
+    """``path`` read as ``shape`` (:class:`~mmkit.data.row_file.RowFile`; zeros when empty),
+    checked to hold ``needed`` bytes first."""
     size = path.stat().st_size if path.is_file() else -1
     if size < needed:
         raise _damaged(path, f"holds {max(size, 0)} bytes but {MANIFEST} describes {needed}")
     if not needed:
         return np.zeros(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    return RowFile(path, dtype, shape)

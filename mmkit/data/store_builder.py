@@ -2,20 +2,25 @@
 
 A modality says what a store holds (:class:`StoreRecipe`: dtype, item shape, decode parameters and
 the decode function) and which records go in; :func:`build_store` fingerprints the source, reuses
-an unchanged store, decodes every record on a thread pool, skips (and lists) unreadable files, and
-commits atomically. Hooks add what only one modality has (captions and their tokens for
-image-text, background noise for audio).
+an unchanged store, decodes every record on a pool of processes or threads, skips (and lists)
+unreadable files, and commits atomically. Hooks add what only one modality has (captions and
+their tokens for image-text, background noise for audio).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
+import signal
+import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +48,12 @@ class StoreRecipe:
     item_shape: tuple[int, ...]
     params: dict[str, Any]
     decode: Decode  # (record.source, params) -> array [n, *item_shape]; raises MediaError
+    # decode in processes (Python-bound decoding: audio) rather than threads (ffmpeg, Pillow)
+    processes: bool = False
 
     def encoder(self) -> Decode:
         """:attr:`decode`, then each frame JPEG-encoded when ``params`` ask for a jpeg store
-        (in the decoding threads: :mod:`~mmkit.data.frame_codec`)."""
+        (in the decoding workers: :mod:`~mmkit.data.frame_codec`)."""
         if frame_format(self.params) != "jpeg":
             return self.decode
         decode, quality = self.decode, int(self.params["jpeg_quality"])
@@ -99,34 +106,91 @@ def default_out(modality: str, fp: str) -> Path:
     return cache_dir() / "prepared" / f"{modality}-{fp}"
 
 
+# records per task sent to a decoding process: few enough to keep memory small, enough that the
+# hand-over costs little next to the decoding
+PROCESS_CHUNK = 32
+
+
+def decode_one(decode: Decode, source: Any, params: dict[str, Any]) -> Any:
+    """``decode(source, params)``, or the reason the source is skipped."""
+    if isinstance(source, Unusable):  # listed by the dataset, refused before decoding
+        return source.reason
+    try:
+        return decode(source, params)
+    except MediaError as exc:
+        return exc.reason
+
+
+def _decode_chunk(decode: Decode, sources: list[Any], params: dict[str, Any]) -> list[Any]:
+    return [decode_one(decode, source, params) for source in sources]
+
+
+def _decoding_process(parent: int) -> None:
+    """Set up a decoding process: Ctrl-C and SIGTERM are the parent's to act on (it stops the
+    pool, or exits at once), the process dies with its parent (a SIGKILLed ``prepare`` leaves no
+    orphan), and one intra-op thread (the pool is the parallelism)."""
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(0)
+    torch.set_num_threads(1)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _pool(workers: int, processes: bool) -> Executor:
+    if not processes:
+        return ThreadPoolExecutor(workers)
+    context = multiprocessing.get_context("fork")  # the decoder is already imported: no start-up
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_decoding_process, initargs=(os.getpid(),)
+    )
+
+
 def decode_all(
-    decode: Decode, records: Sequence[Any], params: dict[str, Any], workers: int | None = None
+    decode: Decode,
+    records: Sequence[Any],
+    params: dict[str, Any],
+    workers: int | None = None,
+    *,
+    processes: bool = False,
 ) -> Iterable[tuple[Any, np.ndarray | EncodedFrames | str]]:
-    """``(record, array or skip reason)`` for each record, in order, decoded on a thread pool.
+    """``(record, array or skip reason)`` for each record, in order.
 
+    One worker decodes in this thread; more decode on a pool of ``workers`` processes
+    (``processes``: ``decode`` must pickle; chunks of :data:`PROCESS_CHUNK` records) or threads.
     Sources are read as the pool needs them (:func:`~mmkit.data.hf_tables.stream_sources`: a
-    dataset's media bytes stay in its files until then) and at most ``2 * workers`` records are in
+    dataset's media bytes stay in its files until then) and at most ``2 * workers`` tasks are in
     flight, so memory holds a few items, never the dataset."""
-
-    def one(source: Any) -> np.ndarray | EncodedFrames | str:
-        if isinstance(source, Unusable):  # listed by the dataset, refused before decoding
-            return source.reason
-        try:
-            return decode(source, params)
-        except MediaError as exc:
-            return exc.reason
-
     workers = workers or min(8, os.cpu_count() or 1)
-    pending: deque[tuple[Any, Future]] = deque()
-    with ThreadPoolExecutor(workers) as pool:
-        for record, source in zip(records, stream_sources(records), strict=True):
-            pending.append((record, pool.submit(one, source)))
+    pairs = zip(records, stream_sources(records), strict=True)
+    if workers == 1:
+        for record, source in pairs:
+            yield record, decode_one(decode, source, params)
+        return
+    size = PROCESS_CHUNK if processes else 1
+    pending: deque[tuple[tuple[Any, ...], Future]] = deque()
+    pool = _pool(workers, processes)
+    try:
+        while chunk := list(itertools.islice(pairs, size)):
+            chunk_records, sources = zip(*chunk, strict=True)
+            future = pool.submit(_decode_chunk, decode, list(sources), params)
+            pending.append((chunk_records, future))
             if len(pending) >= 2 * workers:
-                done, future = pending.popleft()
-                yield done, future.result()
+                yield from _results(*pending.popleft())
         while pending:
-            done, future = pending.popleft()
-            yield done, future.result()
+            yield from _results(*pending.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _results(records: tuple[Any, ...], future: Future) -> Iterator[tuple[Any, Any]]:
+    yield from zip(records, future.result(), strict=True)
 
 
 def build_store(
@@ -176,7 +240,10 @@ def build_store(
             progress.advance(done)
         chunk, last = min(1024, max(8, len(records) // 64)), time.monotonic()
         decode = recipe.encoder()
-        for record, result in decode_all(decode, records[done:], recipe.params, workers):
+        results = decode_all(
+            decode, records[done:], recipe.params, workers, processes=recipe.processes
+        )
+        for record, result in results:
             if isinstance(result, str):
                 writer.skip(record.name, result)
                 progress.message(f"skipped {record.name}: {result}")

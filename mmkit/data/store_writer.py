@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from mmkit.data.frame_codec import ENDS, EncodedFrames, encode_jpeg, frame_format
 from mmkit.data.store import FORMAT_VERSION, MANIFEST, Store, StoreItem
+from mmkit.errors import UserInputError
 from mmkit.io.atomic import (
     hold_lock,
     partial_dir_for,
@@ -57,6 +59,7 @@ class StoreWriter:
         resume: str | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
+        self._chunks = 0
         with self._writing():
             self.out_dir.parent.mkdir(parents=True, exist_ok=True)
             recover_dir(self.out_dir)
@@ -80,7 +83,6 @@ class StoreWriter:
         self._offset = 0  # rows (samples, frames) written
         self._bytes = 0  # jpeg: bytes written to data.bin
         self._ends: Any = None  # jpeg: frames.bin
-        self._chunks = 0
         self._committed = (0, 0, 0)  # records, items, skipped at the last chunk
         self._lock: int | None = None
         with self._writing():
@@ -234,10 +236,19 @@ class StoreWriter:
             np.save(self._tmp / f"{key}.npy", array, allow_pickle=False)
         self.extras[key] = {"dtype": array.dtype.str, "shape": list(array.shape)}
 
-    def _writing(self) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
         """A full disk or a read-only folder: one line naming the store (the previous one, if
-        any, stays as it was: nothing replaces it before :meth:`commit`)."""
-        return writing(self.out_dir, "the prepared store")
+        any, stays as it was: nothing replaces it before :meth:`commit`), and where the items
+        a resumable writer committed wait for the next one."""
+        try:
+            with writing(self.out_dir, "the prepared store"):
+                yield
+        except UserInputError as exc:
+            if not self._chunks:
+                raise
+            kept = f"{partial_dir_for(self.out_dir).name} keeps what was decoded for the next run"
+            raise UserInputError(f"{exc}; {kept}") from exc.__cause__
 
     def commit(self, labels: list[str], **info: Any) -> Store:
         with self._writing():
@@ -267,10 +278,11 @@ class StoreWriter:
 
     def abort(self) -> None:
         """Stop writing: a plain writer removes its temporary directory; a resumable one keeps
-        its committed chunks for the next writer with the same key."""
+        its committed chunks for the next writer with the same key (and removes its directory
+        when it committed none: there is nothing to continue from)."""
         with contextlib.suppress(OSError):  # the disk is full: what is buffered is lost anyway
             self._close()
-        if self._lock is None:
+        if self._lock is None or not self._chunks:
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._release()
 

@@ -4,6 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmkit.events import Progress
+
+# Early stopping reads the validation metric; on fewer items than this it moves in steps of 5 %
+# or more and ended small fine-tuning runs at random (benchmarks/RESULTS-video.md, transfer).
+MIN_VALIDATION_TO_STOP = 20
+
+
+def early_stopping(patience: int, validation_items: int, progress: Progress) -> int:
+    """The patience a run uses: ``patience``, or 0 (the whole schedule) with a note when the
+    validation set is too small to stop on."""
+    if patience > 0 and validation_items < MIN_VALIDATION_TO_STOP:
+        progress.message(
+            f"early stopping is off: {validation_items} validation items are too few to stop "
+            f"on (fewer than {MIN_VALIDATION_TO_STOP}); training all epochs"
+        )
+        return 0
+    return patience
+
 
 @dataclass
 class BestTracker:

@@ -1,9 +1,9 @@
 """The one training loop, for every modality.
 
-AdamW with linear warmup + cosine decay, gradient clipping, bf16 autocast on CUDA, early stopping on
-the task's validation metric, ``best/`` and ``last/`` checkpoints written atomically, exact resume
-(epoch, step inside the epoch, optimizer, scheduler, RNG), ``metrics.jsonl`` and a curves PNG.
-Under ``torchrun`` it runs DDP: each rank trains on its shard, rank 0 evaluates and writes.
+AdamW with linear warmup + cosine decay, gradient clipping, bf16 autocast on CUDA, early stopping
+(:mod:`~mmkit.engine.tracker`), atomic ``best/`` and ``last/`` checkpoints, exact resume (epoch,
+step, optimizer, scheduler, RNG), ``metrics.jsonl`` and a curves PNG. Under ``torchrun`` it runs
+DDP: each rank trains on its shard, rank 0 evaluates and writes.
 
 What is modality-specific lives in the :class:`Task` (how a batch becomes a loss, how to evaluate).
 """
@@ -29,6 +29,7 @@ from mmkit.engine.optim import make_optimizer
 from mmkit.engine.placement import Loaders, place_model
 from mmkit.engine.signals import StopOnSignal
 from mmkit.engine.state import TrainerState, TrainResult
+from mmkit.engine.tracker import early_stopping
 from mmkit.errors import CheckpointError, MmkitError, TrainingInterrupted
 from mmkit.events import NullProgress, Progress
 from mmkit.io.checkpoint_dir import load_weights, read_spec
@@ -84,6 +85,7 @@ class Trainer:
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg, total_steps)
         self._stop = StopOnSignal()
         self.state = TrainerState(world=self.world)
+        self.patience = early_stopping(cfg.patience, len(val_set), self.progress)
 
     @property
     def is_main(self) -> bool:
@@ -141,7 +143,7 @@ class Trainer:
             self._stop = stop
             self._stopping = False
             tracker = self.state.tracker
-            while self.state.epoch < self.cfg.epochs and not tracker.exhausted(self.cfg.patience):
+            while self.state.epoch < self.cfg.epochs and not tracker.exhausted(self.patience):
                 self._train_epoch()
                 if self._stopping:
                     break
@@ -229,8 +231,7 @@ class Trainer:
         with torch.no_grad():
             metrics = self.task.evaluate(self.model, self.loaders.val, self.device)
         self.state.epoch += 1
-        self.state.step_in_epoch = 0
-        self.state.epoch_loss_sum = 0.0
+        self.state.step_in_epoch, self.state.epoch_loss_sum = 0, 0.0
         row = {
             "epoch": self.state.epoch,
             **self._epoch_train,

@@ -88,6 +88,28 @@ def write_reason(exc: BaseException) -> str | None:
     return None
 
 
+_SHM_WRITE = re.compile(
+    r"unable to (?:write to|resize|mmap|open)[^<]*<[^>]*torch_[^>]*>.*?\((\d+)\)"
+)
+
+
+def shared_memory_reason(exc: BaseException) -> str | None:
+    """Why a DataLoader worker could not hand a batch over through shared memory (torch's
+    ``RuntimeError``: ``unable to write to file </torch_...>: No space left on device (28)``,
+    or a worker killed by ``SIGBUS`` on a full ``/dev/shm``), in a few words; ``None`` for any
+    other error."""
+    if not isinstance(exc, RuntimeError):
+        return None
+    text = str(exc)
+    found = _SHM_WRITE.search(text)
+    if found is not None:
+        code = int(found.group(1))
+        return os_reason(OSError(code, os.strerror(code)))
+    if "out of shared memory" in text:
+        return "a worker was killed by SIGBUS (shared memory full)"
+    return None
+
+
 @contextlib.contextmanager
 def writing(path: str | os.PathLike[str], what: str) -> Iterator[None]:
     """Inside the block, a failed write (:func:`write_reason`) becomes one

@@ -46,6 +46,10 @@ RESIZE_DEFAULTS: dict[str, str | int] = {
 """:func:`load_image_array`'s fitting keywords when nothing says otherwise (and for stores and
 checkpoints made before they were recorded)."""
 
+MAX_ASPECT = 16
+"""Beyond this aspect ratio, ``shortest`` fitting resamples the centre crop's part of the image
+alone (see :func:`resize_image`)."""
+
 _BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 
 
@@ -174,6 +178,12 @@ def resize_image(
     ``Resize`` + ``CenterCrop``, ``Resize((S, S))``, or ``ResizeKeepRatio(longest=1)`` +
     ``CenterCropOrPad``, on a PIL image: antialiased Pillow resampling).
 
+    In ``shortest`` mode an image more than :data:`MAX_ASPECT` times longer than wide (or wide
+    than high) has only the part that the centre crop keeps resampled (Pillow's ``box``):
+    resizing it whole would take memory in proportion to its length (a 1 x 60,000 strip at
+    224 is 3 G pixels). The crop is the same, or, where the strip is enlarged, differs by
+    less than half a grey level on average.
+
     Raises:
         ValueError: ``size`` is not positive.
         UserInputError: an unknown ``resize_mode`` / ``interpolation`` or a bad ``fill_color``.
@@ -189,6 +199,11 @@ def resize_image(
         short, long = min(width, height), max(width, height)
         new_long = int(size * long / short)
         target = (size, new_long) if width <= height else (new_long, size)
+        if new_long > MAX_ASPECT * size:  # the crop alone, straight from the source pixels
+            top, left = round((target[1] - size) / 2.0), round((target[0] - size) / 2.0)
+            sx, sy = width / target[0], height / target[1]
+            box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+            return image.resize((size, size), method, box=box)
     else:  # longest: the long side to size, rounded as open_clip's ResizeKeepRatio
         ratio = max(width, height) / size
         target = (max(1, round(width / ratio)), max(1, round(height / ratio)))

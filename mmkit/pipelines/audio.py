@@ -50,6 +50,7 @@ def _split_fragment(source: str | bytes) -> tuple[str | bytes, tuple[float, floa
 class AudioModality(classify.Modality[AudioConfig]):
     name = "audio"
     extensions = AUDIO_EXTENSIONS
+    decode_in_processes = True  # soundfile + resampling: Python-bound, threads would not scale
     dtype = "int16"
     shape_keys = ("sample_rate", "duration", "max_seconds", "classes")
     config_class = AudioConfig

@@ -68,6 +68,8 @@ class Modality(ABC, Generic[C]):
     dtype: str
     shape_keys: tuple[str, ...]  # train options that define the input; eval reuses the run's
     config_class: type[C]
+    # decoding is Python-bound (a pool of processes uses the cores) rather than done by ffmpeg
+    decode_in_processes: bool = False
 
     @abstractmethod
     def store_params(self, cfg: C) -> dict[str, Any]:
@@ -142,7 +144,12 @@ def prepare(
     head = [modality.name, params, data.labels, data.kind, data.split_source]
     fp = fingerprint(head, [*(record_line(r) for r in data.records), *data.noise_files])
     recipe = StoreRecipe(
-        modality.name, modality.dtype, modality.item_shape(params), params, modality.decode
+        modality.name,
+        modality.dtype,
+        modality.item_shape(params),
+        params,
+        modality.decode,
+        processes=modality.decode_in_processes,
     )
 
     def finish(writer: StoreWriter) -> None:

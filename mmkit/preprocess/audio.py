@@ -3,13 +3,14 @@
 Each preprocessor is a small ``nn.Module`` over a torchaudio transform, built from JSON-serialisable
 keyword arguments that :meth:`ParamsModule.params` returns, so a checkpoint's ``config.json``
 rebuilds it exactly: ``create_preprocessor(name, **module.params())``. Waveform augmentations live
-in :mod:`mmkit.preprocess.audio_augment`.
+in :mod:`mmkit.preprocess.audio_augment` and :mod:`mmkit.preprocess.audio_channel`.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -47,6 +48,16 @@ class ParamsModule(nn.Module):
 def _check_batch(x: torch.Tensor, dims: int, what: str, name: str) -> None:
     if x.dim() != dims:
         raise ValueError(f"{name} expects {what}, got shape {tuple(x.shape)}")
+
+
+def _uniform(bounds: Sequence[float], size: int, device: torch.device) -> torch.Tensor:
+    lo, hi = (float(b) for b in bounds)
+    return lo + (hi - lo) * torch.rand(size, device=device)
+
+
+def _check_range(name: str, bounds: Sequence[float]) -> None:
+    if len(bounds) != 2 or bounds[0] > bounds[1]:
+        raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {list(bounds)}")
 
 
 @register_preprocessor("log_mel", modality="audio")

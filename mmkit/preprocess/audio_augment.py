@@ -17,20 +17,11 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
-from mmkit.preprocess.audio import ParamsModule, _check_batch
+from mmkit.preprocess.audio import ParamsModule, _check_batch, _check_range, _uniform
+from mmkit.preprocess.audio_channel import PhoneChannel, RoomReverb, SpeedPerturb
 from mmkit.registry import register_preprocessor
 
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
-
-
-def _uniform(bounds: Sequence[float], size: int, device: torch.device) -> torch.Tensor:
-    lo, hi = (float(b) for b in bounds)
-    return lo + (hi - lo) * torch.rand(size, device=device)
-
-
-def _check_range(name: str, bounds: Sequence[float]) -> None:
-    if len(bounds) != 2 or bounds[0] > bounds[1]:
-        raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {list(bounds)}")
 
 
 def colored_noise(exponents: torch.Tensor, length: int) -> torch.Tensor:
@@ -312,48 +303,65 @@ class RandomTrim(ParamsModule):
 
 @register_preprocessor("wave_augment", modality="audio")
 class WaveAugment(nn.Sequential):
-    """The default waveform augmentation: time_shift -> noise_mix -> band_limit -> random_trim ->
-    random_gain.
+    """The default waveform augmentation: time_shift -> speed_perturb -> room_reverb -> noise_mix
+    -> band_limit -> phone_channel -> random_trim -> random_gain.
 
-    Each of ``shift``, ``noise``, ``band``, ``trim`` and ``gain`` is a dict of that module's keyword
-    arguments, laid over :attr:`STAGE_DEFAULTS` (``{"p": 0}`` disables a stage). ``band`` and
-    ``trim`` get ``sample_rate``. The chain's defaults differ from the single modules' where the
+    Each of ``shift``, ``speed``, ``reverb``, ``noise``, ``band``, ``phone``, ``trim`` and
+    ``gain`` is a dict of that module's keyword arguments, laid over :attr:`STAGE_DEFAULTS`
+    (``{"p": 0}`` disables a stage). ``speed``, ``reverb``, ``band``, ``phone`` and ``trim`` get
+    ``sample_rate``. The chain's defaults differ from the single modules' where the
     cross-engine protocol (benchmarks/RESULTS-audio.md) measured a gain on speech from unseen
     voices, engines and formats: noise on 4 examples in 5, band-limiting on half (half of those a
     round trip through 8 or 11.025 kHz, as in telephone or low-rate recordings) and half of the
-    examples trimmed to a shorter recording padded with digital silence.
+    examples trimmed to a shorter recording padded with digital silence. ``speed``, ``reverb``
+    and ``phone`` are off: on that protocol's recording conditions each gained on what it
+    imitates and lost as much elsewhere (RESULTS-audio.md, "Real recordings").
     """
 
     STAGE_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
         "shift": {},
+        "speed": {"p": 0.0},
+        "reverb": {"p": 0.0},
         "noise": {"p": 0.8},
         "band": {"p": 0.5, "mix": (1.0, 1.0, 2.0)},
+        "phone": {"p": 0.0},
         "trim": {"p": 0.5},
         "gain": {},
     }
+    STAGES: ClassVar[dict[str, type[nn.Module]]] = {
+        "shift": TimeShift,
+        "speed": SpeedPerturb,
+        "reverb": RoomReverb,
+        "noise": NoiseMix,
+        "band": BandLimit,
+        "phone": PhoneChannel,
+        "trim": RandomTrim,
+        "gain": RandomGain,
+    }
+    WITH_RATE = ("speed", "reverb", "band", "phone", "trim")
 
     def __init__(
         self,
         *,
         sample_rate: int = 16000,
         shift: dict[str, Any] | None = None,
+        speed: dict[str, Any] | None = None,
+        reverb: dict[str, Any] | None = None,
         noise: dict[str, Any] | None = None,
         band: dict[str, Any] | None = None,
+        phone: dict[str, Any] | None = None,
         trim: dict[str, Any] | None = None,
         gain: dict[str, Any] | None = None,
     ) -> None:
-        given = {"shift": shift, "noise": noise, "band": band, "trim": trim, "gain": gain}
-        kw = {name: {**self.STAGE_DEFAULTS[name], **(given[name] or {})} for name in given}
-        rate = {"sample_rate": sample_rate}
-        super().__init__(
-            OrderedDict(
-                shift=TimeShift(**kw["shift"]),
-                noise=NoiseMix(**kw["noise"]),
-                band=BandLimit(**{**rate, **kw["band"]}),
-                trim=RandomTrim(**{**rate, **kw["trim"]}),
-                gain=RandomGain(**kw["gain"]),
-            )
-        )
+        given = {"shift": shift, "speed": speed, "reverb": reverb, "noise": noise, "band": band}
+        given.update(phone=phone, trim=trim, gain=gain)
+        stages = OrderedDict()
+        for name, cls in self.STAGES.items():
+            kw = {**self.STAGE_DEFAULTS[name], **(given[name] or {})}
+            if name in self.WITH_RATE:
+                kw = {"sample_rate": sample_rate, **kw}
+            stages[name] = cls(**kw)
+        super().__init__(stages)
         self.sample_rate = int(sample_rate)
 
     def set_noise_bank(self, noise: torch.Tensor | None) -> None:

@@ -13,7 +13,9 @@ step, so each has its own peak RSS (``wait4``, :func:`~mmkit.pipelines.bench.tim
 Seconds per item leave out the fixed cost of a process that imports the modality's pipeline
 (``startup_seconds``, measured alone). The ratios compare the largest fraction with the smallest;
 ``prepare_workers_2_over_1`` is the files/s of ``prepare --workers 2`` over ``--workers 1`` (the
-decoding threads of :func:`~mmkit.data.store_builder.decode_all`), on the smallest fraction.
+decoding pool of :func:`~mmkit.data.store_builder.decode_all`), on the first fraction of at least
+``workers_fraction`` (1/4: on smaller ones a process's fixed costs, such as building the
+image-text model to read its store parameters, hide the decoding).
 Models are the ``*_test`` variants by default: the data path, not the model, is what grows.
 
 For video, ``store_formats`` compares ``--store-format raw`` and ``jpeg`` on the smallest
@@ -68,6 +70,7 @@ class ScaleSettings:
     data: str | None = None  # where generated data sets are kept; default $MMKIT_CACHE/scale
     seed: int = 0
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))  # to generate
+    workers_fraction: str = "1/4"  # where prepare --workers 1 and 2 are compared
     data_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
     train_args: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(TRAIN_ARGS))
 
@@ -136,6 +139,8 @@ def scale_kind(
     )  # fmt: skip
     root = Path(settings.data) if settings.data else cache_dir() / "scale"
     points, workers, formats = [], None, None
+    target = scale_data.parse_fraction(settings.workers_fraction)
+    compared = min((f for f in fractions if f >= target), default=fractions[-1])
     for fraction in fractions:
         progress.message(f"{kind}: data at {fraction} (generated once, then cached)")
         data = scale_data.generate(
@@ -145,12 +150,12 @@ def scale_kind(
             seed=settings.seed,
             workers=settings.workers,
         )
-        if workers is None:
-            progress.message(f"{kind} {fraction}: prepare with 1 and 2 decoding threads")
+        if fraction == compared:
+            progress.message(f"{kind} {fraction}: prepare with 1 and 2 decoding workers")
             workers = prepare_workers(kind, data.path, settings, workdir, startup)
-            if modality == "video":
-                progress.message(f"{kind} {fraction}: raw and jpeg frame stores")
-                formats = store_formats(kind, data.path, settings, device, workdir)
+        if fraction == fractions[0] and modality == "video":
+            progress.message(f"{kind} {fraction}: raw and jpeg frame stores")
+            formats = store_formats(kind, data.path, settings, device, workdir)
         progress.message(f"{kind} {fraction}: prepare, one epoch, eval, infer")
         points.append(measure_point(kind, data, settings, device, workdir, startup))
     return {
