@@ -4,7 +4,7 @@ one-factor-at-a-time comparison of issue 18 (``benchmarks/RESULTS-mm.md``).
 - ``--batches random``: batches drawn as before issue 18 (a random caption per image, a plain
   shuffle, so a caption may occur twice in a batch); ``distinct`` (the default) is mmkit's;
   ``groups``: no two images that share a caption text in a batch
-  (``mmkit.data.epochs.group_batches``).
+  (``benchmarks/batch_groups.py``).
 - ``--decay all-matrices``: weight decay on every parameter of 2 or more dimensions, token and
   position embeddings included, as before issue 18; ``matrices`` (the default) is mmkit's.
 
@@ -28,7 +28,7 @@ def patch(batches: str, decay: str) -> None:
     from mmkit.pipelines import mm
 
     if batches == "groups":
-        from mmkit.data.epochs import group_batches
+        from benchmarks.batch_groups import group_batches
         from mmkit.tasks import contrastive
 
         contrastive.distinct_batches = group_batches  # type: ignore[assignment]

@@ -7,7 +7,7 @@ import collections
 import numpy as np
 import pytest
 
-from mmkit.data.epochs import group_batches, groups_of
+from benchmarks.batch_groups import group_batches, groups_of
 
 
 def _renders(n_items: int, n_scenes: int, seed: int) -> tuple[list[list[int]], list[int], list]:
