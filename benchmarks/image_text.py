@@ -5,28 +5,31 @@ Scenes come from ``tests.media.images.write_scene_images``: one or two shapes of
 named position, captions exactly true (``"a red circle on the left"``), rendered at 64x64,
 80x60 and 96x72 as jpg/png/webp. Four shape-colour pairs (a Latin square: red circle, green
 square, blue triangle, yellow cross) never appear in training; every shape and every colour
-still does, with other partners. Three sets, written as CSV manifests (``image,caption,label``,
-one row per caption):
+still does, with other partners. The sets (``image_text_data.py``), CSV manifests
+(``image,caption,label``, one row per caption):
 
 - ``train.csv``: every rendered scene without a held-out pair, minus the same-concept test
   images; no split column, so mmkit splits it as it would a user's manifest;
-- ``same.csv``: 60 held-out renders of 60 DISTINCT scenes whose pairs training has seen;
-- ``new.csv``: 60 renders of 60 distinct scenes that contain a held-out pair.
+- ``same``: held-out renders of scenes whose pairs training has seen;
+- ``new``: renders of scenes that contain a held-out pair;
 
-Both test sets have 60 images and 120 captions, so their R@1 are comparable; scenes are distinct
-within a set, so no two captions are the same text (mm eval counts ties against the query). Each
-seed trains with the defaults (``mmkit mm train --dataset train.csv``) and is scored with
-``mmkit.pipelines.mm.evaluate(..., split="all")`` on each test set.
+each test set in ``--galleries`` galleries (default 6: 360 images, 720 captions) of 60 images of
+60 scenes that are distinct pictures, with their 120 captions, no text twice; an image or
+caption is ranked within its gallery (mm eval counts ties against the query), and a set's figure
+is the mean over all its images (captions for text->image). ``--galleries 1`` is the protocol of
+issue 9 (one 60-image set each, in which a few scenes are the same picture), also scored as
+``same_v1`` / ``new_v1`` with more galleries. Each seed trains with the defaults (``mmkit mm
+train --dataset train.csv``, the same file in both) and is scored with
+``mmkit.pipelines.mm.evaluate(..., split="all")`` on each gallery.
 
-    python -m benchmarks.image_text [--seeds 0 1 2] [--json] [--data DIR] [--set key=value ...]
+    python -m benchmarks.image_text [--seeds 0 1 2] [--galleries 6] [--json] [--set key=value]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import shutil
+import resource
 import sys
 import tempfile
 import time
@@ -35,83 +38,55 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.camera_motion import parse_overrides
+from benchmarks.image_text_data import SETS, ensure_data, gallery_files
 from benchmarks.protocol import base_parser, code_version, summarize
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/image_text")
-HELD_OUT_PAIRS = {("circle", "red"), ("square", "green"), ("triangle", "blue"), ("cross", "yellow")}
-POOL, TEST_IMAGES, DATA_SEED, DATA_VERSION = 1500, 60, 0, 1
-SIZES = ((64, 64), (80, 60), (96, 72))
-
-
-def is_new(record: Any) -> bool:
-    """Whether a scene shows a shape-colour pair training never sees."""
-    return any((o.shape, o.colour) in HELD_OUT_PAIRS for o in record.scene.objects)
-
-
-def _write(path: Path, records: Sequence[Any], root: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=("image", "caption", "label"))
-        writer.writeheader()
-        for r in records:
-            rel = r.path.relative_to(root).as_posix()
-            writer.writerows({"image": rel, "caption": c, "label": r.label} for c in r.captions)
-
-
-def _distinct(records: Sequence[Any], n: int) -> list[Any]:
-    """The first ``n`` records with distinct scenes."""
-    seen, out = set(), []
-    for r in records:
-        if r.scene.objects not in seen:
-            seen.add(r.scene.objects)
-            out.append(r)
-        if len(out) == n:
-            return out
-    raise RuntimeError(f"only {len(out)} distinct scenes, {n} wanted")
-
-
-def ensure_data(cache: Path) -> dict[str, Any]:
-    """Render the pool once and write ``train.csv``, ``same.csv`` and ``new.csv``."""
-    from tests.media.images import write_scene_images
-
-    root = Path(cache).expanduser() / f"v{DATA_VERSION}-seed{DATA_SEED}-n{POOL}"
-    if not (root / "counts.json").is_file():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root.parent))
-        try:
-            records = write_scene_images(
-                tmp / "images", POOL, seed=DATA_SEED, sizes=SIZES, splits={"train": 1.0}
-            )
-            seen = [r for r in records if not is_new(r)]
-            same = _distinct(seen[::-1], TEST_IMAGES)  # from the end: the rest stays in order
-            new = _distinct([r for r in records if is_new(r)], TEST_IMAGES)
-            chosen = {r.path for r in same}
-            train = [r for r in seen if r.path not in chosen]
-            for name, part in (("train", train), ("same", same), ("new", new)):
-                _write(tmp / f"{name}.csv", part, tmp)
-            counts = {"train_images": len(train), "same_images": len(same), "new_images": len(new)}
-            (tmp / "counts.json").write_text(json.dumps(counts))
-            shutil.rmtree(root, ignore_errors=True)
-            tmp.rename(root)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return {"root": root, **json.loads((root / "counts.json").read_text())}
 
 
 def run_seed(data: dict[str, Any], seed: int, overrides: dict[str, Any], out: Path) -> dict:
     from mmkit.config import build_config
     from mmkit.pipelines import mm
 
-    root = data["root"]
-    flags = {"dataset": str(root / "train.csv"), "out": str(out), "seed": seed}
+    flags = {"dataset": str(Path(data["root"]) / "train.csv"), "out": str(out), "seed": seed}
     cfg = build_config(mm.MMConfig, None, {**overrides, **flags})
     result = mm.train(cfg)
+    checkpoint = str(result.best_checkpoint)
     row: dict[str, Any] = {"epochs_run": result.epochs, "val": result.best_metric}
-    for name in ("same", "new"):
-        report = mm.evaluate(
-            str(result.best_checkpoint), mm.MMConfig(dataset=str(root / f"{name}.csv")), split="all"
-        )
-        row[name] = score_row(report)
+    return row | score_sets(
+        data,
+        lambda manifest: mm.evaluate(checkpoint, mm.MMConfig(dataset=str(manifest)), split="all"),
+    )
+
+
+def score_sets(data: dict[str, Any], score: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """A seed's test entries: ``score(manifest)`` (an ``mm eval``-shaped report) for every
+    gallery of each test set: ``same`` / ``new`` over all galleries (each figure the mean over
+    images, or captions for text->image); with several galleries also ``*_galleries`` (each
+    one) and ``same_v1`` / ``new_v1`` (issue 9's 60-image sets)."""
+    row: dict[str, Any] = {}
+    for name in SETS:
+        rows = [score_row(score(path)) for path in gallery_files(data, name)]
+        row[name] = pooled(rows)
+        if len(rows) > 1:
+            row[f"{name}_galleries"] = rows
+            row[f"{name}_v1"] = score_row(score(Path(data["root"]) / f"{name}.csv"))
     return row
+
+
+def pooled(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Gallery rows as one: counts summed, each figure weighted by what it averages over."""
+    images = sum(r["num_images"] for r in rows)
+    pairs = sum(r["num_pairs"] for r in rows)
+    out: dict[str, Any] = {"num_images": images, "num_pairs": pairs}
+    for key in KEYS:
+        if any(r[key] is None for r in rows):
+            out[key] = None
+            continue
+        weight = "num_pairs" if key.startswith("t2i") else "num_images"
+        total = sum(r[key] * r[weight] for r in rows) / sum(r[weight] for r in rows)
+        out[key] = round(total, 4)
+    return out
 
 
 def score_row(report: dict[str, Any]) -> dict[str, Any]:
@@ -141,30 +116,42 @@ def run_protocol(
 
     torch.set_num_threads(max(1, args.threads))
     code = code_version()
-    data = ensure_data(args.data)
+    data = ensure_data(args.data, args.galleries)
     out = args.out or Path(tempfile.mkdtemp(prefix="mmkit-image-text-"))
     seeds = []
     for seed in args.seeds:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         row = {"seed": seed, **run(data, seed, out / f"seed{seed}")}
-        for name in ("same", "new"):
+        for name in SETS:
             if row[name]["num_images"] != data[f"{name}_images"]:
                 raise RuntimeError(f"{name}: scored {row[name]['num_images']} images")
         row["seconds"] = round(time.perf_counter() - t0, 1)
+        row["cpu_seconds"] = round(cpu_seconds() - cpu0, 1)
         seeds.append(row)
-        print(f"mm seed {seed}: {json.dumps(row)}", file=sys.stderr, flush=True)
+        short = {k: v for k, v in row.items() if not k.endswith("_galleries")}
+        print(f"mm seed {seed}: {json.dumps(short)}", file=sys.stderr, flush=True)
     report: dict[str, Any] = {
         "code": code,
         "settings": settings,
         "data": {k: str(v) for k, v in data.items()},
         "per_seed": seeds,
     }
-    for name in ("same", "new"):
+    for name in (*SETS, *(f"{s}_v1" for s in SETS)):
         for key in KEYS:
-            values = [s[name][key] for s in seeds if s[name][key] is not None]
+            values = [s[name][key] for s in seeds if name in s and s[name][key] is not None]
             if values:
                 report.setdefault(name, {})[key] = summarize(values)
     return report
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (loader workers): the
+    cost of a seed on a shared machine, where wall time depends on the other jobs."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def print_report(report: dict[str, Any], as_json: bool) -> None:
@@ -180,10 +167,19 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         print(f"| {title} | {first['num_images']} | {first['num_pairs']} | {' | '.join(cells)} |")
 
 
+def protocol_parser(description: str) -> argparse.ArgumentParser:
+    """``base_parser`` and ``--galleries``."""
+    parser = base_parser(description, DEFAULT_DATA)
+    parser.add_argument(
+        "--galleries", type=int, default=6, help="60-image galleries per test set (1: issue 9's)"
+    )
+    return parser
+
+
 def main(argv: Sequence[str] | None = None, settings: dict[str, Any] | None = None) -> int:
     """The protocol with mmkit's defaults and ``--set`` overrides (``settings``: what else the
     caller changed, recorded in the report)."""
-    parser = base_parser(__doc__.split("\n\n")[0], DEFAULT_DATA)
+    parser = protocol_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)

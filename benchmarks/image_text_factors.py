@@ -2,7 +2,9 @@
 one-factor-at-a-time comparison of issue 18 (``benchmarks/RESULTS-mm.md``).
 
 - ``--batches random``: batches drawn as before issue 18 (a random caption per image, a plain
-  shuffle, so a caption may occur twice in a batch); ``distinct`` (the default) is mmkit's.
+  shuffle, so a caption may occur twice in a batch); ``distinct`` (the default) is mmkit's;
+  ``groups``: no two images that share a caption text in a batch
+  (``benchmarks/batch_groups.py``).
 - ``--decay all-matrices``: weight decay on every parameter of 2 or more dimensions, token and
   position embeddings included, as before issue 18; ``matrices`` (the default) is mmkit's.
 
@@ -25,6 +27,11 @@ def patch(batches: str, decay: str) -> None:
     from mmkit.engine import optim
     from mmkit.pipelines import mm
 
+    if batches == "groups":
+        from benchmarks.batch_groups import group_batches
+        from mmkit.tasks import contrastive
+
+        contrastive.distinct_batches = group_batches  # type: ignore[assignment]
     if batches == "random":
         pairs = mm.CaptionPairs
 
@@ -46,7 +53,7 @@ def patch(batches: str, decay: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--batches", choices=("distinct", "random"), default="distinct")
+    parser.add_argument("--batches", choices=("distinct", "random", "groups"), default="distinct")
     parser.add_argument("--decay", choices=("matrices", "all-matrices"), default="matrices")
     args, rest = parser.parse_known_args(argv)
     patch(args.batches, args.decay)

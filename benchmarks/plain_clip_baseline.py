@@ -11,7 +11,7 @@ image takes one of its captions not yet in the batch, at random); AdamW (lr 1e-3
 of linear warm-up then a cosine to 0, the logit scale clamped at 100 after each step; 30 epochs
 on all of ``train.csv``, the last weights scored.
 
-    python benchmarks/plain_clip_baseline.py [--seeds 0 1 2] [--epochs N] [--json]
+    python benchmarks/plain_clip_baseline.py [--seeds 0 1 2] [--epochs N] [--lr X] [--json]
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from open_clip.transform import AugmentationCfg, image_transform
 from PIL import Image
 
-from benchmarks.image_text import DEFAULT_DATA, print_report, run_protocol, score_row
-from benchmarks.protocol import base_parser
+from benchmarks.image_text import print_report, protocol_parser, run_protocol, score_sets
 from mmkit.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 
 EPOCHS, BATCH, LR, WEIGHT_DECAY, CROP_SCALE = 30, 128, 1e-3, 0.1, (0.7, 1.0)
@@ -109,14 +108,14 @@ def score(model: open_clip.CLIP, manifest: Path) -> dict[str, Any]:
     return report
 
 
-def run_seed(data: dict[str, Any], seed: int, epochs: int) -> dict[str, Any]:
+def run_seed(data: dict[str, Any], seed: int, epochs: int, lr: float = LR) -> dict[str, Any]:
     random.seed(seed)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     images, captions, _ = read_manifest(data["root"] / "train.csv")
     augment = image_transform(IMAGE_SIZE, is_train=True, aug_cfg=AugmentationCfg(scale=CROP_SCALE))
     model = build_model()
-    optimizer = torch.optim.AdamW(param_groups(model), lr=LR)
+    optimizer = torch.optim.AdamW(param_groups(model), lr=lr)
     per_epoch = len(batches(captions, random.Random(seed)))  # the packing gives the count
     total, warmup = epochs * per_epoch, per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -143,17 +142,19 @@ def run_seed(data: dict[str, Any], seed: int, epochs: int) -> dict[str, Any]:
             with torch.no_grad():
                 model.logit_scale.clamp_(0, math.log(100))
     row: dict[str, Any] = {"epochs_run": epochs, "steps": steps, "train_images": len(images)}
-    for name in ("same", "new"):
-        row[name] = score_row(score(model, data["root"] / f"{name}.csv"))
-    return row
+    return row | score_sets(data, lambda manifest: score(model, manifest))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = base_parser(__doc__.split("\n\n")[0], DEFAULT_DATA)
+    parser = protocol_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--lr", type=float, default=LR, help="the recipe's: 1e-3")
     args = parser.parse_args(argv)
     epochs = args.epochs or EPOCHS
     settings = {"recipe": "plain open_clip loop", "epochs": epochs, "batch_size": BATCH}
-    report = run_protocol(lambda data, seed, _out: run_seed(data, seed, epochs), args, settings)
+    settings["lr"] = args.lr
+    report = run_protocol(
+        lambda data, seed, _out: run_seed(data, seed, epochs, args.lr), args, settings
+    )
     print_report(report, args.json)
     return 0
 
