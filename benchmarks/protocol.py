@@ -5,6 +5,7 @@ code version, break accuracy down by a column of the test manifest."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -129,6 +130,15 @@ def transfer_rows(
                 "seeds": results,
             }
     return rows
+
+
+def print_transfer(report: dict[str, Any], as_json: bool, header: str, unit: str) -> None:
+    """A transfer report: one JSON document, or ``header`` and :func:`transfer_table`."""
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    print(header)
+    print("\n".join(transfer_table(report, unit)))
 
 
 def transfer_table(report: dict[str, Any], unit: str) -> list[str]:

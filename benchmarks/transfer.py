@@ -33,7 +33,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.protocol import base_parser, code_version, transfer_rows, transfer_table
+from benchmarks.protocol import base_parser, code_version, print_transfer, transfer_rows
 from benchmarks.transfer_data import TransferData, TransferSpec, ensure_data
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/transfer")
@@ -139,11 +139,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_report(report: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(report, indent=2))
-        return
-    print(f"code {report['code']}; test: {report['test']['files']} clips, held-out speakers")
-    print("\n".join(transfer_table(report, "word")))
+    header = f"code {report['code']}; test: {report['test']['files']} clips, held-out speakers"
+    print_transfer(report, as_json, header, "word")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.camera_motion_data import TEST_SOURCES, CameraData, DataSpec, ensure_data
-from benchmarks.protocol import base_parser, code_version, transfer_rows, transfer_table
+from benchmarks.protocol import base_parser, code_version, print_transfer, transfer_rows
 from benchmarks.transfer import MODES, mode_flags
 
 DEFAULT_DATA = Path("~/.cache/mmkit/bench/transfer_video")
@@ -235,16 +235,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_report(report: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(report, indent=2))
-        return
     pre = report["pretrain"]
-    print(
+    header = (
         f"code {report['code']}; pretrain {pre['labels']}: test accuracy "
         f"{pre.get('test_accuracy', 'n/a')}; test: {report['test']['files']} clips, "
         f"held-out sources {', '.join(report['test']['sources'])}"
     )
-    print("\n".join(transfer_table(report, "class")))
+    print_transfer(report, as_json, header, "class")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

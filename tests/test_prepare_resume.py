@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,15 @@ def decode(self, source, params):
 
 AudioModality.decode = decode
 """
+
+
+def _wait_for(proc: subprocess.Popen, ready: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll until ``ready()`` while ``proc`` runs; fail after ``seconds`` or if it exits."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        assert time.monotonic() < deadline, f"no {what} in {seconds} s"
+        time.sleep(0.05)
 
 
 def _writer(out: Path, key: str | None = "fp") -> StoreWriter:
@@ -137,11 +147,7 @@ def test_prepare_killed_half_way_decodes_only_the_rest(tmp_path):
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 300
-        while not (partial / "chunk-000002.json").is_file():
-            assert proc.poll() is None, proc.communicate()[1].decode()
-            assert time.monotonic() < deadline, "no chunk committed in 300 s"
-            time.sleep(0.05)
+        _wait_for(proc, lambda: (partial / "chunk-000002.json").is_file(), 300, "a chunk")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -203,11 +209,8 @@ def test_decoding_processes_die_with_a_killed_prepare(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "mmkit", *args, "--workers", "2"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while len(children := _children(proc.pid)) < 2:
-            assert proc.poll() is None, proc.communicate()[1].decode()
-            assert time.monotonic() < deadline, "no decoding processes in 120 s"
-            time.sleep(0.05)
+        _wait_for(proc, lambda: len(_children(proc.pid)) >= 2, 120, "decoding processes")
+        children = _children(proc.pid)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
