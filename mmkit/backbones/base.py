@@ -37,6 +37,7 @@ backbone and preprocessor against this contract.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -78,7 +79,7 @@ def init_conv_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class ClassifierBackbone(nn.Module):
+class ClassifierBackbone(nn.Module, ABC):
     """Pooled features -> dropout -> a linear classifier (none for ``num_classes == 0``).
 
     ``head_name`` is the classifier's attribute (``"head"``; ``"fc"`` where published weights
@@ -107,9 +108,9 @@ class ClassifierBackbone(nn.Module):
         head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
         setattr(self, self.head_name, head)
 
+    @abstractmethod
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs -> pooled features ``[B, num_features]``."""
-        raise NotImplementedError
+        """Inputs -> pooled features ``[B, num_features]`` (each backbone's own)."""
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Features ``[B, num_features]`` -> logits ``[B, num_classes]`` (features if 0 classes)."""

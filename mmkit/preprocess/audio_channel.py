@@ -11,6 +11,7 @@ waited for), is the identity in eval mode, and is rebuilt from :meth:`params`.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -103,7 +104,7 @@ class RoomReverb(ParamsModule):
         return torch.where(apply, wet.to(wave.dtype), wave)
 
 
-class _Chunked(ParamsModule):
+class _Chunked(ParamsModule, ABC):
     """A stage that treats the batch in ``chunks``, each with probability ``p`` and one setting
     drawn on the host (resampling per example would cost a kernel per example)."""
 
@@ -115,8 +116,9 @@ class _Chunked(ParamsModule):
         self.chunks = int(chunks)
         self.p = float(p)
 
+    @abstractmethod
     def apply_chunk(self, piece: torch.Tensor, draws: list[float]) -> torch.Tensor:
-        raise NotImplementedError
+        """The stage on one chunk of the batch, with that chunk's ``draws``."""
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         _check_batch(wave, 2, "a waveform batch [B, T]", type(self).__name__)
