@@ -109,6 +109,7 @@ def default_out(modality: str, fp: str) -> Path:
 # records per task sent to a decoding process: few enough to keep memory small, enough that the
 # hand-over costs little next to the decoding
 PROCESS_CHUNK = 32
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def decode_one(decode: Decode, source: Any, params: dict[str, Any]) -> Any:
@@ -138,9 +139,6 @@ def _decoding_process(parent: int) -> None:
     if os.getppid() != parent:  # the parent died before prctl
         os._exit(0)
     torch.set_num_threads(1)
-
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _pool(workers: int, processes: bool) -> Executor:
