@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from mmkit.errors import MmkitError, RanksDisagree
+from mmkit.errors import MmkitError, PeerLost, RanksDisagree
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a collective waits for a rank that stopped answering (the ``dist_timeout`` key)."""
@@ -47,10 +47,6 @@ _LOST = re.compile(
     re.IGNORECASE,
 )
 _TIMED_OUT = re.compile(r"timed? ?out|timeout", re.IGNORECASE)
-
-
-class PeerLost(MmkitError):
-    """Another process of the torchrun job died or stopped answering (exit 1, one line)."""
 
 
 def rank() -> int:

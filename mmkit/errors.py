@@ -44,6 +44,12 @@ class RanksDisagree(UserInputError):
     raises it and exits 1; rank 0 alone prints it."""
 
 
+class PeerLost(MmkitError):
+    """Another process of the torchrun job died or stopped answering (exit 1, one line). The
+    process group is broken by then, so the CLI leaves at once after that line: tearing the
+    group down normally may wait on the lost peer."""
+
+
 class TrainingInterrupted(MmkitError):
     """Raised after an interrupt once ``last/`` holds everything needed to resume (exit 130)."""
 

@@ -301,4 +301,7 @@ def test_wave_augment_overrides_lie_over_the_chain_defaults():
     assert params["noise"]["snr_db"] == [10.0, 20.0]
     assert params["noise"]["p"] == WaveAugment.STAGE_DEFAULTS["noise"]["p"]
     assert params["trim"]["p"] == WaveAugment.STAGE_DEFAULTS["trim"]["p"] > 0  # on by default
+    # a mild room on a quarter of the examples (issue 18's "New defaults"); speed, phone off
+    assert params["reverb"]["p"] == 0.25 and list(params["reverb"]["rt60"]) == [0.1, 0.5]
+    assert params["speed"]["p"] == params["phone"]["p"] == 0.0
     assert WaveAugment(trim={"p": 0}).params()["trim"]["p"] == 0

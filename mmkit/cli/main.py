@@ -6,6 +6,7 @@ exit code 1 (``MMKIT_DEBUG=1`` re-raises it with its traceback); usage errors ex
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -27,7 +28,7 @@ from mmkit.cli.output import (
     print_json,
     progress_for,
 )
-from mmkit.errors import MmkitError, RanksDisagree, TrainingInterrupted
+from mmkit.errors import MmkitError, PeerLost, RanksDisagree, TrainingInterrupted
 from mmkit.io.files import os_reason, shared_memory_reason
 
 MODALITIES = ("audio", "video", "mm")
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(1)  # rank 0 says it for every rank
         if debug:
             raise
-        _fail(str(exc))
+        _fail(str(exc), at_once=isinstance(exc, PeerLost))
     except OSError as exc:  # a full disk where no module named the file: still one line
         if debug or exc.errno not in DISK_ERRORS:
             raise
@@ -265,7 +266,15 @@ def main(argv: list[str] | None = None) -> None:
 DISK_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, at_once: bool = False) -> NoReturn:
+    """``error: MESSAGE`` on stderr and exit 1; ``at_once`` skips the interpreter's teardown
+    (a torchrun peer was lost: closing the broken process group or the DataLoader workers may
+    block, and torchrun would wait 30 s before killing the process)."""
     text = one_line(message)
     err.print(f"error: {text}", style="red", highlight=False, markup=False, soft_wrap=True)
+    if at_once:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(1)
     sys.exit(1)
