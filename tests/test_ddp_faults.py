@@ -314,3 +314,36 @@ def test_ranks_started_with_other_options_are_refused(store: Path, tmp_path: Pat
         r"\(batch_size: 16 vs 8\); start every process with the same options$",
     )  # fmt: skip
     assert not run.exists() or not any(run.iterdir())
+
+
+LEAVE = r"""
+import atexit, sys
+import mmkit.cli.main as cli
+from mmkit.errors import PeerLost, UserInputError
+
+atexit.register(lambda: print("teardown ran", flush=True))
+error = {"lost": PeerLost("rank 1 of 2: another process of this torchrun job is gone"),
+         "other": UserInputError("no such file")}[sys.argv[1]]
+
+class Command:
+    def main(self, **kwargs):
+        raise error
+
+cli.build_command = Command
+cli.main([])
+"""
+
+
+@pytest.mark.parametrize("kind", ["lost", "other"])
+def test_a_lost_peer_ends_the_process_at_once(kind: str, tmp_path: Path) -> None:
+    """After a lost peer's one line the process leaves without the interpreter's teardown
+    (which may wait on the broken process group: torchrun then waited 30 s before SIGKILL);
+    any other error still exits normally."""
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE)
+    env = dict(os.environ, MMKIT_DEBUG="0")
+    proc = subprocess.run([sys.executable, str(script), kind], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: "), proc.stderr
+    assert ("teardown ran" in proc.stdout) is (kind == "other"), proc.stdout
