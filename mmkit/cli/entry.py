@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 INTERRUPTED = 130
 
@@ -58,11 +58,17 @@ def _by_keyboard_interrupt(exc: BaseException) -> bool:
     return False
 
 
-def _exit_interrupted() -> None:
-    """Exit 130 at once. CPython remembers a KeyboardInterrupt that reached C code running
-    Python (``PyRun_String``) even when it was caught, and then ends the process by SIGINT
-    (status -2) instead of the exit code; ``os._exit`` after flushing gives 130 every time."""
+def exit_now(code: int) -> NoReturn:
+    """Flush stdout and stderr, then end the process with ``code`` without the interpreter's
+    teardown (``os._exit``)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    os._exit(INTERRUPTED)
+    os._exit(code)
+
+
+def _exit_interrupted() -> NoReturn:
+    """Exit 130 at once. CPython remembers a KeyboardInterrupt that reached C code running
+    Python (``PyRun_String``) even when it was caught, and then ends the process by SIGINT
+    (status -2) instead of the exit code; ``os._exit`` after flushing gives 130 every time."""
+    exit_now(INTERRUPTED)

@@ -6,7 +6,6 @@ exit code 1 (``MMKIT_DEBUG=1`` re-raises it with its traceback); usage errors ex
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import sys
@@ -20,6 +19,7 @@ from mmkit.cli import audio, export, mm, plugins, video
 from mmkit.cli.bench_output import render_bench, render_scale
 from mmkit.cli.binding import command, show_config_defaults
 from mmkit.cli.common import Device, Json
+from mmkit.cli.entry import exit_now
 from mmkit.cli.output import (
     err,
     mapping_tables,
@@ -273,8 +273,5 @@ def _fail(message: str, at_once: bool = False) -> NoReturn:
     text = one_line(message)
     err.print(f"error: {text}", style="red", highlight=False, markup=False, soft_wrap=True)
     if at_once:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-        os._exit(1)
+        exit_now(1)
     sys.exit(1)
