@@ -8,11 +8,12 @@ resumable ``last/`` first (:class:`mmkit.engine.trainer.Trainer`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
 from typing import Any, NoReturn
+
+from mmkit.cli.exits import exit_now
 
 INTERRUPTED = 130
 
@@ -56,15 +57,6 @@ def _by_keyboard_interrupt(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def exit_now(code: int) -> NoReturn:
-    """Flush stdout and stderr, then end the process with ``code`` without the interpreter's
-    teardown (``os._exit``)."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
 
 
 def _exit_interrupted() -> NoReturn:

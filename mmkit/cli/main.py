@@ -19,7 +19,7 @@ from mmkit.cli import audio, export, mm, plugins, video
 from mmkit.cli.bench_output import render_bench, render_scale
 from mmkit.cli.binding import command, show_config_defaults
 from mmkit.cli.common import Device, Json
-from mmkit.cli.entry import exit_now
+from mmkit.cli.exits import exit_now
 from mmkit.cli.output import (
     err,
     mapping_tables,
